@@ -1,0 +1,23 @@
+"""jaxrecon: reconstructing training data from model parameters, in JAX.
+
+Implements the attack and experiments of "A Law of Data Reconstruction for Random Features
+(and Beyond)" (Iurada, Bombari, Tommasi, Mondelli; ICLR 2026, arXiv 2509.22214).
+"""
+
+from ._version import __version__
+from .activations import ACTIVATIONS, get_activation, surrogate_relu
+from .data import Dataset, project_to_sphere, sphere, synthetic
+from .features import FeatureMap, RandomFeatures, Target
+from .loss import (factor_kernel, projector_loss, projector_residual, report_loss, span_residuals)
+from .metrics import Match, error_abs, error_sign, match
+from .models import FitResult, fit, fit_with_info
+from .reconstruct import (DEFAULT_METHOD, METHODS, MethodConfig, ReconResult, method_config,
+                          reconstruct, reconstruct_seeds)
+
+__all__ = [
+    "ACTIVATIONS", "DEFAULT_METHOD", "Dataset", "FeatureMap", "FitResult", "METHODS", "Match",
+    "MethodConfig", "RandomFeatures", "ReconResult", "Target", "__version__", "error_abs", "error_sign",
+    "factor_kernel", "fit", "fit_with_info", "get_activation", "match", "method_config",
+    "project_to_sphere", "projector_loss", "projector_residual", "reconstruct", "reconstruct_seeds",
+    "report_loss", "span_residuals", "sphere", "surrogate_relu", "synthetic",
+]

@@ -1,0 +1,242 @@
+"""Random features ``phi(x) = sigma(V x)`` with ``V`` regenerated from a key.
+
+Row ``j`` of ``V`` (shape ``(p, d)``) is ``normal(fold_in(key, j), (d,)) / sqrt(d)``, i.e.
+``V_ij ~ N(0, 1/d)``. Because every row has its own key, the dense ``V`` and any streamed blocking
+of it hold *identical* numbers: a block size never changes a result, only memory and speed.
+
+* ``block_size=None`` (dense): ``prepare()`` materialises ``V`` once (``p * d`` floats) and every
+  later call reuses it.
+* ``block_size=B`` (streamed): ``V`` is never stored. Each call walks over ``ceil(p / B)`` blocks in
+  a ``lax.scan``, regenerating the block's rows inside the compiled program, each block under
+  ``jax.checkpoint`` so that reverse-mode autodiff recomputes the block instead of storing it.
+  Memory is ``O(n * B + n^2)``, not ``O(p * d)``. A last partial block is padded and masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from .. import _validate
+from ..activations import ActivationSpec, activation_name, get_activation
+
+_PRECISIONS = {
+    "highest": jax.lax.Precision.HIGHEST,
+    "high": jax.lax.Precision.HIGH,
+    "default": jax.lax.Precision.DEFAULT,
+}
+
+
+def _dtype_or_default(dtype):
+    return jnp.dtype(dtype) if dtype is not None else jnp.dtype(jnp.result_type(float))
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomFeatures:
+    """Random-features map ``phi(x) = sigma(V x)``, ``V_ij ~ N(0, 1/d)`` (paper Sec. 2).
+
+    Args:
+      key: PRNG key from which ``V`` is derived (never ``V`` itself).
+      d: input dimension.
+      p: number of features (= parameters of the RF model).
+      activation: a name from :data:`jaxrecon.activations.ACTIVATIONS` or a callable.
+      block_size: ``None`` for dense ``V``; an integer streams ``V`` in blocks of that many rows.
+      surrogate_slope: if set, ReLU's derivative is ``slope`` on negative pre-activations
+        (the published attack's surrogate gradient); forward values are unchanged.
+      dtype: dtype of ``V`` and of the features (default: JAX's default float).
+      precision: matmul precision, ``"highest"`` (default; float32 products on GPUs stay exact),
+        ``"high"`` or ``"default"`` (TF32/bf16 passes on accelerators).
+      V: the materialised matrix, filled in by :meth:`prepare` for dense maps; leave ``None``.
+    """
+
+    key: jax.Array
+    d: int
+    p: int
+    activation: ActivationSpec = "relu"
+    block_size: Optional[int] = None
+    surrogate_slope: Optional[float] = None
+    dtype: Optional[str] = None
+    precision: str = "highest"
+    V: Optional[jax.Array] = None
+
+    def __post_init__(self):
+        _validate.positive_int("d", self.d)
+        _validate.positive_int("p", self.p)
+        if self.block_size is not None:
+            _validate.positive_int("block_size", self.block_size)
+        get_activation(self.activation)  # raises a ValueError for unknown names
+        _validate.choice("precision", self.precision, _PRECISIONS)
+        if self.surrogate_slope is not None:
+            _validate.positive_float("surrogate_slope", self.surrogate_slope, allow_zero=True)
+        if self.dtype is not None:
+            object.__setattr__(self, "dtype", jnp.dtype(self.dtype).name)
+
+    # -- pytree plumbing: key and V are leaves, everything else is static --------------------
+    def tree_flatten(self):
+        static = (self.d, self.p, self.activation, self.block_size, self.surrogate_slope,
+                  self.dtype, self.precision)
+        return (self.key, self.V), static
+
+    @classmethod
+    def tree_unflatten(cls, static, leaves):
+        obj = object.__new__(cls)
+        for name, value in zip(
+            ("d", "p", "activation", "block_size", "surrogate_slope", "dtype", "precision"), static
+        ):
+            object.__setattr__(obj, name, value)
+        object.__setattr__(obj, "key", leaves[0])
+        object.__setattr__(obj, "V", leaves[1])
+        return obj
+
+    def replace(self, **changes) -> "RandomFeatures":
+        return dataclasses.replace(self, **changes)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        return self.d
+
+    @property
+    def dense(self) -> bool:
+        return self.block_size is None
+
+    @property
+    def n_blocks(self) -> int:
+        return math.ceil(self.p / self.block_size) if self.block_size else 1
+
+    @property
+    def sigma(self):
+        return get_activation(self.activation, self.surrogate_slope)
+
+    @property
+    def feature_dtype(self):
+        return _dtype_or_default(self.dtype)
+
+    def describe(self) -> str:
+        mode = "dense" if self.dense else f"streamed(block_size={self.block_size})"
+        return f"RandomFeatures(d={self.d}, p={self.p}, activation={activation_name(self.activation)}, {mode})"
+
+    def with_surrogate(self, slope: float) -> "RandomFeatures":
+        return self.replace(surrogate_slope=slope)
+
+    # -- V ------------------------------------------------------------------------------------
+    def rows(self, start, size: int) -> jax.Array:
+        """Rows ``start .. start+size-1`` of ``V`` (shape ``(size, d)``); ``start`` may be traced."""
+        dtype = self.feature_dtype
+        scale = 1.0 / math.sqrt(self.d)
+
+        def row(j):
+            return jax.random.normal(jax.random.fold_in(self.key, j), (self.d,), dtype)
+
+        return jax.vmap(row)(start + jnp.arange(size)) * jnp.asarray(scale, dtype)
+
+    def weights(self) -> jax.Array:
+        """The dense ``V`` of shape ``(p, d)``."""
+        return self.V if self.V is not None else self.rows(0, self.p)
+
+    def prepare(self) -> "RandomFeatures":
+        """Materialise ``V`` for a dense map (call once, outside loops); streamed maps are unchanged."""
+        if self.dense and self.V is None:
+            return self.replace(V=self.weights())
+        return self
+
+    # -- internals ----------------------------------------------------------------------------
+    def _matmul(self, a, b):
+        return jnp.matmul(a, b, precision=_PRECISIONS[self.precision])
+
+    def _check_x(self, x, name="x"):
+        _validate.matrix(name, x, width=self.d)
+        return jnp.asarray(x, self.feature_dtype)
+
+    def _block_features(self, x, b):
+        """Features of block ``b`` (``(n, B)``), with rows of ``V`` beyond ``p`` masked to zero."""
+        B = self.block_size
+        Vb = self.rows(b * B, B)
+        F = self.sigma(self._matmul(x, Vb.T))
+        mask = (b * B + jnp.arange(B)) < self.p
+        return jnp.where(mask[None, :], F, 0)
+
+    def _blocked(self, vec):
+        """Zero-pad a length-``p`` vector to ``n_blocks * B`` and reshape to ``(n_blocks, B)``."""
+        pad = self.n_blocks * self.block_size - self.p
+        return jnp.pad(vec, (0, pad)).reshape(self.n_blocks, self.block_size)
+
+    def _scan_blocks(self, contrib, init, xs=None):
+        """``sum_b contrib(b, xs[b])`` over blocks with a ``lax.scan``; ``contrib`` is checkpointed."""
+        contrib = jax.checkpoint(contrib)
+        blocks = jnp.arange(self.n_blocks)
+
+        def body(acc, inp):
+            out = contrib(*inp)
+            return jax.tree_util.tree_map(jnp.add, acc, out), None
+
+        acc, _ = jax.lax.scan(body, init, (blocks, xs) if xs is not None else (blocks,))
+        return acc
+
+    # -- public API ---------------------------------------------------------------------------
+    def features(self, x: jax.Array) -> jax.Array:
+        """``Phi(x) = sigma(x V^T)``, shape ``(n, p)``. Materialises ``n * p`` numbers."""
+        x = self._check_x(x)
+        if self.dense:
+            return self.sigma(self._matmul(x, self.weights().T))
+        F = jax.lax.map(lambda b: self._block_features(x, b), jnp.arange(self.n_blocks))
+        return jnp.moveaxis(F, 0, 1).reshape(x.shape[0], -1)[:, : self.p]
+
+    def gram(self, x1: jax.Array, x2: jax.Array) -> jax.Array:
+        """Kernel ``Phi(x1) Phi(x2)^T``, shape ``(n1, n2)``."""
+        x1, x2 = self._check_x(x1, "x1"), self._check_x(x2, "x2")
+        if self.dense:
+            V = self.weights()
+            return self._matmul(self.sigma(self._matmul(x1, V.T)), self.sigma(self._matmul(x2, V.T)).T)
+        init = jnp.zeros((x1.shape[0], x2.shape[0]), self.feature_dtype)
+        return self._scan_blocks(
+            lambda b: self._matmul(self._block_features(x1, b), self._block_features(x2, b).T), init
+        )
+
+    def project(self, x: jax.Array, theta: jax.Array) -> jax.Array:
+        """``Phi(x) theta``, shape ``(n,)``."""
+        x = self._check_x(x)
+        theta = jnp.asarray(_validate.vector("theta", theta, self.p), self.feature_dtype)
+        if self.dense:
+            return self._matmul(self.sigma(self._matmul(x, self.weights().T)), theta)
+        init = jnp.zeros((x.shape[0],), self.feature_dtype)
+        return self._scan_blocks(
+            lambda b, tb: self._matmul(self._block_features(x, b), tb), init, self._blocked(theta)
+        )
+
+    def adjoint(self, x: jax.Array, alpha: jax.Array) -> jax.Array:
+        """``Phi(x)^T alpha``, shape ``(p,)``."""
+        x = self._check_x(x)
+        alpha = jnp.asarray(_validate.vector("alpha", alpha, x.shape[0], "n"), self.feature_dtype)
+        if self.dense:
+            return self._matmul(alpha, self.sigma(self._matmul(x, self.weights().T)))
+        out = jax.lax.map(
+            jax.checkpoint(lambda b: self._matmul(alpha, self._block_features(x, b))),
+            jnp.arange(self.n_blocks),
+        )
+        return out.reshape(-1)[: self.p]
+
+    def gram_project(self, x: jax.Array, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(Phi(x) Phi(x)^T, Phi(x) theta)`` in one pass over ``V`` (the projector loss's needs)."""
+        x = self._check_x(x)
+        theta = jnp.asarray(_validate.vector("theta", theta, self.p), self.feature_dtype)
+        if self.dense:
+            F = self.sigma(self._matmul(x, self.weights().T))
+            return self._matmul(F, F.T), self._matmul(F, theta)
+        n = x.shape[0]
+        init = (jnp.zeros((n, n), self.feature_dtype), jnp.zeros((n,), self.feature_dtype))
+
+        def contrib(b, tb):
+            F = self._block_features(x, b)
+            return self._matmul(F, F.T), self._matmul(F, tb)
+
+        return self._scan_blocks(contrib, init, self._blocked(theta))
+
+
+jax.tree_util.register_pytree_node(
+    RandomFeatures, RandomFeatures.tree_flatten, RandomFeatures.tree_unflatten
+)

@@ -1,0 +1,157 @@
+"""One reconstruction experiment end to end: data -> model -> target -> attack -> metrics -> files.
+
+:func:`run_reconstruction` is what ``jaxrecon reconstruct`` calls; it is importable from notebooks.
+Keys: ``key = jax.random.key(seed)`` is split into ``(data, features, attack)`` roles; attack seed
+``s`` starts from ``jax.random.split(attack_key, seeds)[s]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from . import _validate
+from .activations import ACTIVATIONS
+from .data.synthetic import Dataset, synthetic
+from .features.base import Target
+from .features.random_features import RandomFeatures
+from .io import out_dir, versions, write_json, write_npz
+from .loss import report_loss
+from .metrics import match
+from .models.rf import fit_with_info
+from .reconstruct import DEFAULT_METHOD, METHODS, method_config, reconstruct_seeds
+
+
+@dataclasses.dataclass
+class ReconstructConfig:
+    """Configuration of one reconstruction run (the CLI flags of ``jaxrecon reconstruct``)."""
+
+    d: int = 100
+    n: int = 20
+    p: Optional[int] = None  # number of features; or give p_over_dn
+    p_over_dn: Optional[float] = None
+    seeds: int = 4
+    seed: int = 0
+    steps: int = 10_000
+    method: str = DEFAULT_METHOD
+    optimizer: Optional[str] = None
+    lr: Optional[float] = None
+    activation: str = "relu"
+    block_size: Optional[int] = None
+    x64: bool = False
+    noise: float = 0.5
+    ridge: float = 0.0
+    chunk: int = 250
+
+    def resolve(self) -> "ReconstructConfig":
+        """Validate every field and fill ``p`` from ``p_over_dn`` (``p = round(r * d * n)``)."""
+        _validate.positive_int("d", self.d)
+        _validate.positive_int("n", self.n)
+        if self.p is None and self.p_over_dn is None:
+            raise ValueError("p: give --p or --p-over-dn")
+        if self.p is not None and self.p_over_dn is not None:
+            raise ValueError("p: give only one of --p and --p-over-dn")
+        if self.p_over_dn is not None:
+            r = _validate.positive_float("p_over_dn", self.p_over_dn)
+            self.p = max(1, int(round(r * self.d * self.n)))
+        _validate.positive_int("p", self.p)
+        self.p_over_dn = self.p / (self.d * self.n)
+        _validate.positive_int("seeds", self.seeds)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
+        _validate.positive_int("steps", self.steps)
+        _validate.positive_int("chunk", self.chunk)
+        _validate.choice("method", self.method, METHODS)
+        _validate.choice("activation", self.activation, ACTIVATIONS)
+        if self.block_size is not None:
+            _validate.positive_int("block_size", self.block_size)
+        _validate.positive_float("noise", self.noise, allow_zero=True)
+        _validate.positive_float("ridge", self.ridge, allow_zero=True)
+        self.method_cfg()  # validates optimizer / lr
+        return self
+
+    def method_cfg(self):
+        return method_config(self.method, optimizer=self.optimizer, lr=self.lr)
+
+
+class Problem(NamedTuple):
+    """A fitted model seen by the attack: its target, training loss and a one-line description."""
+
+    target: Target
+    train_loss: float
+    description: str
+
+
+def load_data(cfg: ReconstructConfig, key) -> Dataset:
+    """Training data for a run (synthetic sphere data)."""
+    return synthetic(key, cfg.n, cfg.d, cfg.noise)
+
+
+def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
+    """Fit the configured model on ``data`` and return the attack's target (random features)."""
+    fmap = RandomFeatures(key, cfg.d, cfg.p, cfg.activation, cfg.block_size)
+    fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, cfg.ridge))(fmap, data.x, data.y)
+    return Problem(Target(fmap, fitted.theta), float(fitted.train_loss), fmap.describe())
+
+
+def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, log=print) -> dict:
+    """Run one reconstruction experiment; write ``summary.json`` and ``arrays.npz`` into ``out``.
+
+    Returns the summary dict: ``config``, ``versions``, ``fit`` and ``results`` (one entry per seed
+    with ``seed, loss, error_abs, error_sign, recovered, flipped, train_loss, steps, seconds,
+    status``).
+    """
+    cfg.resolve()
+    if cfg.x64:
+        jax.config.update("jax_enable_x64", True)
+    out = out_dir(out) if out is not None else None  # fail before computing anything
+    k_data, k_model, k_attack = jax.random.split(jax.random.key(cfg.seed), 3)
+    t0 = time.perf_counter()
+    data = load_data(cfg, k_data)
+    problem = build_problem(cfg, k_model, data)
+    fit_seconds = time.perf_counter() - t0
+    train_loss = problem.train_loss
+    if log:
+        log(f"{problem.description}  n={cfg.n}  p/(dn)={cfg.p_over_dn:.3g}  train MSE={train_loss:.3g}  "
+            f"method={cfg.method}")
+    res = reconstruct_seeds(problem.target, k_attack, cfg.n, cfg.seeds,
+                            method=cfg.method_cfg(), steps=cfg.steps, chunk=cfg.chunk, progress=progress)
+    x = np.asarray(data.x)
+    rows = []
+    for s in range(cfg.seeds):
+        m = match(x, res.x_hat[s])
+        rows.append({
+            "seed": s, "loss": float(report_loss(res.loss[s])), "loss_raw": float(res.loss[s]),
+            "error_abs": m.error_abs, "error_sign": m.error_sign, "recovered": m.recovered,
+            "flipped": int(m.flipped.sum()), "train_loss": train_loss, "steps": int(res.steps[s]),
+            "seconds": float(res.seconds[s]), "status": res.status[s],
+        })
+    summary = {
+        "config": dataclasses.asdict(cfg), "versions": versions(),
+        "fit": {"train_loss": train_loss, "seconds": fit_seconds},
+        "compile_seconds": res.compile_seconds, "results": rows,
+    }
+    if out is not None:
+        write_npz(out / "arrays.npz", x=x, y=np.asarray(data.y), x_hat=res.x_hat)
+        write_json(out / "summary.json", summary)
+    if log:
+        log(format_table(rows))
+    return summary
+
+
+def format_table(rows, columns=("seed", "loss", "error_abs", "error_sign", "recovered", "steps",
+                                "seconds", "status")) -> str:
+    """A plain-text table, one row per seed."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if v != 0 else "0"
+        return str(v)
+
+    cells = [[fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+    return "\n".join([line(columns)] + [line(r) for r in cells])

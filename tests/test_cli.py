@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxrecon import __version__
+from jaxrecon.cli import main
+
+
+def test_reconstruct_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["reconstruct", "--d", "8", "--n", "3", "--p-over-dn", "30", "--seeds", "2", "--steps",
+               "2000", "--method", "adam", "--out", str(out), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "error_sign" in printed and "seed" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["p"] == 720 and summary["config"]["seeds"] == 2
+    for k in ("jaxrecon", "jax", "jaxlib", "optax", "flax", "numpy", "python", "device"):
+        assert k in summary["versions"]
+    assert len(summary["results"]) == 2
+    for row in summary["results"]:
+        for k in ("seed", "loss", "error_abs", "error_sign", "train_loss", "steps", "seconds"):
+            assert k in row
+        assert row["error_sign"] < 1e-2
+    arrays = np.load(out / "arrays.npz")
+    assert arrays["x"].shape == (3, 8) and arrays["y"].shape == (3,) and arrays["x_hat"].shape == (2, 3, 8)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--d", "0", "--n", "3", "--p", "10"], "d: must be a positive integer"),
+    (["--n", "3", "--p", "0"], "p: must be a positive integer"),
+    (["--n", "3", "--p", "10", "--optimizer", "nope"], "optimizer: unknown optax optimiser"),
+    (["--n", "3"], "p: give --p or --p-over-dn"),
+])
+def test_bad_input_exits_2_with_one_line(args, msg, capsys):
+    assert main(["reconstruct", *args, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0] and "Traceback" not in err[0]
+
+
+def test_out_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert main(["reconstruct", "--d", "4", "--n", "2", "--p", "50", "--out", str(f), "--quiet"]) == 2
+    assert "out:" in capsys.readouterr().err
+
+
+def test_console_script_version_and_help():
+    r = subprocess.run([sys.executable, "-m", "jaxrecon.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and __version__ in r.stdout
+    r = subprocess.run([sys.executable, "-m", "jaxrecon.cli", "reconstruct", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--block-size" in r.stdout
