@@ -1,0 +1,93 @@
+"""The paper's ResNet (Sec. 5 / App.): a stem to a 7×7 map, 4 residual blocks, a linear head.
+
+* inputs: flat rows of ``3 * s * s`` numbers in channel-major ``(C, H, W)`` order (how a
+  ``3 x 32 x 32`` image tensor flattens; ``d = 3072`` for the paper's ``s = 32``), reshaped inside;
+* stem: convolution with kernel ``s - 4`` and padding 1, so ``s × s → 7 × 7`` (kernel 28 for 32×32),
+  ``width`` channels, then ReLU;
+* 4 basic residual blocks ``h ← relu(h + conv(relu(conv(h))))``, 3×3 convolutions, padding 1;
+* head: linear map of the flattened ``7 × 7 × width`` map to one output, so ``p = 49 · width``.
+
+No biases, no normalisation; every weight ``~ N(0, 1/fan_in)``. The reduced image size ``s`` (any
+``s >= 8``) exists for CPU-sized runs; the paper's model is ``s = 32``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .. import _validate
+
+MAP_SIZE = 7  # spatial size after the stem
+
+
+def _normal(fan_in):
+    return nnx.initializers.normal(1 / math.sqrt(fan_in))
+
+
+def image_size_of(d: int, channels: int = 3) -> int:
+    """Side ``s`` of the square image with ``d = channels * s * s`` (ValueError otherwise)."""
+    s = int(round(math.sqrt(d / channels)))
+    if channels * s * s != d or s < 8:
+        raise ValueError(f"d: the resnet needs image-shaped inputs d = {channels}*s*s with s >= 8 "
+                         f"(3072 for 32x32 images), got d={d}")
+    return s
+
+
+class Block(nnx.Module):
+    def __init__(self, width: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        conv = lambda: nnx.Conv(width, width, (3, 3), padding=1, use_bias=False,
+                                kernel_init=_normal(9 * width), param_dtype=param_dtype, rngs=rngs)
+        self.conv1, self.conv2 = conv(), conv()
+
+    def __call__(self, h):
+        return jax.nn.relu(h + self.conv2(jax.nn.relu(self.conv1(h))))
+
+
+class ResNet(nnx.Module):
+    """The paper's ResNet with one output; ``x`` is flat ``(n, channels * s * s)``, output ``(n, 1)``."""
+
+    def __init__(self, width: int, image_size: int = 32, channels: int = 3, blocks: int = 4, *,
+                 rngs: nnx.Rngs, param_dtype=jnp.float32):
+        _validate.positive_int("width", width)
+        _validate.positive_int("channels", channels)
+        _validate.positive_int("blocks", blocks)
+        if _validate.positive_int("image_size", image_size) < 8:
+            raise ValueError(f"image_size: must be >= 8, got {image_size}")
+        self.image_size, self.channels, self.width = image_size, channels, width
+        k = image_size + 2 - MAP_SIZE + 1  # padding 1, stride 1: s + 2 - k + 1 = 7
+        self.stem = nnx.Conv(channels, width, (k, k), padding=1, use_bias=False,
+                             kernel_init=_normal(k * k * channels), param_dtype=param_dtype, rngs=rngs)
+        self.blocks = nnx.List([Block(width, rngs=rngs, param_dtype=param_dtype) for _ in range(blocks)])
+        p = MAP_SIZE * MAP_SIZE * width
+        self.head = nnx.Linear(p, 1, use_bias=False, kernel_init=_normal(p), param_dtype=param_dtype,
+                               rngs=rngs)
+
+    @property
+    def input_dim(self) -> int:
+        return self.channels * self.image_size ** 2
+
+    def feature_map(self, x: jax.Array) -> jax.Array:
+        """The ``(n, 7, 7, width)`` map before the head (NHWC)."""
+        s, c = self.image_size, self.channels
+        h = x.reshape(x.shape[0], c, s, s).transpose(0, 2, 3, 1)
+        h = jax.nn.relu(self.stem(h))
+        for block in self.blocks:
+            h = block(h)
+        return h
+
+    def embed(self, x: jax.Array) -> jax.Array:
+        """Head inputs, shape ``(n, 49 * width)``."""
+        h = self.feature_map(x)
+        return h.reshape(h.shape[0], -1)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.head(self.embed(x))
+
+
+def head_size(width: int) -> int:
+    """Parameters of the head: ``49 * width``."""
+    return MAP_SIZE * MAP_SIZE * width

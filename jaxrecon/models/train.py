@@ -1,0 +1,204 @@
+"""Full-batch gradient descent on MSE for flax (NNX) models, and network targets for the attack.
+
+The boundary with flax is :func:`split_model`: ``nnx.split`` gives a static graph and a parameter
+pytree, and ``apply(params, x) = nnx.merge(graph, params)(x)`` is a pure function. Training and the
+feature maps see only ``apply`` and ``params``.
+
+Training (paper Sec. 5): plain gradient descent (optax) on the mean squared error
+``mean_{i,c} (f_c(x_i) - t_ic)^2`` to one-hot targets (``k`` classes) or to ``±1``/real labels
+(one output), updating only a parameter subset (``"head"``) or everything (``"all"``). With the
+head alone and a linear head, the head's Jacobian does not change during training, so
+``theta = head_after - head_before`` lies exactly in the span of the training features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from .. import _validate
+from ..features.base import Target
+from ..features.network import NetworkFeatures, Subset, subset_mask
+
+TRAIN_SUBSETS = ("head", "all")
+MODELS = ("rf", "two_layer", "resnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class NNXApply:
+    """``apply(params, x) = nnx.merge(graph, params).<method>(x)``; hashable (a static jit argument)."""
+
+    graph: Any
+    method: str = "__call__"
+
+    def __call__(self, params, x):
+        return getattr(nnx.merge(self.graph, params), self.method)(x)
+
+
+def split_model(model: nnx.Module, method: str = "__call__") -> tuple[NNXApply, Any]:
+    """``(apply, params)`` for an NNX model: the pure function and its parameter pytree."""
+    graph, params = nnx.split(model)
+    return NNXApply(graph, method), params
+
+
+class TrainResult(NamedTuple):
+    params: Any  # parameters after training (full pytree)
+    losses: jax.Array  # (steps,) training MSE before each step
+    final_loss: jax.Array  # training MSE after the last step
+    lr: jax.Array  # the learning rate used
+
+
+def mse(apply, params, x, targets) -> jax.Array:
+    """``mean((apply(params, x) - targets)^2)`` over all ``n * k`` entries."""
+    out = apply(params, x)
+    return jnp.mean((out.reshape(targets.shape) - targets) ** 2)
+
+
+def auto_lr(apply, params, x, outputs: int, subset: Subset = "all") -> jax.Array:
+    """``1 / lambda_max`` of the Gauss-Newton Hessian ``2 J^T J / (n k)`` of the MSE at ``params``.
+
+    Gradient descent is stable below ``2 / lambda_max``; this is half that bound, so the top
+    direction of the empirical NTK converges in about one step.
+    """
+    fmap = NetworkFeatures(apply, params, x.shape[1], outputs, subset, gram_mode="materialise")
+    K = fmap.gram(x, x)
+    return K.shape[0] / (2 * jnp.linalg.eigvalsh(K)[-1])
+
+
+def train(apply: Callable, params, x: jax.Array, targets: jax.Array, *, steps: int,
+          lr: Optional[float] = None, subset: Subset = "all", optimizer: str = "sgd") -> TrainResult:
+    """Full-batch GD (``optax.<optimizer>``, default plain SGD) on the MSE, updating ``subset``.
+
+    Args:
+      apply, params: the model (see :func:`split_model`).
+      x: training inputs ``(n, d)``; targets ``(n, k)`` (one-hot / ``±1`` / real labels).
+      steps: number of full-batch steps.
+      lr: learning rate; ``None`` uses :func:`auto_lr` (the paper's plain GD used ``1e-5``).
+      subset: the trained parameters (``"head"``, ``"all"``, any :data:`Subset`).
+    """
+    steps = _validate.positive_int("steps", steps)
+    _validate.matrix("x", x)
+    targets = jnp.asarray(targets)
+    if targets.ndim == 1:
+        targets = targets[:, None]
+    if targets.shape[0] != x.shape[0]:
+        raise ValueError(f"targets: must have {x.shape[0]} rows (one per input), got shape {targets.shape}")
+    mask = subset_mask(params, subset)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    sub0 = [l for l, m in zip(leaves, mask) if m]
+    x = jnp.asarray(x, jnp.result_type(*sub0))
+    targets = targets.astype(x.dtype)
+    if lr is None:
+        lr = auto_lr(apply, params, x, targets.shape[1], mask)
+    else:
+        lr = _validate.positive_float("lr", lr)
+    opt = getattr(optax, optimizer)(learning_rate=lr)
+
+    def full(sub):
+        it = iter(sub)
+        return jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
+
+    loss = lambda sub: mse(apply, full(sub), x, targets)
+
+    def step(carry, _):
+        sub, state = carry
+        value, grad = jax.value_and_grad(loss)(sub)
+        updates, state = opt.update(grad, state, sub)
+        return (optax.apply_updates(sub, updates), state), value
+
+    (sub, _), losses = jax.lax.scan(step, (sub0, opt.init(sub0)), None, length=steps)
+    return TrainResult(full(sub), losses, loss(sub), jnp.asarray(lr))
+
+
+# -- from a run configuration to the attack's target ------------------------------------------
+
+def head_params_per_width(cfg) -> int:
+    return 49 if cfg.model == "resnet" else cfg.classes
+
+
+def resolve_network(cfg) -> None:
+    """Validate the network fields of a ``ReconstructConfig`` and set ``p`` = head parameters.
+
+    ``--width`` fixes the head; otherwise the width is ``round(p / per_width)`` from ``--p`` or
+    ``--p-over-dn`` (``per_width`` = ``k`` for the two-layer net, 49 for the ResNet). Idempotent.
+    """
+    _validate.choice("model", cfg.model, MODELS)
+    _validate.choice("train", cfg.train, TRAIN_SUBSETS)
+    _validate.positive_int("classes", cfg.classes)
+    _validate.positive_int("train_steps", cfg.train_steps)
+    if cfg.train_lr is not None:
+        _validate.positive_float("train_lr", cfg.train_lr)
+    if cfg.model == "resnet":
+        from .resnet import image_size_of
+
+        image_size_of(cfg.d)
+        if cfg.classes != 1:
+            raise ValueError(f"classes: the resnet has one output (binary ±1 targets), got {cfg.classes}")
+    per = head_params_per_width(cfg)
+    if cfg.width is None:
+        if cfg.p is None and cfg.p_over_dn is None:
+            raise ValueError("width: give --width, --p or --p-over-dn")
+        p = cfg.p if cfg.p is not None else cfg.p_over_dn * cfg.d * cfg.n
+        cfg.width = max(1, int(round(p / per)))
+    _validate.positive_int("width", cfg.width)
+    cfg.p, cfg.p_over_dn = cfg.width * per, None
+
+
+def make_model(cfg, key, d: int, dtype=jnp.float32) -> nnx.Module:
+    rngs = nnx.Rngs(params=key)
+    if cfg.model == "two_layer":
+        from .two_layer import TwoLayer
+
+        return TwoLayer(d, cfg.width, cfg.classes, cfg.activation, rngs=rngs, param_dtype=dtype)
+    from .resnet import ResNet, image_size_of
+
+    return ResNet(cfg.width, image_size_of(d), rngs=rngs, param_dtype=dtype)
+
+
+def training_targets(cfg, y: jax.Array, dtype) -> jax.Array:
+    """Targets ``(n, k)``: the labels for one output (``±1`` = ``sign(y)`` for the ResNet), else one-hot.
+
+    Synthetic data has real labels and no classes: with ``k >= 2`` classes, sample ``i`` gets class
+    ``i mod k`` (balanced; the attack never sees labels). Integer labels in ``[0, k)`` are used as is.
+    """
+    y = jnp.asarray(y)
+    n = y.shape[0]
+    if cfg.classes == 1:
+        t = jnp.sign(y) if cfg.model == "resnet" else y
+        return t.astype(dtype)[:, None]
+    is_int = jnp.issubdtype(y.dtype, jnp.integer) or bool(jnp.all((y == jnp.round(y)) & (y >= 0)))
+    labels = y.astype(jnp.int32) if is_int and int(jnp.max(y)) < cfg.classes else jnp.arange(n) % cfg.classes
+    return jax.nn.one_hot(labels, cfg.classes, dtype=dtype)
+
+
+class NetworkProblem(NamedTuple):
+    target: Target
+    train: TrainResult
+    description: str
+
+
+def build_network_problem(cfg, key, data) -> NetworkProblem:
+    """Initialise the configured network, train it on ``data`` and return the head target.
+
+    The target is the change of the head; its features are the head Jacobian at the trained
+    parameters (``--train all`` changes the hidden layers too, so the span holds only approximately).
+    """
+    dtype = jnp.float64 if cfg.x64 else jnp.float32
+    x = jnp.asarray(data.x, dtype)
+    model = make_model(cfg, key, x.shape[1], dtype)
+    apply, params0 = split_model(model)
+    targets = training_targets(cfg, data.y, dtype)
+    run = jax.jit(lambda p, xx, t: train(apply, p, xx, t, steps=cfg.train_steps, lr=cfg.train_lr,
+                                          subset=cfg.train))
+    result = run(params0, x, targets)
+    fmap = NetworkFeatures(apply, result.params, x.shape[1], targets.shape[1], "head")
+    target = Target(fmap, fmap.theta_of(params0, result.params))
+    name = "TwoLayer" if cfg.model == "two_layer" else "ResNet"
+    desc = (f"{name}(width={cfg.width}, k={targets.shape[1]}, train={cfg.train}, "
+            f"steps={cfg.train_steps}, lr={float(result.lr):.3g}) head p={fmap.p}")
+    return NetworkProblem(target, result, desc)
