@@ -7,7 +7,7 @@ Implements the attack and experiments of "A Law of Data Reconstruction for Rando
 from ._version import __version__
 from .activations import ACTIVATIONS, get_activation, surrogate_relu
 from .data import Dataset, project_to_sphere, sphere, synthetic
-from .features import FeatureMap, RandomFeatures, Target
+from .features import FeatureMap, NetworkFeatures, RandomFeatures, Target, network_target
 from .loss import (factor_kernel, projector_loss, projector_residual, report_loss, span_residuals)
 from .metrics import Match, error_abs, error_sign, match
 from .models import FitResult, fit, fit_with_info
@@ -16,7 +16,7 @@ from .reconstruct import (DEFAULT_METHOD, METHODS, MethodConfig, ReconResult, me
 
 __all__ = [
     "ACTIVATIONS", "DEFAULT_METHOD", "Dataset", "FeatureMap", "FitResult", "METHODS", "Match",
-    "MethodConfig", "RandomFeatures", "ReconResult", "Target", "__version__", "error_abs", "error_sign",
+    "MethodConfig", "NetworkFeatures", "network_target", "RandomFeatures", "ReconResult", "Target", "__version__", "error_abs", "error_sign",
     "factor_kernel", "fit", "fit_with_info", "get_activation", "match", "method_config",
     "project_to_sphere", "projector_loss", "projector_residual", "reconstruct", "reconstruct_seeds",
     "report_loss", "span_residuals", "sphere", "surrogate_relu", "synthetic",

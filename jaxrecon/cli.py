@@ -22,7 +22,8 @@ def _add_reconstruct(sub):
                     "attack seeds vmapped in one compiled program.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--d", type=int, default=100, help="input dimension")
+    p.add_argument("--d", type=int, default=None,
+                   help="input dimension (default 100; 3072 = 3x32x32 for --model resnet)")
     p.add_argument("--n", type=int, default=20, help="number of training samples")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--p", type=int, default=None, help="number of random features (parameters)")
@@ -38,6 +39,18 @@ def _add_reconstruct(sub):
                    help="stream V in blocks of this many rows (default: dense V)")
     p.add_argument("--ridge", type=float, default=0.0, help="ridge of the least-squares fit")
     p.add_argument("--noise", type=float, default=0.5, help="label noise std of the synthetic task")
+    p.add_argument("--model", default="rf", choices=["rf", "two_layer", "resnet"],
+                   help="rf: random features; two_layer: W2 relu(W1 x); resnet: the paper's ResNet "
+                        "(image-shaped d = 3*s*s). Networks are trained by full-batch GD and the "
+                        "target is the change of the head")
+    p.add_argument("--width", type=int, default=None,
+                   help="hidden units / ResNet channels (default: from --p or --p-over-dn, "
+                        "p = width*classes or 49*width head parameters)")
+    p.add_argument("--classes", type=int, default=1, help="outputs k of the two-layer net (one-hot targets)")
+    p.add_argument("--train", default="head", choices=["head", "all"], help="network layers trained by GD")
+    p.add_argument("--train-steps", type=int, default=100, help="full-batch GD steps for networks")
+    p.add_argument("--train-lr", type=float, default=None,
+                   help="GD learning rate for networks (default: 1/lambda_max of the Gauss-Newton Hessian)")
     p.add_argument("--x64", action="store_true", help="compute in float64")
     p.add_argument("--chunk", type=int, default=250, help="steps per compiled chunk (progress granularity)")
     p.add_argument("--out", default=None, help="directory for summary.json and arrays.npz")
@@ -49,10 +62,11 @@ def _cmd_reconstruct(args):
     from .runner import ReconstructConfig, run_reconstruction
 
     cfg = ReconstructConfig(
-        d=args.d, n=args.n, p=args.p, p_over_dn=args.p_over_dn, seeds=args.seeds, seed=args.seed,
+        d=args.d if args.d is not None else (3072 if args.model == "resnet" else 100), n=args.n, p=args.p, p_over_dn=args.p_over_dn, seeds=args.seeds, seed=args.seed,
         steps=args.steps, method=args.method, optimizer=args.optimizer, lr=args.lr,
         activation=args.activation, block_size=args.block_size, x64=args.x64, noise=args.noise,
-        ridge=args.ridge, chunk=args.chunk,
+        ridge=args.ridge, chunk=args.chunk, model=args.model, width=args.width, classes=args.classes,
+        train=args.train, train_steps=args.train_steps, train_lr=args.train_lr,
     )
     run_reconstruction(cfg, out=args.out, progress=not args.quiet)
     if args.out:

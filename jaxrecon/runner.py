@@ -46,11 +46,22 @@ class ReconstructConfig:
     noise: float = 0.5
     ridge: float = 0.0
     chunk: int = 250
+    # networks (issue 7): the target is the head's change; p = head parameters
+    model: str = "rf"  # rf | two_layer | resnet
+    width: Optional[int] = None  # hidden units / ResNet channels; default from p or p_over_dn
+    classes: int = 1  # outputs k of the two-layer net (one-hot targets when k >= 2)
+    train: str = "head"  # parameters trained by GD: head | all
+    train_steps: int = 100
+    train_lr: Optional[float] = None  # None: 1 / lambda_max of the Gauss-Newton Hessian
 
     def resolve(self) -> "ReconstructConfig":
         """Validate every field and fill ``p`` from ``p_over_dn`` (``p = round(r * d * n)``)."""
         _validate.positive_int("d", self.d)
         _validate.positive_int("n", self.n)
+        if self.model != "rf":
+            from .models.train import resolve_network
+
+            resolve_network(self)  # sets p = head parameters from --width (or width from p)
         if self.p is None and self.p_over_dn is None:
             raise ValueError("p: give --p or --p-over-dn")
         if self.p is not None and self.p_over_dn is not None:
@@ -93,6 +104,11 @@ def load_data(cfg: ReconstructConfig, key) -> Dataset:
 
 def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
     """Fit the configured model on ``data`` and return the attack's target (random features)."""
+    if cfg.model != "rf":
+        from .models.train import build_network_problem
+
+        net = build_network_problem(cfg, key, data)
+        return Problem(net.target, float(net.train.final_loss), net.description)
     fmap = RandomFeatures(key, cfg.d, cfg.p, cfg.activation, cfg.block_size)
     fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, cfg.ridge))(fmap, data.x, data.y)
     return Problem(Target(fmap, fitted.theta), float(fitted.train_loss), fmap.describe())

@@ -11,7 +11,7 @@ from flax import nnx
 
 import jaxrecon as jr
 from jaxrecon.features.network import NetworkFeatures, network_target, subset_mask
-from jaxrecon.models.resnet import ResNet, image_size_of
+from jaxrecon.models.resnet import ResNet, image_shape_of, image_size_of
 from jaxrecon.models.train import split_model, train, training_targets
 from jaxrecon.models.two_layer import TwoLayer
 
@@ -184,14 +184,15 @@ def test_resnet_shapes_and_init_scales():
         image_size_of(100)
 
 
-def test_resnet_flat_input_is_channel_major():
+def test_resnet_flat_input_is_channels_last():
     model = ResNet(2, image_size=8, rngs=nnx.Rngs(0))
-    img = jax.random.normal(jax.random.key(1), (1, 3, 8, 8), jnp.float32)  # (N, C, H, W)
-    h = jax.nn.relu(model.stem(img.transpose(0, 2, 3, 1)))  # the same image, NHWC
+    img = jax.random.normal(jax.random.key(1), (1, 8, 8, 3), jnp.float32)  # (N, H, W, C)
+    h = jax.nn.relu(model.stem(img))
     for block in model.blocks:
         h = block(h)
     np.testing.assert_allclose(model.feature_map(img.reshape(1, -1)), h, rtol=1e-6)
-    assert not np.allclose(model(img.reshape(1, -1)), model(img[:, ::-1].reshape(1, -1)))
+    assert not np.allclose(model(img.reshape(1, -1)), model(img[..., ::-1].reshape(1, -1)))
+    assert image_shape_of(784) == (28, 1) and image_shape_of(3072) == (32, 3)
 
 
 # -- end to end ----------------------------------------------------------------------------------
@@ -233,7 +234,7 @@ def test_cli_two_layer_and_resnet(tmp_path):
 def test_cli_network_errors(capsys):
     from jaxrecon.cli import main
 
-    assert main(["reconstruct", "--model", "resnet", "--d", "100", "--n", "2", "--width", "2"]) == 2
+    assert main(["reconstruct", "--model", "resnet", "--d", "101", "--n", "2", "--width", "2"]) == 2
     assert "d:" in capsys.readouterr().err
     assert main(["reconstruct", "--model", "two_layer", "--n", "2"]) == 2
     assert "width:" in capsys.readouterr().err

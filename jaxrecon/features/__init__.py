@@ -1,6 +1,7 @@
 """Feature maps behind one protocol (see :mod:`jaxrecon.features.base`)."""
 
 from .base import FeatureMap, Target
+from .network import NetworkFeatures, network_target
 from .random_features import RandomFeatures
 
-__all__ = ["FeatureMap", "RandomFeatures", "Target"]
+__all__ = ["FeatureMap", "NetworkFeatures", "RandomFeatures", "Target", "network_target"]

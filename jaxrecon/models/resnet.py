@@ -1,7 +1,8 @@
 """The paper's ResNet (Sec. 5 / App.): a stem to a 7×7 map, 4 residual blocks, a linear head.
 
-* inputs: flat rows of ``3 * s * s`` numbers in channel-major ``(C, H, W)`` order (how a
-  ``3 x 32 x 32`` image tensor flattens; ``d = 3072`` for the paper's ``s = 32``), reshaped inside;
+* inputs: flat rows of ``s * s * C`` numbers in channels-last ``(H, W, C)`` order, the layout of
+  :mod:`jaxrecon.data.registry` (``d = 3072`` for the paper's ``3 × 32 × 32``; ``C = 3``, or 1 for
+  grey images), reshaped inside;
 * stem: convolution with kernel ``s - 4`` and padding 1, so ``s × s → 7 × 7`` (kernel 28 for 32×32),
   ``width`` channels, then ReLU;
 * 4 basic residual blocks ``h ← relu(h + conv(relu(conv(h))))``, 3×3 convolutions, padding 1;
@@ -28,13 +29,19 @@ def _normal(fan_in):
     return nnx.initializers.normal(1 / math.sqrt(fan_in))
 
 
-def image_size_of(d: int, channels: int = 3) -> int:
-    """Side ``s`` of the square image with ``d = channels * s * s`` (ValueError otherwise)."""
-    s = int(round(math.sqrt(d / channels)))
-    if channels * s * s != d or s < 8:
-        raise ValueError(f"d: the resnet needs image-shaped inputs d = {channels}*s*s with s >= 8 "
-                         f"(3072 for 32x32 images), got d={d}")
-    return s
+def image_shape_of(d: int) -> tuple[int, int]:
+    """``(s, C)`` with ``d = s * s * C``, ``C = 3`` (colour) or else 1 (grey), ``s >= 8``."""
+    for channels in (3, 1):
+        s = int(round(math.sqrt(d / channels)))
+        if channels * s * s == d and s >= 8:
+            return s, channels
+    raise ValueError(f"d: the resnet needs image-shaped inputs d = s*s*3 or s*s with s >= 8 "
+                     f"(3072 for 32x32 colour images), got d={d}")
+
+
+def image_size_of(d: int) -> int:
+    """Side ``s`` of the square image of :func:`image_shape_of`."""
+    return image_shape_of(d)[0]
 
 
 class Block(nnx.Module):
@@ -73,7 +80,7 @@ class ResNet(nnx.Module):
     def feature_map(self, x: jax.Array) -> jax.Array:
         """The ``(n, 7, 7, width)`` map before the head (NHWC)."""
         s, c = self.image_size, self.channels
-        h = x.reshape(x.shape[0], c, s, s).transpose(0, 2, 3, 1)
+        h = x.reshape(x.shape[0], s, s, c)
         h = jax.nn.relu(self.stem(h))
         for block in self.blocks:
             h = block(h)

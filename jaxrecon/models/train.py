@@ -134,9 +134,9 @@ def resolve_network(cfg) -> None:
     if cfg.train_lr is not None:
         _validate.positive_float("train_lr", cfg.train_lr)
     if cfg.model == "resnet":
-        from .resnet import image_size_of
+        from .resnet import image_shape_of
 
-        image_size_of(cfg.d)
+        image_shape_of(cfg.d)
         if cfg.classes != 1:
             raise ValueError(f"classes: the resnet has one output (binary ±1 targets), got {cfg.classes}")
     per = head_params_per_width(cfg)
@@ -155,9 +155,10 @@ def make_model(cfg, key, d: int, dtype=jnp.float32) -> nnx.Module:
         from .two_layer import TwoLayer
 
         return TwoLayer(d, cfg.width, cfg.classes, cfg.activation, rngs=rngs, param_dtype=dtype)
-    from .resnet import ResNet, image_size_of
+    from .resnet import ResNet, image_shape_of
 
-    return ResNet(cfg.width, image_size_of(d), rngs=rngs, param_dtype=dtype)
+    s, channels = image_shape_of(d)
+    return ResNet(cfg.width, s, channels, rngs=rngs, param_dtype=dtype)
 
 
 def training_targets(cfg, y: jax.Array, dtype) -> jax.Array:
