@@ -13,6 +13,19 @@ from .metrics import Match, error_abs, error_sign, match
 from .models import FitResult, fit, fit_with_info
 from .reconstruct import (DEFAULT_METHOD, METHODS, MethodConfig, ReconResult, method_config,
                           reconstruct, reconstruct_seeds)
+from .sweep import SweepConfig, read_results, sweep  # note: jr.sweep is the function
+from .thresholds import estimate_thresholds
+
+_PLOTTING = ("plot_all", "plot_collapse", "plot_law", "plot_residuals")
+
+
+def __getattr__(name):  # matplotlib is imported on first use of a plotting function
+    if name in _PLOTTING:
+        from . import plotting
+
+        return getattr(plotting, name)
+    raise AttributeError(f"module 'jaxrecon' has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVATIONS", "DEFAULT_METHOD", "Dataset", "FeatureMap", "FitResult", "METHODS", "Match",
@@ -20,4 +33,5 @@ __all__ = [
     "factor_kernel", "fit", "fit_with_info", "get_activation", "match", "method_config",
     "project_to_sphere", "projector_loss", "projector_residual", "reconstruct", "reconstruct_seeds",
     "report_loss", "span_residuals", "sphere", "surrogate_relu", "synthetic",
+    "SweepConfig", "estimate_thresholds", "read_results", "sweep", *_PLOTTING,
 ]

@@ -1,0 +1,27 @@
+"""The main job: the law of data reconstruction on a laptop (about 2 minutes on a 2-core CPU).
+
+    jaxrecon sweep experiments/law_quick.py --out runs/law
+
+Random-features regression (ReLU) on n points uniform on the sphere of radius sqrt(d), 4 seeds per
+grid point, p from below n to 8 d n. Expect the training loss to reach zero once p > n and the
+reconstruction error to stay at its random-guess level below p ~ d n and to drop towards zero a
+few multiples of d n above it (the paper's Figs. 1 left and 3, at small scale). Writes
+results.csv, thresholds.csv, law.png/.pdf, residuals.png and collapse.png.
+"""
+
+
+def get_config():
+    return {
+        "name": "law_quick",
+        "d": [10, 20],
+        "n": [4, 5],
+        # p / (d n): the first two put p below n (training loss > 0), the rest straddle p = d n
+        "p_over_dn": [0.02, 0.05, 0.25, 0.5, 1, 2, 4, 8],
+        "activation": ["relu"],
+        # Adam for now; set to None (the library default, jaxrecon.DEFAULT_METHOD) once the
+        # default is the fast exact method.
+        "method": ["adam"],
+        "seeds": 4,
+        "seed": 0,
+        "steps": 3000,
+    }

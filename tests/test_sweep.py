@@ -1,0 +1,235 @@
+"""Sweeps: grid, vmapped == looped seeds, resumable results (SIGKILL), thresholds, configs, bad input."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxrecon.cli import main
+from jaxrecon.sweep import (COLUMNS, SweepConfig, compiled_program, grid, load_config, pad_width,
+                            read_results, run_point, sweep)
+from jaxrecon.thresholds import crossing, estimate_thresholds
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tiny sweep shared by the tests: one (d, n) curve, so with pad_p="max" one compiled program
+# (width 64) serves every test below that runs it. float64, as the tests' process runs with x64.
+TINY = dict(name="tiny", d=[4], n=[2], p_over_dn=[0.5, 2, 8], method=["adam"], seeds=2, steps=2000,
+            pad_p="max", x64=True)
+KILL = {**TINY, "p_over_dn": [0.5, 1, 2, 4, 8]}  # same program (same largest p), more points
+NUMERIC = [c for c in COLUMNS if c not in ("seconds", "compile_seconds")]
+
+
+def _same_rows(t1, t2):
+    assert len(t1["p"]) == len(t2["p"])
+    for c in NUMERIC:
+        a, b = t1[c], t2[c]
+        if a.dtype.kind in "fc":
+            np.testing.assert_array_equal(np.nan_to_num(a, nan=-1.0), np.nan_to_num(b, nan=-1.0), err_msg=c)
+        else:
+            assert a.tolist() == b.tolist(), c
+
+
+def test_grid_and_p_resolution():
+    r = SweepConfig(d=[10, 20], n=[4], p_over_dn=[0.5, 1], activation=["relu", "tanh"], method=["adam"]).resolved()
+    pts = grid(r)
+    assert len(pts) == 8
+    assert {(pt.d, pt.p) for pt in pts} == {(10, 20), (10, 40), (20, 40), (20, 80)}
+    r = SweepConfig(d=[10], n=[4], p_over_n=[1, 3]).resolved()
+    assert [pt.p for pt in grid(r)] == [4, 12]
+    # ratios that round to the same p give one point
+    r = SweepConfig(d=[2], n=[2], p_over_dn=[0.1, 0.2]).resolved()
+    assert [pt.p for pt in grid(r)] == [1]
+    # method None means the library default, read at run time
+    import jaxrecon
+
+    assert SweepConfig(p=[5]).resolved()["method"] == [jaxrecon.DEFAULT_METHOD]
+
+
+def test_pad_width():
+    r = SweepConfig(**TINY).resolved()
+    pts = grid(r)
+    assert [pad_width(pt, r, pts) for pt in pts] == [64, 64, 64]
+    r2 = SweepConfig(**{**TINY, "pad_p": "none"}).resolved()
+    assert [pad_width(pt, r2, pts) for pt in pts] == [pt.p for pt in pts]
+
+
+def test_vmapped_seeds_equal_looped_seeds():
+    r = SweepConfig(**TINY).resolved()
+    pts = grid(r)
+    pt = pts[-1]
+    w = pad_width(pt, r, pts)
+    a = run_point(pt, r, w, vmapped=True)
+    b = run_point(pt, r, w, vmapped=False)
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(a.x_hat, b.x_hat, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-2, atol=1e-6)
+    np.testing.assert_array_equal(a.steps, b.steps)
+
+
+def test_padded_program_matches_unpadded(key):
+    """One program for a whole curve (p zero-padded) gives the p-feature model's numbers."""
+    r_pad, r_none = SweepConfig(**TINY).resolved(), SweepConfig(**{**TINY, "pad_p": "none"}).resolved()
+    pts = grid(r_pad)
+    pt = pts[1]  # p = 16, padded to 64
+    a = run_point(pt, r_pad, pad_width(pt, r_pad, pts))
+    b = run_point(pt, r_none, pt.p)
+    np.testing.assert_allclose(a.train_loss, b.train_loss, atol=1e-12)
+    np.testing.assert_allclose(a.x_hat, b.x_hat, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(a.residual, b.residual, rtol=1e-6, atol=1e-9)
+
+
+def test_sweep_writes_table_and_resumes(tmp_path):
+    out = tmp_path / "s"
+    t1 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None)
+    assert len(t1["p"]) == 3 * 2
+    assert t1["p"].tolist() == [4, 4, 16, 16, 64, 64] and t1["seed"].tolist() == [0, 1] * 3
+    text = (out / "results.csv").read_text()
+    assert text.splitlines()[0] == ",".join(COLUMNS) and text.endswith("\n")
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["finished"] and meta["config"]["seeds"] == 2 and "jax" in meta["versions"]
+    assert (out / "thresholds.csv").read_text().startswith("d,n,activation")
+    # rerun: nothing recomputed, same table
+    lines = []
+    t2 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=lines.append)
+    _same_rows(t1, t2)
+    assert any("3/3 grid points already done" in ln for ln in lines)
+    # a killed write leaves a partial line; an incomplete point has fewer seeds: both dropped
+    full = (out / "results.csv").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text("".join(full[:-1]) + full[-1][:25])
+    t3 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None)
+    _same_rows(t1, t3)
+    assert (out / "results.csv").read_text().count("\n") == 1 + 6
+    # different config into the same out: refused, nothing touched
+    before = (out / "results.csv").read_bytes()
+    with pytest.raises(ValueError, match="out: .* different config .*steps"):
+        sweep(SweepConfig(**{**TINY, "steps": 2001}), out=out, progress=False, plots=False, log=None)
+    assert (out / "results.csv").read_bytes() == before
+
+
+def test_sigkill_mid_sweep_then_resume_equals_uninterrupted(tmp_path):
+    """Kill -9 a sweep subprocess once a point has landed; the rerun completes it exactly."""
+    ref = sweep(SweepConfig(**KILL), out=tmp_path / "ref", progress=False, plots=False, log=None)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "jaxrecon.cli", "sweep", "--d", "4", "--n", "2", "--p-over-dn", "0.5,1,2,4,8",
+           "--method", "adam", "--seeds", "2", "--steps", "2000", "--pad-p", "max", "--x64", "--name", "tiny",
+           "--out", str(out), "--quiet", "--no-plot"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    res = out / "results.csv"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            if res.exists() and res.read_bytes().count(b"\n") >= 1 + 2:  # header + one point
+                break
+            time.sleep(0.01)
+        killed_mid_way = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rows_before = res.read_text().count("\n") - 1
+    assert killed_mid_way, proc.stderr.read().decode()[-2000:]
+    assert 2 <= rows_before < 10
+    again = sweep(SweepConfig(**KILL), out=out, progress=False, plots=False, log=None)
+    _same_rows(ref, again)
+    keys = list(zip(again["p"].tolist(), again["seed"].tolist()))
+    assert len(keys) == len(set(keys)) == 10
+    _same_rows(ref, read_results(out))
+
+
+def test_thresholds_on_a_known_curve():
+    p = np.array([10, 20, 40, 80, 160, 320], float)
+    err = np.array([0.8, 0.8, 0.8, 0.6, 0.2, 0.0])
+    # half level 0.4 is crossed between p=80 (0.6) and 160 (0.2), halfway in log p
+    assert crossing(p, err) == pytest.approx(math.sqrt(80 * 160))
+    assert math.isnan(crossing(p, np.full(6, 0.8)))
+    # table form: two seeds with curves that bracket it; d n = 100
+    rows = {c: [] for c in ("d", "n", "p", "activation", "method", "seed", "error_abs")}
+    for s, shift in enumerate([0.1, -0.1]):
+        for pi, e in zip(p, err):
+            for c, v in zip(rows, (10, 10, pi, "relu", "adam", s, np.clip(e + shift, 0, None))):
+                rows[c].append(v)
+    table = {c: np.asarray(v) for c, v in rows.items()}
+    (thr,) = estimate_thresholds(table, n_boot=200, seed=0)
+    assert thr["threshold_p_over_dn"] == pytest.approx(math.sqrt(80 * 160) / 100, rel=0.02)
+    assert thr["boot_lo"] <= thr["threshold_p_over_dn"] <= thr["boot_hi"]
+    assert thr["boot_found"] == 1.0
+
+
+def test_experiment_configs_load_and_resolve():
+    for name in ("law_quick", "fig3_synthetic", "fig2_residuals"):
+        path = ROOT / "experiments" / f"{name}.py"
+        cfg = load_config(path)
+        r = cfg.resolved()
+        assert r["name"] == name and len(grid(r)) >= 6
+        assert f"jaxrecon sweep experiments/{name}.py" in path.read_text()
+    quick = load_config(ROOT / "experiments" / "law_quick.py")
+    assert len(grid(quick.resolved())) * quick.seeds <= 200  # the main job stays small
+
+
+def test_config_overrides():
+    cfg = load_config(ROOT / "experiments" / "law_quick.py")
+    over = cfg.replace(d=[7], steps=10, p=[3, 9], method=None)
+    r = over.resolved()
+    assert r["d"] == [7] and r["steps"] == 10 and r["p"] == [3, 9] and r["p_over_dn"] is None
+    assert r["n"] == cfg.n and r["method"] == cfg.method  # None leaves a value alone
+    with pytest.raises(ValueError, match="unknown key"):
+        cfg.replace(colour="red")
+
+
+def _cfg_file(tmp_path, body):
+    f = tmp_path / "cfg.py"
+    f.write_text(body)
+    return str(f)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--d", "", "--n", "2", "--p", "5"], "d: empty list"),
+    (["--d", "4", "--n", "2", "--p-over-dn", "0,1"], "p_over_dn: must be a finite number > 0"),
+    (["--d", "4", "--n", "2", "--p-over-dn", "-1"], "p_over_dn: must be a finite number > 0"),
+    (["--d", "4", "--n", "2"], "p: give a config file or one of"),
+    (["--d", "4", "--n", "2", "--p", "5", "--method", "nope"], "method: unknown value"),
+    (["no/such/config.py"], "config: no such file"),
+])
+def test_bad_input_exits_2(args, msg, tmp_path, capsys):
+    assert main(["sweep", *args, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0], err
+
+
+def test_bad_config_files_exit_2(tmp_path, capsys):
+    for body, msg in [("def get_config():\n    return {'d': [4], 'colour': 1}\n", "config: unknown key(s) ['colour']"),
+                      ("def get_config(:\n", "config: cannot read"),
+                      ("x = 1\n", "has no get_config()")]:
+        assert main(["sweep", _cfg_file(tmp_path, body), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and msg in err[0], err
+
+
+def test_out_with_other_config_refused_by_cli(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps({"config": {"steps": 1}, "config_hash": "0" * 16}))
+    (out / "results.csv").write_text(",".join(COLUMNS) + "\n")
+    before = (out / "results.csv").read_bytes()
+    assert main(["sweep", "--d", "4", "--n", "2", "--p", "5", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and (out / "results.csv").read_bytes() == before
+
+
+def test_compile_cache_reused():
+    r = SweepConfig(**TINY).resolved()
+    pts = grid(r)
+    w = pad_width(pts[0], r, pts)
+    compiled_program(pts[0], r, w)
+    _, seconds = compiled_program(pts[2], r, w)  # same (d, n) curve: same program
+    assert seconds == 0.0
