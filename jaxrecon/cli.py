@@ -39,6 +39,15 @@ def _add_reconstruct(sub):
                    help="stream V in blocks of this many rows (default: dense V)")
     p.add_argument("--ridge", type=float, default=0.0, help="ridge of the least-squares fit")
     p.add_argument("--noise", type=float, default=0.5, help="label noise std of the synthetic task")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic, or an image dataset: cifar10, tinyimagenet, mnist, fashion_mnist (read "
+                        "from --data-dir) or digits, photos16, photos32, photos64 (bundled); d = H*W*C")
+    p.add_argument("--data-dir", default=None,
+                   help="directory of the on-disk datasets (default: $JAXRECON_DATA); nothing is downloaded")
+    p.add_argument("--data-classes", default=None,
+                   help="image classes: indices '6,9' or a count '2' (first k); default: the dataset's "
+                        "(cifar10: frog,truck)")
+    p.add_argument("--image-size", type=int, default=None, help="resize images to SIZE x SIZE")
     p.add_argument("--model", default="rf", choices=["rf", "two_layer", "resnet"],
                    help="rf: random features; two_layer: W2 relu(W1 x); resnet: the paper's ResNet "
                         "(image-shaped d = 3*s*s). Networks are trained by full-batch GD and the "
@@ -62,15 +71,17 @@ def _cmd_reconstruct(args):
     from .runner import ReconstructConfig, run_reconstruction
 
     cfg = ReconstructConfig(
-        d=args.d if args.d is not None else (3072 if args.model == "resnet" else 100), n=args.n, p=args.p, p_over_dn=args.p_over_dn, seeds=args.seeds, seed=args.seed,
+        d=args.d if args.d is not None else (3072 if args.model == "resnet" and args.data == "synthetic" else None), n=args.n, p=args.p, p_over_dn=args.p_over_dn, seeds=args.seeds, seed=args.seed,
         steps=args.steps, method=args.method, optimizer=args.optimizer, lr=args.lr,
         activation=args.activation, block_size=args.block_size, x64=args.x64, noise=args.noise,
         ridge=args.ridge, chunk=args.chunk, model=args.model, width=args.width, classes=args.classes,
         train=args.train, train_steps=args.train_steps, train_lr=args.train_lr,
+        data=args.data, data_dir=args.data_dir, data_classes=args.data_classes, image_size=args.image_size,
     )
     run_reconstruction(cfg, out=args.out, progress=not args.quiet)
     if args.out:
-        print(f"wrote {args.out}/summary.json and {args.out}/arrays.npz")
+        print(f"wrote {args.out}/summary.json and {args.out}/arrays.npz"
+              + (f" and {args.out}/recon.png" if args.data != "synthetic" else ""))
     return 0
 
 

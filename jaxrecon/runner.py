@@ -30,7 +30,7 @@ from .reconstruct import DEFAULT_METHOD, METHODS, method_config, reconstruct_see
 class ReconstructConfig:
     """Configuration of one reconstruction run (the CLI flags of ``jaxrecon reconstruct``)."""
 
-    d: int = 100
+    d: Optional[int] = None  # None: 100 for synthetic data; for images d = H*W*C of the dataset
     n: int = 20
     p: Optional[int] = None  # number of features; or give p_over_dn
     p_over_dn: Optional[float] = None
@@ -54,8 +54,15 @@ class ReconstructConfig:
     train_steps: int = 100
     train_lr: Optional[float] = None  # None: 1 / lambda_max of the Gauss-Newton Hessian
 
+    # real images (issue 8): a name from jaxrecon.data.registry.DATASETS, or "synthetic"
+    data: str = "synthetic"
+    data_dir: Optional[str] = None  # on-disk datasets (default: $JAXRECON_DATA)
+    data_classes: Optional[str] = None  # "6,9" or "2" (first k classes); None: the dataset's default
+    image_size: Optional[int] = None  # resize images to image_size x image_size
+
     def resolve(self) -> "ReconstructConfig":
         """Validate every field and fill ``p`` from ``p_over_dn`` (``p = round(r * d * n)``)."""
+        _resolve_data(self)
         _validate.positive_int("d", self.d)
         _validate.positive_int("n", self.n)
         if self.model != "rf":
@@ -97,9 +104,34 @@ class Problem(NamedTuple):
     description: str
 
 
-def load_data(cfg: ReconstructConfig, key) -> Dataset:
-    """Training data for a run (synthetic sphere data)."""
-    return synthetic(key, cfg.n, cfg.d, cfg.noise)
+def _resolve_data(cfg: ReconstructConfig) -> None:
+    """Image data fix ``d``: ``--d`` may be omitted, or must agree with the dataset."""
+    if cfg.data == "synthetic":
+        if cfg.image_size is not None or cfg.data_classes is not None:
+            raise ValueError("data: --image-size and --data-classes apply to image datasets, not synthetic data")
+        cfg.d = 100 if cfg.d is None else cfg.d
+        return
+    from .data.registry import DATASETS, input_dim
+
+    _validate.choice("data", cfg.data, ("synthetic", *DATASETS))
+    d = input_dim(cfg.data, cfg.image_size)
+    if cfg.d is not None and cfg.d != d:
+        raise ValueError(f"d: --data {cfg.data} has d = H*W*C = {d}; omit --d or give --d {d}, got {cfg.d}")
+    cfg.d = d
+
+
+def load_data(cfg: ReconstructConfig, key):
+    """Training data for a run: synthetic sphere data, or ``n`` images of a named dataset.
+
+    Images come as :class:`~jaxrecon.data.registry.ImageData` (``x``, ``y`` first, as ``Dataset``):
+    standardised by the set's global mean and std, then each row rescaled to norm ``sqrt(d)``
+    (the sphere the theory and the attack assume; see :mod:`jaxrecon.data.registry`).
+    """
+    if cfg.data == "synthetic":
+        return synthetic(key, cfg.n, cfg.d, cfg.noise)
+    from .data.registry import load_dataset
+
+    return load_dataset(cfg.data, key, cfg.n, cfg.data_dir, classes=cfg.data_classes, size=cfg.image_size)
 
 
 def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
@@ -151,12 +183,40 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
         "fit": {"train_loss": train_loss, "seconds": fit_seconds},
         "compile_seconds": res.compile_seconds, "results": rows,
     }
+    if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed
+        summary["images"] = _image_outputs(cfg, data, res.x_hat, rows, out, log)
     if out is not None:
         write_npz(out / "arrays.npz", x=x, y=np.asarray(data.y), x_hat=res.x_hat)
         write_json(out / "summary.json", summary)
     if log:
         log(format_table(rows))
     return summary
+
+
+def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, out, log) -> dict:
+    """Per-image PSNR/SSIM for every seed (added to ``rows``) and ``recon.png`` for the best seed."""
+    from .image_plots import image_metrics, matched_pixels, save_recon
+
+    per_seed = []
+    for s, row in enumerate(rows):
+        m = match(data.x, x_hat[s])
+        met = image_metrics(*matched_pixels(data, x_hat[s], m))
+        row["psnr_median"], row["ssim_mean"] = float(np.median(met["psnr"])), float(np.mean(met["ssim"]))
+        per_seed.append({"psnr": [float(v) for v in met["psnr"]], "ssim": met["ssim"], "error": m.row_error,
+                         "flipped": m.flipped})
+    best = int(np.argmin([r["error_sign"] for r in rows]))
+    info = {"dataset": data.name, "shape": list(data.shape), "class_names": list(data.class_names),
+            "labels": data.labels, "mean": data.mean, "std": data.std, "normalize": data.normalize,
+            "per_seed": per_seed, "figure_seed": best}
+    if out is not None:
+        m = match(data.x, x_hat[best])
+        title = (f"{data.name}: n={cfg.n}, d={cfg.d}, p={cfg.p} (p/dn={cfg.p_over_dn:.3g}), seed {best}, "
+                 f"error_sign={rows[best]['error_sign']:.3g}")
+        info["figure"] = save_recon(data, x_hat[best], m, out / "recon.png", title=title)
+        if log:
+            log(f"recon.png: seed {best}; per image (error, PSNR dB, SSIM):")
+            log("  ".join(f"[{r['index']}] {r['error']:.3g} {r['psnr']:.1f} {r['ssim']:.3f}" for r in info["figure"]))
+    return info
 
 
 def format_table(rows, columns=("seed", "loss", "error_abs", "error_sign", "recovered", "steps",
