@@ -609,7 +609,8 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     if progress and todo:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"sweep {resolved['name']}", unit="point", dynamic_ncols=True)
+        desc = "sweep" if resolved["name"] == "sweep" else f"sweep {resolved['name']}"
+        bar = tqdm(total=len(todo), desc=desc, unit="point", dynamic_ncols=True)
         emit = bar.write
     else:
         emit = log
@@ -654,7 +655,7 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     rows = [r for pt in points for r in done[pt.key()]]
     table = to_table(rows)
     if todo:
-        log(f"{len(todo)} grid points in {total:.1f}s; {len(futures)} compiled programs took {compile_total:.1f}s "
+        log(f"{len(todo)} grid points in {total:.1f}s; {len(futures)} compiled program(s) took {compile_total:.1f}s "
             f"(compiled ahead, in {max(1, compile_workers)} threads)")
 
     if out is not None:
