@@ -601,6 +601,7 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     done = prepare_out(out, resolved, points) if out is not None else {}
     out = Path(out) if out is not None else None
     todo = [pt for pt in points if pt.key() not in done]
+    to_stdout = log is print
     log = log or (lambda *a, **k: None)
     if done:
         log(f"resuming {str(out)!r}: {len(points) - len(todo)}/{len(points)} grid points already done")
@@ -611,9 +612,7 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
 
         desc = "sweep" if resolved["name"] == "sweep" else f"sweep {resolved['name']}"
         bar = tqdm(total=len(todo), desc=desc, unit="point", dynamic_ncols=True)
-        emit = bar.write
-    else:
-        emit = log
+    emit = bar.write if bar is not None and to_stdout else log  # lines above the bar
     t_start = time.perf_counter()
     compile_total = 0.0
     # Compile ahead: programs of later curves compile in background threads while points run
