@@ -39,7 +39,7 @@ def test_head_jacobian_is_hidden_features_kron_identity():
 
 
 @pytest.mark.parametrize("subset,mode", [("head", "matrix_free"), ("all", "matrix_free"),
-                                         (("hidden",), "matrix_free"), ("all", "materialise")])
+                                         ("all", "materialise")])
 def test_matrix_free_ops_equal_materialised_jacobian(subset, mode):
     model = _two_layer()
     apply, params = split_model(model)
@@ -94,6 +94,12 @@ def test_feature_map_is_a_pytree_and_validates():
     assert again.p == fmap.p and again.mask == fmap.mask
     x = _x(2, 5)
     np.testing.assert_allclose(jax.jit(lambda f, xx: f.gram(xx, xx))(fmap, x), fmap.gram(x, x), rtol=1e-12)
+    # subsets: names, several names, a predicate, a boolean pytree (leaves: head, hidden)
+    assert subset_mask(params, "hidden") == (False, True)
+    assert subset_mask(params, ("hidden", "head")) == (True, True)
+    assert subset_mask(params, lambda path, leaf: leaf.shape == (5, 7)) == (False, True)
+    assert subset_mask(params, jax.tree_util.tree_map(lambda _: True, params)) == (True, True)
+    assert NetworkFeatures(apply, params, 5, 3, "hidden").p == 35
     with pytest.raises(ValueError, match="^subset"):
         NetworkFeatures(apply, params, 5, 3, "nonexistent_layer")
     with pytest.raises(ValueError, match="^x"):
@@ -181,7 +187,7 @@ def test_resnet_shapes_and_init_scales():
     assert jax.eval_shape(small.feature_map, jax.ShapeDtypeStruct((1, 192), jnp.float32)).shape == (1, 7, 7, 2)
     assert image_size_of(3072) == 32
     with pytest.raises(ValueError, match="^d"):
-        image_size_of(100)
+        image_size_of(101)
 
 
 def test_resnet_flat_input_is_channels_last():
