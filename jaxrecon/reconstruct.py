@@ -36,7 +36,7 @@ from . import _validate
 from .activations import PUBLISHED_SURROGATE_SLOPE
 from .data.synthetic import project_to_sphere
 from .features.base import Target
-from .loss import LOSS_FORMS, projector_loss
+from .loss import LOSS_FORMS, factor_kernel, projector_loss, projector_residual
 
 # Status codes stored in the state (int32) and their names.
 RUNNING, CONVERGED, BUDGET, NONFINITE = 0, 1, 2, 3
@@ -62,6 +62,14 @@ class MethodConfig:
       init: ``"gaussian"`` (``x_hat ~ N(0, I)``, as published) or ``"sphere"`` (projected).
       tol: stop a seed when its loss is ``<= tol``.
       jitter: relative Cholesky jitter (``None``: dtype default).
+      polish: ``"lm"`` switches to Levenberg-Marquardt steps (:func:`make_lm_step`) once the loss
+        is ``<= polish_below`` or after ``first_steps`` first-order steps; ``None``: first order only.
+      cg_iters: conjugate-gradient iterations per LM step; damping: initial relative LM damping.
+      polish_steps: LM steps after which an unconverged polish phase has stalled; then
+        ``on_stall="restart"`` starts the seed afresh from a new point, ``"redraw_row"`` redraws
+        only its weakest row (:func:`redraw_weakest_row`, best of ``reset_candidates``), and
+        first-order steps resume.
+      restarts: candidates started per seed; the best after ``restart_steps`` steps is kept.
     """
 
     optimizer: str = "sgd"
@@ -76,6 +84,16 @@ class MethodConfig:
     init: str = "gaussian"
     tol: float = 1e-7
     jitter: Optional[float] = None
+    polish: Optional[str] = None
+    polish_below: float = 1e-3
+    first_steps: Optional[int] = None
+    cg_iters: int = 30
+    damping: float = 1e-3
+    polish_steps: int = 100
+    on_stall: str = "restart"
+    reset_candidates: int = 256
+    restarts: int = 1
+    restart_steps: int = 0
 
     def validate(self) -> "MethodConfig":
         opt = getattr(optax, self.optimizer, None) if isinstance(self.optimizer, str) else None
@@ -89,6 +107,17 @@ class MethodConfig:
         _validate.choice("loss_form", self.loss_form, LOSS_FORMS)
         _validate.choice("init", self.init, ("gaussian", "sphere"))
         _validate.positive_float("tol", self.tol, allow_zero=True)
+        if self.polish is not None:
+            _validate.choice("polish", self.polish, ("lm",))
+        _validate.positive_int("restarts", self.restarts)
+        _validate.positive_int("cg_iters", self.cg_iters)
+        _validate.positive_int("polish_steps", self.polish_steps)
+        _validate.choice("on_stall", self.on_stall, ("restart", "redraw_row"))
+        _validate.positive_int("reset_candidates", self.reset_candidates)
+        if self.restarts > 1:
+            _validate.positive_int("restart_steps", self.restart_steps)
+        if self.first_steps is not None:
+            _validate.positive_int("first_steps", self.first_steps)
         if self.momentum is not None:
             _validate.positive_float("momentum", self.momentum, allow_zero=True)
         return self
@@ -105,8 +134,16 @@ METHODS: dict[str, MethodConfig] = {
         optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100,
         loss_form="residual", init="sphere", tol=1e-12,
     ),
+    # The default: Adam until the loss is below 1e-3 (or 3000 steps), then row-scaled
+    # Levenberg-Marquardt on the residual; when LM stalls (40 steps without converging), the
+    # weakest row is redrawn by matching pursuit and Adam resumes (issue "Exact reconstruction, fast").
+    "adam-lm": MethodConfig(
+        optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100, loss_form="residual",
+        init="sphere", tol=1e-12, polish="lm", polish_below=1e-3, first_steps=3000, polish_steps=40,
+        on_stall="redraw_row", cg_iters=30,
+    ),
 }
-DEFAULT_METHOD = "published"
+DEFAULT_METHOD = "adam-lm"
 
 
 def method_config(method: str = DEFAULT_METHOD, **overrides) -> MethodConfig:
@@ -160,9 +197,14 @@ class ReconState(NamedTuple):
     """State of one seed's attack (vmapped states have a leading seed axis)."""
 
     x_hat: jax.Array  # (n, d) current iterate
-    opt_state: Any
+    opt_state: Any  # first-order optimiser state
+    damping: jax.Array  # Levenberg-Marquardt damping (relative), used in the polish phase
     loss: jax.Array  # loss at x_hat (inf before the first evaluation)
-    steps: jax.Array  # int32: optimiser steps taken
+    steps: jax.Array  # int32: steps taken (first-order and polish, all restarts)
+    phase: jax.Array  # int32: 0 first-order, 1 polish
+    phase_start: jax.Array  # int32: value of ``steps`` when the current phase began
+    restarts: jax.Array  # int32: stalled polish phases (each followed by a restart or a row redraw)
+    key: jax.Array  # the seed's key (fresh starts use fold_in(key, restart))
     status: jax.Array  # int32: RUNNING / CONVERGED / BUDGET / NONFINITE
 
 
@@ -171,14 +213,17 @@ class ReconResult(NamedTuple):
     loss: jax.Array  # final loss at x_hat (unclipped)
     steps: jax.Array
     status: jax.Array
+    restarts: jax.Array  # stalled polish phases (each followed by a restart or a row redraw)
 
 
 class Solver(NamedTuple):
-    """A method bound to a problem size: pure ``loss_fn``/``init``/``step`` functions.
+    """A method bound to a problem size: pure functions of a prepared target.
 
-    ``init(x0) -> opt_state`` and
-    ``step(target, x_hat, opt_state) -> (x_next, opt_state_next, loss_at_x_hat, ok)``, where
-    ``target`` is already prepared for the attack (see :func:`attack_target`).
+    ``init(x0) -> opt_state``;
+    ``step(target, x_hat, opt_state) -> (x_next, opt_state_next, loss_at_x_hat, ok)`` (first order);
+    ``polish_step(target, x_hat, damping) -> (x_next, damping_next, loss_at_x_hat, ok)`` (second
+    order, ``None`` when the method has no polish phase). ``target`` is already prepared for the
+    attack (see :func:`attack_target`).
     """
 
     cfg: MethodConfig
@@ -187,6 +232,7 @@ class Solver(NamedTuple):
     loss_fn: Callable
     init: Callable
     step: Callable
+    polish_step: Optional[Callable]
 
 
 def attack_target(target: Target, cfg: MethodConfig) -> Target:
@@ -197,6 +243,103 @@ def attack_target(target: Target, cfg: MethodConfig) -> Target:
     return Target(fmap.prepare(), target.theta)
 
 
+def _project(x, radius):
+    return x if radius is None else project_to_sphere(x, radius)
+
+
+def _row_weights(cfg: MethodConfig, tgt: Target, x: jax.Array) -> jax.Array:
+    """``sum_k c_{ik}^2`` per input row, ``c = (A + shift)^{-1} Phi_hat theta`` (feature rows are
+    sample-major, ``k`` per input for ``k``-output models)."""
+    A, v = tgt.fmap.gram_project(x, tgt.theta)
+    c = factor_kernel(A, cfg.jitter).solve(v)
+    return jnp.sum((c * c).reshape(x.shape[0], -1), axis=1)
+
+
+class LMSystem(NamedTuple):
+    """The damped, row-scaled Gauss-Newton system ``(J^T J + mu D) delta = -J^T r`` of one LM step."""
+
+    loss: jax.Array  # |r|^2 at x
+    grad: jax.Array  # J^T r, shape (n, d)
+    mu: jax.Array  # absolute damping
+    D: jax.Array  # (n, 1) row scales (Marquardt scaling and Jacobi preconditioner)
+    matvec: Callable  # u -> J^T J u (matrix-free)
+
+
+def lm_system(cfg: MethodConfig, tgt: Target, x: jax.Array, damping) -> LMSystem:
+    """Linearise ``r(x) = P_perp theta / |theta|`` at ``x`` and set up the LM system (see make_lm_step)."""
+    r_fn = lambda xx: projector_residual(tgt.fmap, tgt.theta, xx, cfg.jitter)
+    r, jvp_fn = jax.linearize(r_fn, x)
+    vjp_fn = jax.linear_transpose(jvp_fn, x)
+    g = vjp_fn(r)[0]
+    # Row scales: d r / d x_i is proportional to the coefficient c_i of row i in theta's
+    # projection, so J^T J's diagonal blocks scale like c_i^2. Rows with small c_i (training
+    # points with small alpha_i) make plain CG crawl; Marquardt scaling D = c_i^2 (damping
+    # mu * D) with D as Jacobi preconditioner makes the step scale-free across rows.
+    c2 = _row_weights(cfg, tgt, x)
+    D = (c2 / jnp.maximum(jnp.mean(c2), jnp.finfo(x.dtype).tiny) + 1e-6)[:, None].astype(x.dtype)
+    Jg = jvp_fn(g / D)
+    scale = jnp.sum(Jg * Jg) / jnp.maximum(jnp.sum(g * g / D), jnp.finfo(x.dtype).tiny)
+    return LMSystem(jnp.sum(r * r), g, damping * scale, D, lambda u: vjp_fn(jvp_fn(u))[0])
+
+
+def lm_direction(cfg: MethodConfig, tgt: Target, x: jax.Array, damping):
+    """Solve the LM system by preconditioned CG (``cg_iters`` iterations): ``(delta, loss, grad)``."""
+    sys_ = lm_system(cfg, tgt, x, damping)
+    matvec = lambda u: sys_.matvec(u) + sys_.mu * sys_.D * u
+    delta, _ = jax.scipy.sparse.linalg.cg(matvec, -sys_.grad, maxiter=cfg.cg_iters, M=lambda u: u / sys_.D)
+    return delta, sys_.loss, sys_.grad
+
+
+def make_lm_step(cfg: MethodConfig, radius: Optional[float]):
+    """One Levenberg-Marquardt step on the residual ``r(x_hat) = P_perp theta / |theta|``.
+
+    The residual lives in ``R^p`` but the unknowns are only ``n * d``: the normal equations
+    ``(J^T J + mu I) delta = -J^T r`` are solved matrix-free by conjugate gradients, each
+    iteration one JVP and one VJP of the linearised residual (``jax.linearize`` +
+    ``jax.linear_transpose``), so ``J`` is never formed. Damping and preconditioner use Marquardt's
+    row scaling ``D_i = c_i^2`` (see the code); ``mu = damping * s`` where ``s`` is the Rayleigh
+    quotient of ``D^{-1/2} J^T J D^{-1/2}`` along the gradient (a scale-free damping). A step is accepted
+    when it lowers the loss (``damping /= 3``), otherwise rejected (``damping *= 4``).
+    """
+
+    def lm_step(tgt, x, damping):
+        r_fn = lambda xx: projector_residual(tgt.fmap, tgt.theta, xx, cfg.jitter)
+        delta, loss, g = lm_direction(cfg, tgt, x, damping)
+        x_new = _project(x + delta, radius)
+        r_new = r_fn(x_new)
+        loss_new = jnp.sum(r_new * r_new)
+        accept = jnp.isfinite(loss_new) & (loss_new < loss)
+        damping_next = jnp.clip(jnp.where(accept, damping / 3.0, damping * 4.0), 1e-12, 1e6)
+        ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(g))
+        return jnp.where(accept, x_new, x), damping_next.astype(damping.dtype), loss, ok
+
+    return lm_step
+
+
+def redraw_weakest_row(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax.Array, radius) -> jax.Array:
+    """Replace the row of ``x`` that explains least of ``theta`` by a matching-pursuit pick.
+
+    With ``c = (A + shift)^{-1} Phi_hat theta``, the row with the smallest ``|c_i|`` is redrawn as
+    the best of ``reset_candidates`` random sphere points, ranked by ``(phi(z)^T r)^2 / |phi(z)|^2``
+    where ``r = P_perp theta`` is what the current rows leave unexplained (for ``k``-output
+    models a row's weight is ``sum_k c_{ik}^2`` and the score sums over its ``k`` feature rows).
+    Used when the polish phase stalls: in the runs we diagnosed, stalls were one or two rows stuck
+    far from any training point (a correct row with a small ``c_i`` is re-found, since ``r`` points
+    to it).
+    """
+    fmap, theta = tgt.fmap, tgt.theta
+    A, v = fmap.gram_project(x, theta)
+    c = factor_kernel(A, cfg.jitter).solve(v)
+    r = theta.astype(x.dtype) - fmap.adjoint(x, c)
+    weight = jnp.sum((c * c).reshape(x.shape[0], -1), axis=1)  # k feature rows per input row
+    cands = _project(jax.random.normal(key, (cfg.reset_candidates, x.shape[1]), x.dtype), radius)
+    corr = fmap.project(cands, r).reshape(cands.shape[0], -1)
+    norms = jnp.diagonal(fmap.gram(cands, cands)).reshape(cands.shape[0], -1)
+    score = jnp.sum(corr * corr, axis=1) / jnp.maximum(jnp.sum(norms, axis=1), jnp.finfo(x.dtype).tiny)
+    best = jnp.argmax(score)
+    return x.at[jnp.argmin(weight)].set(cands[best])
+
+
 def make_solver(target: Target, n: int, method: str | MethodConfig = DEFAULT_METHOD,
                 total_steps: int = 10_000, radius: float | None | str = "sphere") -> Solver:
     """Bind a method to a target's shapes. ``radius="sphere"`` means ``sqrt(d)``."""
@@ -204,7 +347,7 @@ def make_solver(target: Target, n: int, method: str | MethodConfig = DEFAULT_MET
     n = _validate.positive_int("n", n)
     d = target.fmap.input_dim
     radius = math.sqrt(d) if radius == "sphere" else radius
-    opt = make_optimizer(cfg, total_steps)
+    opt = make_optimizer(cfg, cfg.first_steps or total_steps)
 
     def loss_fn(tgt, x):
         return projector_loss(tgt.fmap, tgt.theta, x, cfg.jitter, cfg.loss_form)
@@ -217,43 +360,112 @@ def make_solver(target: Target, n: int, method: str | MethodConfig = DEFAULT_MET
         updates, new_state = opt.update(grad, opt_state, x, value=value, grad=grad,
                                         value_fn=lambda xx: loss_fn(tgt, xx))
         ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
-        return optax.apply_updates(x, updates), new_state, value, ok
+        return _project(optax.apply_updates(x, updates), radius), new_state, value, ok
 
-    return Solver(cfg, n, radius, loss_fn, init, step)
+    polish = make_lm_step(cfg, radius) if cfg.polish == "lm" else None
+    return Solver(cfg, n, radius, loss_fn, init, step, polish)
+
+
+def _fresh_x(solver: Solver, key, d, dtype):
+    x0 = jax.random.normal(key, (solver.n, d), dtype)
+    return _project(x0, solver.radius) if solver.cfg.init == "sphere" else x0
+
+
+def _start(solver: Solver, key: jax.Array, target: Target, dtype):
+    """A starting iterate and optimiser state; multi-start selection when ``restarts > 1``."""
+    cfg, d = solver.cfg, target.fmap.input_dim
+    if cfg.restarts <= 1:
+        x0 = _fresh_x(solver, key, d, dtype)
+        return x0, solver.init(x0), jnp.asarray(jnp.inf, dtype), 0
+
+    def candidate(k):
+        x0 = _fresh_x(solver, k, d, dtype)
+
+        def body(_, carry):
+            x, s = carry
+            x_next, s_next, _, ok = solver.step(target, x, s)
+            return jnp.where(ok, x_next, x), s_next
+
+        x, s = jax.lax.fori_loop(0, cfg.restart_steps, body, (x0, solver.init(x0)))
+        return x, s, solver.loss_fn(target, x)
+
+    xs, states, losses = jax.vmap(candidate)(jax.random.split(key, cfg.restarts))
+    best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
+    take = lambda tree: jax.tree_util.tree_map(lambda a: a[best], tree)
+    return xs[best], take(states), losses[best].astype(dtype), cfg.restart_steps
 
 
 def init_state(solver: Solver, key: jax.Array, target: Target) -> ReconState:
-    """Initial iterate ``x_hat ~ N(0, I)`` (projected to the sphere when ``init="sphere"``)."""
-    d = target.fmap.input_dim
+    """Initial iterate ``x_hat ~ N(0, I)`` (projected to the sphere when ``init="sphere"``).
+
+    With ``restarts = R > 1``, ``R`` candidates start from ``split(key, R)``, each takes
+    ``restart_steps`` first-order steps (vmapped, one program), and the one with the lowest loss
+    is kept, with its optimiser state; those steps count in ``steps``. ``target`` must be
+    prepared (:func:`attack_target`) when ``restarts > 1``.
+    """
     dtype = jnp.result_type(target.theta.dtype, jnp.float32)
-    x0 = jax.random.normal(key, (solver.n, d), dtype)
-    if solver.cfg.init == "sphere" and solver.radius is not None:
-        x0 = project_to_sphere(x0, solver.radius)
-    return ReconState(x0, solver.init(x0), jnp.asarray(jnp.inf, dtype),
-                      jnp.asarray(0, jnp.int32), jnp.asarray(RUNNING, jnp.int32))
+    x0, opt_state, loss, steps = _start(solver, key, target, dtype)
+    i32 = lambda v: jnp.asarray(v, jnp.int32)
+    return ReconState(x0, opt_state, jnp.asarray(solver.cfg.damping, dtype), loss, i32(steps), i32(0),
+                      i32(steps), i32(0), key, i32(RUNNING))
 
 
 def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> ReconState:
-    """Run until the seed stops or has taken ``max_steps`` steps in total (prepared target)."""
-    tol = solver.cfg.tol
+    """Run until the seed stops or has taken ``max_steps`` steps in total (prepared target).
 
-    def cond(s):
-        return (s.status == RUNNING) & (s.steps < max_steps)
+    First-order steps until the loss drops below ``polish_below`` (or ``first_steps`` steps in the
+    phase are spent), then polish steps. A polish phase that has not converged after
+    ``polish_steps`` steps has stalled: the seed starts afresh from ``fold_in(key, restart)``
+    (first order again). Each phase is a ``lax.while_loop`` inside an outer one; under ``vmap``
+    seeds that have stopped do not change.
+    """
+    cfg = solver.cfg
+    dtype = state.loss.dtype
+    d = tgt.fmap.input_dim
+    where = lambda c, new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(c, a, b), new, old)
 
-    def body(s):
-        x_next, opt_next, value, ok = solver.step(tgt, s.x_hat, s.opt_state)
-        if solver.radius is not None:
-            x_next = project_to_sphere(x_next, solver.radius)
-        converged = ok & (value <= tol)
-        move = ok & ~converged
-        pick = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(move, a, b), new, old)
-        status = jnp.where(~ok, NONFINITE, jnp.where(converged, CONVERGED, RUNNING)).astype(jnp.int32)
-        return ReconState(
-            pick(x_next, s.x_hat), pick(opt_next, s.opt_state),
-            jnp.where(ok, value, s.loss).astype(s.loss.dtype), s.steps + move.astype(jnp.int32), status,
-        )
+    def make_loop(phase, step_fn, get_aux, set_aux):
+        def cond(s):
+            return (s.status == RUNNING) & (s.steps < max_steps) & (s.phase == phase)
 
-    return jax.lax.while_loop(cond, body, state)
+        def body(s):
+            x_next, aux_next, value, ok = step_fn(tgt, s.x_hat, get_aux(s))
+            converged = ok & (value <= cfg.tol)
+            move = ok & ~converged
+            status = jnp.where(~ok, NONFINITE, jnp.where(converged, CONVERGED, RUNNING)).astype(jnp.int32)
+            steps = s.steps + move.astype(jnp.int32)
+            s = set_aux(s, where(move, aux_next, get_aux(s)))
+            s = s._replace(x_hat=where(move, x_next, s.x_hat), loss=jnp.where(ok, value, s.loss).astype(dtype),
+                           steps=steps, status=status)
+            if solver.polish_step is None:
+                return s
+            in_phase = steps - s.phase_start
+            if phase == 0:
+                switch = move & ((value <= cfg.polish_below) | (in_phase >= (cfg.first_steps or 2**30)))
+                return s._replace(phase=jnp.where(switch, 1, 0).astype(jnp.int32),
+                                  phase_start=jnp.where(switch, steps, s.phase_start).astype(jnp.int32),
+                                  damping=jnp.where(switch, jnp.asarray(cfg.damping, dtype), s.damping))
+            stalled = move & (in_phase >= cfg.polish_steps)
+            restarts = s.restarts + stalled.astype(jnp.int32)
+            key = jax.random.fold_in(s.key, restarts)
+            if cfg.on_stall == "redraw_row":
+                x_new = redraw_weakest_row(cfg, tgt, s.x_hat, key, solver.radius)
+            else:
+                x_new = _fresh_x(solver, key, d, dtype)
+            return s._replace(x_hat=where(stalled, x_new, s.x_hat),
+                              opt_state=where(stalled, solver.init(x_new), s.opt_state),
+                              phase=jnp.where(stalled, 0, 1).astype(jnp.int32),
+                              phase_start=jnp.where(stalled, steps, s.phase_start).astype(jnp.int32),
+                              restarts=restarts)
+
+        return lambda s: jax.lax.while_loop(cond, body, s)
+
+    first = make_loop(0, solver.step, lambda s: s.opt_state, lambda s, a: s._replace(opt_state=a))
+    if solver.polish_step is None:
+        return first(state)
+    polish = make_loop(1, solver.polish_step, lambda s: s.damping, lambda s, a: s._replace(damping=a))
+    running = lambda s: (s.status == RUNNING) & (s.steps < max_steps)
+    return jax.lax.while_loop(running, lambda s: polish(first(s)), state)
 
 
 def run_steps(solver: Solver, target: Target, state: ReconState, max_steps) -> ReconState:
@@ -268,7 +480,7 @@ def finalize(solver: Solver, target: Target, state: ReconState, max_steps) -> Re
     final = jnp.where(jnp.isfinite(final), final, state.loss)
     status = jnp.where((state.status == RUNNING) & (state.steps >= max_steps), BUDGET, state.status)
     status = jnp.where((status == BUDGET) & (final <= solver.cfg.tol), CONVERGED, status)
-    return ReconResult(state.x_hat, final, state.steps, status.astype(jnp.int32))
+    return ReconResult(state.x_hat, final, state.steps, status.astype(jnp.int32), state.restarts)
 
 
 def reconstruct(target: Target, key: jax.Array, n: int, *, method: str | MethodConfig = DEFAULT_METHOD,
@@ -305,17 +517,23 @@ class SeedsResult(NamedTuple):
     status: list  # status names
     seconds: np.ndarray  # (S,) wall-clock until each seed stopped (chunk resolution), compile included
     compile_seconds: float
+    restarts: np.ndarray  # (S,)
 
 
 def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
                       method: str | MethodConfig = DEFAULT_METHOD, steps: int = 10_000,
                       radius: float | None | str = "sphere", chunk: int = 250, progress: bool = True,
-                      target_axis: Optional[int] = None, **method_options) -> SeedsResult:
+                      target_axis: Optional[int] = None, time_budget: Optional[float] = None,
+                      callback: Optional[Callable] = None, **method_options) -> SeedsResult:
     """Run ``seeds`` attacks vmapped in one compiled program, in chunks of steps.
 
     Seed ``s`` starts from ``jax.random.split(key, seeds)[s]``, so results equal those of
     :func:`reconstruct` called with that key. ``target_axis=0`` vmaps over a batched target
     (one target per seed, as in sweeps); ``None`` shares one target.
+
+    ``time_budget`` (seconds, compilation included) stops after the first chunk that ends past
+    it; running seeds then report status ``"budget"``. ``callback(elapsed_seconds, state)`` is
+    called after every chunk with the vmapped :class:`ReconState` (for traces of loss vs time).
     """
     seeds = _validate.positive_int("seeds", seeds)
     steps = _validate.positive_int("steps", steps)
@@ -351,14 +569,19 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
             bar.set_postfix(stopped=f"{int((status != RUNNING).sum())}/{seeds}",
                             loss_median=f"{np.median(loss):.3g}", refresh=False)
             bar.refresh()
-        if np.all(status != RUNNING):
+        if callback is not None:
+            callback(now, state)
+        if np.all(status != RUNNING) or (time_budget is not None and now >= time_budget):
             break
     if bar is not None:
         bar.close()
     res = fin(tgt, state)
     seconds[np.isnan(seconds)] = time.perf_counter() - t0
+    if time_budget is not None:  # seeds cut by the wall-clock budget ran out of budget too
+        res = res._replace(status=jnp.where(res.status == RUNNING, BUDGET, res.status))
     return SeedsResult(np.asarray(res.x_hat), np.asarray(res.loss), np.asarray(res.steps),
-                       [STATUS_NAMES[int(s)] for s in np.asarray(res.status)], seconds, compile_seconds)
+                       [STATUS_NAMES[int(s)] for s in np.asarray(res.status)], seconds, compile_seconds,
+                       np.asarray(res.restarts))
 
 
 def _progress_bar(total, seeds, enabled):

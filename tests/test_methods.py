@@ -1,0 +1,92 @@
+"""The fast default method (Adam then Levenberg-Marquardt) and its pieces."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrecon as jr
+from jaxrecon.reconstruct import (METHODS, _start, attack_target, lm_direction, lm_system, make_solver,
+                                  method_config, redraw_weakest_row)
+
+
+def problem(d, n, p_over_dn, dtype="float64", seed=1):
+    data = jr.synthetic(jax.random.key(seed), n, d, dtype=dtype)
+    fmap = jr.RandomFeatures(jax.random.key(seed + 1), d, int(p_over_dn * d * n), dtype=dtype)
+    return data, jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+
+
+def test_default_is_adam_lm_and_published_unchanged():
+    assert jr.DEFAULT_METHOD == "adam-lm"
+    assert METHODS["adam-lm"].polish == "lm"
+    assert METHODS["published"].polish is None and METHODS["published"].lr == 20.0
+
+
+def test_default_method_reaches_exact_reconstruction():
+    data, target = problem(8, 3, 30)
+    res = jr.reconstruct_seeds(target, jax.random.key(5), 3, 4, steps=3000, progress=False)
+    errors = [jr.match(data.x, xh).error_sign for xh in res.x_hat]
+    assert max(errors) <= 1e-4, errors
+    assert all(s == "converged" for s in res.status)
+
+
+def test_lm_step_equals_dense_numpy_gauss_newton():
+    _, target = problem(3, 2, 8)
+    cfg = method_config("adam-lm", cg_iters=40)
+    tgt = attack_target(target, cfg)
+    x = jr.project_to_sphere(jax.random.normal(jax.random.key(3), (2, 3)))
+    damping = jnp.asarray(1e-2)
+    delta, loss, grad = lm_direction(cfg, tgt, x, damping)
+    system = lm_system(cfg, tgt, x, damping)
+    # dense reference: the full Jacobian of the residual, materialised
+    r_fn = lambda xx: jr.projector_residual(tgt.fmap, tgt.theta, xx)
+    J = np.asarray(jax.jacfwd(r_fn)(x)).reshape(-1, 6)
+    r = np.asarray(r_fn(x))
+    D = np.repeat(np.asarray(system.D)[:, 0], 3)
+    expected = np.linalg.solve(J.T @ J + float(system.mu) * np.diag(D), -J.T @ r)
+    np.testing.assert_allclose(np.asarray(grad).ravel(), J.T @ r, rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(delta).ravel(), expected, rtol=1e-6, atol=1e-12)
+    assert float(loss) == pytest.approx(r @ r, rel=1e-12)
+
+
+def test_multi_start_keeps_the_best_candidate():
+    _, target = problem(6, 3, 10)
+    cfg = method_config("adam", restarts=4, restart_steps=15)
+    solver = make_solver(target, 3, cfg, 100)
+    tgt = attack_target(target, cfg)
+    key = jax.random.key(9)
+    x_best, _, loss_best, steps = jax.jit(lambda k: _start(solver, k, tgt, jnp.float64))(key)
+    # looped reference: run each candidate alone and keep the lowest loss
+    losses, xs = [], []
+    for k in jax.random.split(key, 4):
+        x = jr.project_to_sphere(jax.random.normal(k, (3, 6)))
+        s = solver.init(x)
+        for _ in range(15):
+            x, s, _, _ = solver.step(tgt, x, s)
+        xs.append(np.asarray(x))
+        losses.append(float(solver.loss_fn(tgt, x)))
+    i = int(np.argmin(losses))
+    assert sorted(losses)[1] > 1.01 * losses[i]  # the winner is unambiguous
+    np.testing.assert_allclose(np.asarray(x_best), xs[i], rtol=1e-6, atol=1e-8)  # jit vs eager rounding
+    assert float(loss_best) == pytest.approx(losses[i], rel=1e-6) and int(steps) == 15
+
+
+def test_redraw_replaces_only_the_weakest_row():
+    data, target = problem(6, 3, 10)
+    cfg = METHODS["adam-lm"]
+    tgt = attack_target(target, cfg)
+    x = np.asarray(data.x).copy()
+    x[1] = np.asarray(jr.sphere(jax.random.key(4), 1, 6))[0]  # a wrong row; the others are exact
+    new = np.asarray(redraw_weakest_row(cfg, tgt, jnp.asarray(x), jax.random.key(0), np.sqrt(6)))
+    changed = np.flatnonzero(np.any(new != x, axis=1))
+    assert changed.tolist() == [1]
+    assert np.linalg.norm(new[1]) == pytest.approx(np.sqrt(6))
+
+
+def test_below_threshold_the_default_does_not_pretend():
+    # p = dn/4 gives p = 10 equations for dn = 40 unknowns: many x_hat explain theta exactly, so
+    # the loss may well reach zero, but the matched error must stay large (nothing is identified).
+    data, target = problem(10, 4, 0.25)
+    res = jr.reconstruct_seeds(target, jax.random.key(5), 4, 2, steps=400, progress=False)
+    for s in range(2):
+        assert jr.match(data.x, res.x_hat[s]).error_sign > 0.1
