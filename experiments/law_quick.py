@@ -18,8 +18,8 @@ def get_config():
         # p / (d n): the first two put p below n (training loss > 0), the rest straddle p = d n
         "p_over_dn": [0.02, 0.05, 0.25, 0.5, 1, 2, 4, 8],
         "activation": ["relu"],
-        # None: the library default (jaxrecon.DEFAULT_METHOD, Adam then Levenberg-Marquardt)
-        "method": None,
+        # the default method (Adam, then Levenberg-Marquardt with row redraws on stalls)
+        "method": ["adam-lm"],
         "seeds": 4,
         "seed": 0,
         "steps": 3000,

@@ -134,12 +134,12 @@ METHODS: dict[str, MethodConfig] = {
         optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100,
         loss_form="residual", init="sphere", tol=1e-12,
     ),
-    # The default: Adam until the loss is below 1e-3 (or 3000 steps), then row-scaled
+    # The default: Adam until the loss is below 1e-3 (or 1000 steps), then row-scaled
     # Levenberg-Marquardt on the residual; when LM stalls (40 steps without converging), the
     # weakest row is redrawn by matching pursuit and Adam resumes (issue "Exact reconstruction, fast").
     "adam-lm": MethodConfig(
         optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100, loss_form="residual",
-        init="sphere", tol=1e-12, polish="lm", polish_below=1e-3, first_steps=3000, polish_steps=40,
+        init="sphere", tol=1e-12, polish="lm", polish_below=1e-3, first_steps=1000, polish_steps=40,
         on_stall="redraw_row", cg_iters=30,
     ),
 }
