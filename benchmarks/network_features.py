@@ -16,11 +16,7 @@ parameter-sized vectors. Results go to ``benchmarks/results/network_features.jso
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +24,11 @@ from flax import nnx
 
 import jaxrecon as jr
 from jaxrecon.features.network import NetworkFeatures
-from jaxrecon.io import versions
 from jaxrecon.models.resnet import ResNet
 from jaxrecon.models.train import split_model
 from jaxrecon.models.two_layer import TwoLayer
+
+from _common import machine, save
 
 
 def timed(fn, *args, repeats=3):
@@ -42,19 +39,6 @@ def timed(fn, *args, repeats=3):
         jax.block_until_ready(fn(*args))
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-def machine() -> dict:
-    return {**versions(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "load_average": os.getloadavg()[0]}
-
-
-def save(name: str, payload: dict) -> Path:
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2))
-    return path
 
 
 def temp_bytes(fn, *args):
