@@ -88,8 +88,9 @@ def _save(fig, path, *extra_suffixes):
             fig.savefig(path.with_suffix(s))
 
 
-def plot_law(table, path=None, metric: str = "error_abs") -> Figure:
-    """Error and training loss vs ``p`` (paper Figs. 1 left and 3); saves ``path`` (and a .pdf)."""
+def _error_and_twin_panels(table, metric, twin, twin_color, twin_label, twin_ylabel, error_legend,
+                           twin_legend, color_twin_axis):
+    """One panel per ``(d, n)``: error vs ``p`` (left axis) and ``twin`` vs ``p`` (right axis)."""
     _check(table)
     keys = _curve_keys(table)
     cols = _columns(len(keys))
@@ -104,19 +105,31 @@ def plot_law(table, path=None, metric: str = "error_abs") -> Figure:
         ax.set_ylabel("reconstruction error", color=ERROR_COLOR)
         ax.tick_params(axis="y", colors=ERROR_COLOR)
         ax2 = ax.twinx()
-        p, m, s = curve(table, key, "train_loss")
-        _band(ax2, p, m, s, LOSS_COLOR, "training loss", lower=0)
+        p, m, s = curve(table, key, twin)
+        _band(ax2, p, m, s, twin_color, twin_label, lower=0)
         ax2.set_ylim(bottom=0)
-        ax2.set_ylabel("training loss (MSE)")
+        if color_twin_axis:
+            ax2.set_ylabel(twin_ylabel, color=twin_color)
+            ax2.tick_params(axis="y", colors=twin_color)
+        else:
+            ax2.set_ylabel(twin_ylabel)
         _vlines(ax, d, n)
         ax.set_title(_title(key, keys))
     handles = [
-        _line(ERROR_COLOR, "-", "o", "error (mean ± std over seeds)"),
-        _line(LOSS_COLOR, "-", "o", "training loss"),
+        _line(ERROR_COLOR, "-", "o", error_legend),
+        _line(twin_color, "-", "o", twin_legend),
         _line("0.45", ":", None, "p = n"),
         _line("0.45", "--", None, "p = d·n"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+    return fig
+
+
+def plot_law(table, path=None, metric: str = "error_abs") -> Figure:
+    """Error and training loss vs ``p`` (paper Figs. 1 left and 3); saves ``path`` (and a .pdf)."""
+    fig = _error_and_twin_panels(table, metric, "train_loss", LOSS_COLOR, "training loss",
+                                 "training loss (MSE)", "error (mean ± std over seeds)",
+                                 "training loss", color_twin_axis=False)
     _save(fig, path, ".pdf")
     return fig
 
@@ -129,34 +142,9 @@ def _line(color, ls, marker, label):
 
 def plot_residuals(table, path=None, metric: str = "error_abs") -> Figure:
     """Error and mean span residual vs ``p`` (paper Fig. 2), one panel per ``(d, n)``."""
-    _check(table)
-    keys = _curve_keys(table)
-    cols = _columns(len(keys))
-    fig = Figure(figsize=(4.6 * cols, 3.5 * math.ceil(len(keys) / cols)), layout="constrained")
-    for ax, key in zip(_grid_axes(fig, len(keys)), keys):
-        d, n = key[0], key[1]
-        p, m, s = curve(table, key, metric)
-        _band(ax, p, m, s, ERROR_COLOR, "reconstruction error", lower=0)
-        ax.set_xscale("log")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("p (number of features)")
-        ax.set_ylabel("reconstruction error", color=ERROR_COLOR)
-        ax.tick_params(axis="y", colors=ERROR_COLOR)
-        ax2 = ax.twinx()
-        p, m, s = curve(table, key, "residual")
-        _band(ax2, p, m, s, RESIDUAL_COLOR, "span residual", lower=0)
-        ax2.set_ylim(bottom=0)
-        ax2.set_ylabel("mean span residual  |P⊥φ(xᵢ)|/√p", color=RESIDUAL_COLOR)
-        ax2.tick_params(axis="y", colors=RESIDUAL_COLOR)
-        _vlines(ax, d, n)
-        ax.set_title(_title(key, keys))
-    handles = [
-        _line(ERROR_COLOR, "-", "o", "error (mean ± std)"),
-        _line(RESIDUAL_COLOR, "-", "o", "span residual of the training features"),
-        _line("0.45", ":", None, "p = n"),
-        _line("0.45", "--", None, "p = d·n"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
+    fig = _error_and_twin_panels(table, metric, "residual", RESIDUAL_COLOR, "span residual",
+                                 "mean span residual  |P⊥φ(xᵢ)|/√p", "error (mean ± std)",
+                                 "span residual of the training features", color_twin_axis=True)
     _save(fig, path)
     return fig
 
