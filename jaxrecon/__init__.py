@@ -11,6 +11,7 @@ from .features import FeatureMap, NetworkFeatures, RandomFeatures, Target, netwo
 from .loss import (factor_kernel, projector_loss, projector_residual, report_loss, span_residuals)
 from .metrics import Match, error_abs, error_sign, match
 from .models import FitResult, fit, fit_with_info
+from .scale import block_size_for, parse_bytes
 from .reconstruct import (DEFAULT_METHOD, METHODS, MethodConfig, ReconResult, method_config,
                           reconstruct, reconstruct_seeds)
 from .sweep import SweepConfig, read_results, sweep  # note: jr.sweep is the function
@@ -33,5 +34,5 @@ __all__ = [
     "factor_kernel", "fit", "fit_with_info", "get_activation", "match", "method_config",
     "project_to_sphere", "projector_loss", "projector_residual", "reconstruct", "reconstruct_seeds",
     "report_loss", "span_residuals", "sphere", "surrogate_relu", "synthetic",
-    "SweepConfig", "estimate_thresholds", "read_results", "sweep", *_PLOTTING,
+    "SweepConfig", "block_size_for", "estimate_thresholds", "parse_bytes", "read_results", "sweep", *_PLOTTING,
 ]

@@ -10,6 +10,14 @@ of it hold *identical* numbers: a block size never changes a result, only memory
   a ``lax.scan``, regenerating the block's rows inside the compiled program, each block under
   ``jax.checkpoint`` so that reverse-mode autodiff recomputes the block instead of storing it.
   Memory is ``O(n * B + n^2)``, not ``O(p * d)``. A last partial block is padded and masked.
+  :func:`jaxrecon.scale.block_size_for` picks ``B`` from a memory budget.
+* ``shards=k`` (streamed only): the blocks are split over ``k`` devices with ``jax.shard_map``;
+  each device regenerates only its own range of blocks and holds only its slice of ``theta``, and
+  the kernel sums are combined with one all-reduce (``psum``) per pass. Same numbers as one device
+  up to the order of the final sum.
+* ``cache_preactivations=True`` (streamed): reverse-mode keeps the pre-activations ``x V_b^T``
+  of every block (``n * p`` numbers) instead of recomputing them, so a gradient step costs two
+  matmuls per block instead of three; ``V`` itself is still regenerated, never stored.
 """
 
 from __future__ import annotations
@@ -20,15 +28,27 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.ad_checkpoint import checkpoint_name
+from jax.sharding import Mesh, PartitionSpec
 
 from .. import _validate
 from ..activations import ActivationSpec, activation_name, get_activation
 
+#: Matmul precisions. ``highest``: full float32 products (the reference). ``high`` / ``default``:
+#: XLA's faster passes on accelerators (``default`` is TF32 on NVIDIA GPUs since Ampere; ``tf32`` is
+#: its alias). ``bf16``: operands rounded to bfloat16, products accumulated in float32. On CPUs
+#: every option but ``bf16`` computes in full float32.
 _PRECISIONS = {
     "highest": jax.lax.Precision.HIGHEST,
     "high": jax.lax.Precision.HIGH,
     "default": jax.lax.Precision.DEFAULT,
+    "tf32": jax.lax.Precision.DEFAULT,
+    "bf16": jax.lax.Precision.DEFAULT,
 }
+PRECISIONS = tuple(_PRECISIONS)
+
+_AXIS = "p"  # mesh axis name over which the feature blocks are sharded
 
 
 def _dtype_or_default(dtype):
@@ -48,8 +68,12 @@ class RandomFeatures:
       surrogate_slope: if set, ReLU's derivative is ``slope`` on negative pre-activations
         (the published attack's surrogate gradient); forward values are unchanged.
       dtype: dtype of ``V`` and of the features (default: JAX's default float).
-      precision: matmul precision, ``"highest"`` (default; float32 products on GPUs stay exact),
-        ``"high"`` or ``"default"`` (TF32/bf16 passes on accelerators).
+      precision: matmul precision, one of :data:`PRECISIONS`: ``"highest"`` (default; float32
+        products on GPUs stay exact), ``"high"``, ``"default"``/``"tf32"`` (TF32 on NVIDIA GPUs),
+        ``"bf16"`` (bfloat16 operands, float32 accumulation, on every backend).
+      shards: number of devices the feature blocks are split over (streamed maps only; the first
+        ``shards`` of ``jax.devices()``).
+      cache_preactivations: keep the blocks' pre-activations for reverse mode (streamed maps).
       V: the materialised matrix, filled in by :meth:`prepare` for dense maps; leave ``None``.
     """
 
@@ -61,6 +85,8 @@ class RandomFeatures:
     surrogate_slope: Optional[float] = None
     dtype: Optional[str] = None
     precision: str = "highest"
+    shards: int = 1
+    cache_preactivations: bool = False
     V: Optional[jax.Array] = None
 
     def __post_init__(self):
@@ -74,18 +100,29 @@ class RandomFeatures:
             _validate.positive_float("surrogate_slope", self.surrogate_slope, allow_zero=True)
         if self.dtype is not None:
             object.__setattr__(self, "dtype", jnp.dtype(self.dtype).name)
+        _validate.positive_int("shards", self.shards)
+        if self.shards > 1:
+            if self.block_size is None:
+                raise ValueError("shards: sharding over devices needs a streamed map; set block_size "
+                                 "(or use jaxrecon.scale.block_size_for)")
+            available = len(jax.devices())
+            if self.shards > available:
+                raise ValueError(f"shards: {self.shards} devices requested but only {available} available "
+                                 f"({jax.devices()[0].platform}); on CPU, simulate devices with "
+                                 f"XLA_FLAGS=--xla_force_host_platform_device_count={self.shards}")
 
     # -- pytree plumbing: key and V are leaves, everything else is static --------------------
     def tree_flatten(self):
         static = (self.d, self.p, self.activation, self.block_size, self.surrogate_slope,
-                  self.dtype, self.precision)
+                  self.dtype, self.precision, self.shards, self.cache_preactivations)
         return (self.key, self.V), static
 
     @classmethod
     def tree_unflatten(cls, static, leaves):
         obj = object.__new__(cls)
         for name, value in zip(
-            ("d", "p", "activation", "block_size", "surrogate_slope", "dtype", "precision"), static
+            ("d", "p", "activation", "block_size", "surrogate_slope", "dtype", "precision", "shards",
+             "cache_preactivations"), static
         ):
             object.__setattr__(obj, name, value)
         object.__setattr__(obj, "key", leaves[0])
@@ -106,7 +143,10 @@ class RandomFeatures:
 
     @property
     def n_blocks(self) -> int:
-        return math.ceil(self.p / self.block_size) if self.block_size else 1
+        """Blocks walked per pass, padded up to a multiple of ``shards`` (extra blocks are masked)."""
+        if not self.block_size:
+            return 1
+        return math.ceil(math.ceil(self.p / self.block_size) / self.shards) * self.shards
 
     @property
     def sigma(self):
@@ -118,6 +158,10 @@ class RandomFeatures:
 
     def describe(self) -> str:
         mode = "dense" if self.dense else f"streamed(block_size={self.block_size})"
+        if self.shards > 1:
+            mode += f", shards={self.shards}"
+        if self.precision != "highest":
+            mode += f", precision={self.precision}"
         return f"RandomFeatures(d={self.d}, p={self.p}, activation={activation_name(self.activation)}, {mode})"
 
     def with_surrogate(self, slope: float) -> "RandomFeatures":
@@ -146,6 +190,9 @@ class RandomFeatures:
 
     # -- internals ----------------------------------------------------------------------------
     def _matmul(self, a, b):
+        if self.precision == "bf16":
+            return jnp.matmul(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                              preferred_element_type=jnp.promote_types(a.dtype, b.dtype))
         return jnp.matmul(a, b, precision=_PRECISIONS[self.precision])
 
     def _check_x(self, x, name="x"):
@@ -156,7 +203,10 @@ class RandomFeatures:
         """Features of block ``b`` (``(n, B)``), with rows of ``V`` beyond ``p`` masked to zero."""
         B = self.block_size
         Vb = self.rows(b * B, B)
-        F = self.sigma(self._matmul(x, Vb.T))
+        Z = self._matmul(x, Vb.T)
+        if self.cache_preactivations:
+            Z = checkpoint_name(Z, "preactivation")
+        F = self.sigma(Z)
         mask = (b * B + jnp.arange(B)) < self.p
         return jnp.where(mask[None, :], F, 0)
 
@@ -165,17 +215,60 @@ class RandomFeatures:
         pad = self.n_blocks * self.block_size - self.p
         return jnp.pad(vec, (0, pad)).reshape(self.n_blocks, self.block_size)
 
-    def _scan_blocks(self, contrib, init, xs=None):
-        """``sum_b contrib(b, xs[b])`` over blocks with a ``lax.scan``; ``contrib`` is checkpointed."""
-        contrib = jax.checkpoint(contrib)
-        blocks = jnp.arange(self.n_blocks)
+    def _checkpointed(self, fn):
+        if self.cache_preactivations:
+            return jax.checkpoint(fn, policy=jax.checkpoint_policies.save_only_these_names("preactivation"))
+        return jax.checkpoint(fn)
 
-        def body(acc, inp):
-            out = contrib(*inp)
-            return jax.tree_util.tree_map(jnp.add, acc, out), None
+    def _mesh(self) -> Mesh:
+        return Mesh(np.asarray(jax.devices()[: self.shards]), (_AXIS,))
 
-        acc, _ = jax.lax.scan(body, init, (blocks, xs) if xs is not None else (blocks,))
-        return acc
+    def _over_blocks(self, local, args, xs, reduce: bool):
+        """Run ``local(fmap, first_block, n_local, args, xs_local)`` over all blocks.
+
+        One device: ``local`` sees every block. ``shards`` devices: ``xs`` (leading axis = blocks)
+        is split over the mesh, each device runs ``local`` on its range, and the results are
+        summed with ``psum`` (``reduce=True``) or concatenated along the block axis.
+        """
+        if self.shards == 1:
+            return local(self, 0, self.n_blocks, args, xs)
+        per = self.n_blocks // self.shards
+        keyless = self.replace(key=None)  # the key travels as an explicit replicated argument
+
+        def body(key, args, xs):
+            fmap = keyless.replace(key=key)
+            first = jax.lax.axis_index(_AXIS) * per
+            out = local(fmap, first, per, args, xs)
+            return jax.lax.psum(out, _AXIS) if reduce else out
+
+        spec = PartitionSpec(_AXIS)
+        out_spec = PartitionSpec() if reduce else spec
+        return jax.shard_map(body, mesh=self._mesh(), in_specs=(PartitionSpec(), PartitionSpec(), spec),
+                             out_specs=out_spec, check_vma=False)(self.key, args, xs)
+
+    def _sum_blocks(self, contrib, init, args, xs):
+        """``sum_b contrib(fmap, b, args, xs[b])`` with a ``lax.scan``; ``contrib`` is checkpointed."""
+
+        def local(fmap, first, count, args, xs):
+            fn = fmap._checkpointed(contrib)
+
+            def body(acc, inp):
+                b, xb = inp
+                return jax.tree_util.tree_map(jnp.add, acc, fn(fmap, b, args, xb)), None
+
+            acc, _ = jax.lax.scan(body, init, (first + jnp.arange(count), xs))
+            return acc
+
+        return self._over_blocks(local, args, xs, reduce=True)
+
+    def _map_blocks(self, contrib, args):
+        """``stack_b contrib(fmap, b, args)`` with ``lax.map`` (leading axis = blocks)."""
+
+        def local(fmap, first, count, args, xs):
+            fn = fmap._checkpointed(lambda fm, b, a: contrib(fm, b, a))
+            return jax.lax.map(lambda b: fn(fmap, b, args), first + jnp.arange(count))
+
+        return self._over_blocks(local, args, jnp.zeros((self.n_blocks,), jnp.int32), reduce=False)
 
     # -- public API ---------------------------------------------------------------------------
     def features(self, x: jax.Array) -> jax.Array:
@@ -183,7 +276,7 @@ class RandomFeatures:
         x = self._check_x(x)
         if self.dense:
             return self.sigma(self._matmul(x, self.weights().T))
-        F = jax.lax.map(lambda b: self._block_features(x, b), jnp.arange(self.n_blocks))
+        F = self._map_blocks(lambda fm, b, x: fm._block_features(x, b), x)
         return jnp.moveaxis(F, 0, 1).reshape(x.shape[0], -1)[:, : self.p]
 
     def gram(self, x1: jax.Array, x2: jax.Array) -> jax.Array:
@@ -193,9 +286,11 @@ class RandomFeatures:
             V = self.weights()
             return self._matmul(self.sigma(self._matmul(x1, V.T)), self.sigma(self._matmul(x2, V.T)).T)
         init = jnp.zeros((x1.shape[0], x2.shape[0]), self.feature_dtype)
-        return self._scan_blocks(
-            lambda b: self._matmul(self._block_features(x1, b), self._block_features(x2, b).T), init
-        )
+
+        def contrib(fm, b, xs, _):
+            return fm._matmul(fm._block_features(xs[0], b), fm._block_features(xs[1], b).T)
+
+        return self._sum_blocks(contrib, init, (x1, x2), jnp.zeros((self.n_blocks,), jnp.int32))
 
     def project(self, x: jax.Array, theta: jax.Array) -> jax.Array:
         """``Phi(x) theta``, shape ``(n,)``."""
@@ -204,9 +299,8 @@ class RandomFeatures:
         if self.dense:
             return self._matmul(self.sigma(self._matmul(x, self.weights().T)), theta)
         init = jnp.zeros((x.shape[0],), self.feature_dtype)
-        return self._scan_blocks(
-            lambda b, tb: self._matmul(self._block_features(x, b), tb), init, self._blocked(theta)
-        )
+        return self._sum_blocks(lambda fm, b, x, tb: fm._matmul(fm._block_features(x, b), tb), init, x,
+                                self._blocked(theta))
 
     def adjoint(self, x: jax.Array, alpha: jax.Array) -> jax.Array:
         """``Phi(x)^T alpha``, shape ``(p,)``."""
@@ -214,10 +308,7 @@ class RandomFeatures:
         alpha = jnp.asarray(_validate.vector("alpha", alpha, x.shape[0], "n"), self.feature_dtype)
         if self.dense:
             return self._matmul(alpha, self.sigma(self._matmul(x, self.weights().T)))
-        out = jax.lax.map(
-            jax.checkpoint(lambda b: self._matmul(alpha, self._block_features(x, b))),
-            jnp.arange(self.n_blocks),
-        )
+        out = self._map_blocks(lambda fm, b, a: fm._matmul(a[1], fm._block_features(a[0], b)), (x, alpha))
         return out.reshape(-1)[: self.p]
 
     def gram_project(self, x: jax.Array, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -230,11 +321,11 @@ class RandomFeatures:
         n = x.shape[0]
         init = (jnp.zeros((n, n), self.feature_dtype), jnp.zeros((n,), self.feature_dtype))
 
-        def contrib(b, tb):
-            F = self._block_features(x, b)
-            return self._matmul(F, F.T), self._matmul(F, tb)
+        def contrib(fm, b, x, tb):
+            F = fm._block_features(x, b)
+            return fm._matmul(F, F.T), fm._matmul(F, tb)
 
-        return self._scan_blocks(contrib, init, self._blocked(theta))
+        return self._sum_blocks(contrib, init, x, self._blocked(theta))
 
 
 jax.tree_util.register_pytree_node(

@@ -1,0 +1,86 @@
+"""Memory budgets for streamed random features: parse ``"4GB"`` and pick a block size.
+
+A streamed :class:`~jaxrecon.RandomFeatures` never stores ``V``; a pass over the features holds one
+block of ``B`` rows at a time. The compiled gradient step of the projector loss was measured (XLA's
+compile-time memory analysis, CPU, float32; ``tests/test_scale.py`` re-checks it) to need about
+
+    itemsize * [ B * (4 d + n s)  +  p * (2 + n s [cache_preactivations])  +  2 n_blocks s (n^2 + n) ]
+
+bytes of temporaries for ``n`` inputs and ``s`` vmapped seeds: four ``B x d`` buffers for the
+regenerated block (random bits, normals, the block and its cotangent), the block's features, the
+blocked ``theta`` and the per-block carries the reverse scan keeps. :func:`block_size_for` inverts
+this with a 25 % margin and rounds ``B`` down to a multiple of 128 (a friendly matmul size).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jax.numpy as jnp
+
+from . import _validate
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+#: Safety factor on the measured memory model.
+MARGIN = 1.25
+
+
+def parse_bytes(name: str, value) -> int:
+    """``"4GB"``, ``"512MiB"``, ``"1.5e9"`` or an int -> bytes; ValueError naming ``name`` otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = m.group(2).lower() if m else None
+        if m is None or unit not in _UNITS:
+            raise ValueError(f"{name}: must be a size like '4GB', '512MiB' or a number of bytes, got {value!r}; "
+                             f"units: {sorted(u for u in _UNITS if u)}")
+        out = float(m.group(1)) * _UNITS[unit]
+    if not math.isfinite(out) or out <= 0:
+        raise ValueError(f"{name}: must be a positive size, got {value!r}")
+    return int(out)
+
+
+def step_bytes(d: int, n: int, p: int, block_size: int, seeds: int = 1, dtype="float32",
+               cache_preactivations: bool = False) -> int:
+    """Modelled temporaries (bytes) of one streamed gradient step (see the module docstring)."""
+    item = jnp.dtype(dtype).itemsize
+    n_blocks = math.ceil(p / block_size)
+    per_row = 4 * d + n * seeds
+    fixed = p * (2 + (n * seeds if cache_preactivations else 0)) + 2 * n_blocks * seeds * (n * n + n)
+    return int(item * (block_size * per_row + fixed))
+
+
+def block_size_for(d: int, n: int, p: int, memory_budget, seeds: int = 1, dtype="float32",
+                   cache_preactivations: bool = False, shards: int = 1) -> int:
+    """Largest block size whose modelled step (times :data:`MARGIN`) fits ``memory_budget`` per device.
+
+    ``memory_budget`` is per device (a string like ``"4GB"`` or bytes). With ``shards`` devices
+    each one walks only ``p / shards`` features. Raises ``ValueError`` (naming ``memory_budget``,
+    with the smallest budget that works) when even one row per block does not fit.
+    """
+    for name, v in (("d", d), ("n", n), ("p", p), ("seeds", seeds), ("shards", shards)):
+        _validate.positive_int(name, v)
+    budget = parse_bytes("memory_budget", memory_budget) / MARGIN
+    p_local = math.ceil(p / shards)
+
+    def fits(B):
+        return step_bytes(d, n, p_local, B, seeds, dtype, cache_preactivations) <= budget
+
+    # The model is a*B + c*ceil(p/B) + const: convex, smallest near B0 = sqrt(c p / a); the
+    # largest fitting B lies between B0 and p_local, where the model increases.
+    item_free_a = 4 * d + n * seeds
+    item_free_c = 2 * seeds * (n * n + n)
+    b0 = max(1, min(p_local, int(math.sqrt(item_free_c * p_local / item_free_a))))
+    if not fits(b0):
+        need = MARGIN * step_bytes(d, n, p_local, b0, seeds, dtype, cache_preactivations)
+        raise ValueError(f"memory_budget: {memory_budget!r} is too small for d={d}, n={n}, p={p}, "
+                         f"seeds={seeds}; need at least about {need / 1e6:.1f} MB per device")
+    lo, hi = b0, p_local
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo - lo % 128 if 128 <= lo < p_local else lo
