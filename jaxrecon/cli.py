@@ -13,6 +13,7 @@ from ._version import __version__
 
 def _add_reconstruct(sub):
     from .activations import ACTIVATIONS
+    from .features.random_features import PRECISIONS
     from .reconstruct import DEFAULT_METHOD, METHODS
 
     p = sub.add_parser(
@@ -37,6 +38,13 @@ def _add_reconstruct(sub):
     p.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS), help="RF activation")
     p.add_argument("--block-size", type=int, default=None,
                    help="stream V in blocks of this many rows (default: dense V)")
+    p.add_argument("--memory-budget", default=None,
+                   help="stream V with the largest block that fits this much memory per device, e.g. 4GB")
+    p.add_argument("--precision", default="highest", choices=list(PRECISIONS),
+                   help="matmul precision of the attack (tf32/bf16 are faster on GPUs; the fit stays exact)")
+    p.add_argument("--shards", type=int, default=1,
+                   help="split the random features over this many devices (needs --block-size or --memory-budget)")
+    p.add_argument("--seed-shards", type=int, default=1, help="split the vmapped seeds over this many devices")
     p.add_argument("--ridge", type=float, default=0.0, help="ridge of the least-squares fit")
     p.add_argument("--noise", type=float, default=0.5, help="label noise std of the synthetic task")
     p.add_argument("--data", default="synthetic",
@@ -73,7 +81,8 @@ def _cmd_reconstruct(args):
     cfg = ReconstructConfig(
         d=args.d if args.d is not None else (3072 if args.model == "resnet" and args.data == "synthetic" else None), n=args.n, p=args.p, p_over_dn=args.p_over_dn, seeds=args.seeds, seed=args.seed,
         steps=args.steps, method=args.method, optimizer=args.optimizer, lr=args.lr,
-        activation=args.activation, block_size=args.block_size, x64=args.x64, noise=args.noise,
+        activation=args.activation, block_size=args.block_size, memory_budget=args.memory_budget,
+        precision=args.precision, shards=args.shards, seed_shards=args.seed_shards, x64=args.x64, noise=args.noise,
         ridge=args.ridge, chunk=args.chunk, model=args.model, width=args.width, classes=args.classes,
         train=args.train, train_steps=args.train_steps, train_lr=args.train_lr,
         data=args.data, data_dir=args.data_dir, data_classes=args.data_classes, image_size=args.image_size,

@@ -134,12 +134,12 @@ METHODS: dict[str, MethodConfig] = {
         optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100,
         loss_form="residual", init="sphere", tol=1e-12,
     ),
-    # The default: Adam until the loss is below 1e-3 (or 1000 steps), then row-scaled
+    # The default: Adam until the loss is below 1e-3 (or 300 steps), then row-scaled
     # Levenberg-Marquardt on the residual; when LM stalls (40 steps without converging), the
     # weakest row is redrawn by matching pursuit and Adam resumes (issue "Exact reconstruction, fast").
     "adam-lm": MethodConfig(
         optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100, loss_form="residual",
-        init="sphere", tol=1e-12, polish="lm", polish_below=1e-3, first_steps=1000, polish_steps=40,
+        init="sphere", tol=1e-12, polish="lm", polish_below=1e-3, first_steps=300, polish_steps=40,
         on_stall="redraw_row", cg_iters=30,
     ),
 }
@@ -243,6 +243,18 @@ def attack_target(target: Target, cfg: MethodConfig) -> Target:
     return Target(fmap.prepare(), target.theta)
 
 
+def full_precision(tgt: Target) -> Target:
+    """``tgt`` with its feature map's matmuls at full precision (``"highest"``), where it has a choice.
+
+    The polish phase always runs on it: reduced precision (TF32, bf16) speeds up the first-order
+    phase, but the last digits of an exact reconstruction need exact products.
+    """
+    fmap = tgt.fmap
+    if getattr(fmap, "precision", "highest") != "highest":
+        return Target(fmap.replace(precision="highest"), tgt.theta)
+    return tgt
+
+
 def _project(x, radius):
     return x if radius is None else project_to_sphere(x, radius)
 
@@ -303,6 +315,7 @@ def make_lm_step(cfg: MethodConfig, radius: Optional[float]):
     """
 
     def lm_step(tgt, x, damping):
+        tgt = full_precision(tgt)
         r_fn = lambda xx: projector_residual(tgt.fmap, tgt.theta, xx, cfg.jitter)
         delta, loss, g = lm_direction(cfg, tgt, x, damping)
         x_new = _project(x + delta, radius)
@@ -327,7 +340,7 @@ def redraw_weakest_row(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax.Ar
     far from any training point (a correct row with a small ``c_i`` is re-found, since ``r`` points
     to it).
     """
-    fmap, theta = tgt.fmap, tgt.theta
+    fmap, theta = full_precision(tgt)
     A, v = fmap.gram_project(x, theta)
     c = factor_kernel(A, cfg.jitter).solve(v)
     r = theta.astype(x.dtype) - fmap.adjoint(x, c)
@@ -524,7 +537,8 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
                       method: str | MethodConfig = DEFAULT_METHOD, steps: int = 10_000,
                       radius: float | None | str = "sphere", chunk: int = 250, progress: bool = True,
                       target_axis: Optional[int] = None, time_budget: Optional[float] = None,
-                      callback: Optional[Callable] = None, **method_options) -> SeedsResult:
+                      callback: Optional[Callable] = None, seed_shards: int = 1,
+                      **method_options) -> SeedsResult:
     """Run ``seeds`` attacks vmapped in one compiled program, in chunks of steps.
 
     Seed ``s`` starts from ``jax.random.split(key, seeds)[s]``, so results equal those of
@@ -534,8 +548,19 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
     ``time_budget`` (seconds, compilation included) stops after the first chunk that ends past
     it; running seeds then report status ``"budget"``. ``callback(elapsed_seconds, state)`` is
     called after every chunk with the vmapped :class:`ReconState` (for traces of loss vs time).
+
+    ``seed_shards=k`` splits the seeds over the first ``k`` devices (``seeds`` must be a multiple
+    of ``k``): XLA partitions the vmapped program along the seed axis, same numbers as one device.
     """
     seeds = _validate.positive_int("seeds", seeds)
+    seed_shards = _validate.positive_int("seed_shards", seed_shards)
+    if seed_shards > 1:
+        if seed_shards > len(jax.devices()):
+            raise ValueError(f"seed_shards: {seed_shards} devices requested but only {len(jax.devices())} "
+                             f"available; on CPU, simulate them with "
+                             f"XLA_FLAGS=--xla_force_host_platform_device_count={seed_shards}")
+        if seeds % seed_shards:
+            raise ValueError(f"seed_shards: seeds={seeds} must be a multiple of seed_shards={seed_shards}")
     steps = _validate.positive_int("steps", steps)
     chunk = _validate.positive_int("chunk", chunk)
     cfg = method if isinstance(method, MethodConfig) else method_config(method, **method_options)
@@ -546,11 +571,22 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
     prep = lambda t: attack_target(t, cfg)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     init = jax.jit(jax.vmap(lambda k, t: init_state(solver, k, t), in_axes=(0, target_axis)))
-    advance = jax.jit(jax.vmap(lambda t, s, m: _advance(solver, t, s, m), in_axes=(target_axis, 0, None)))
+    advance_fn = jax.vmap(lambda t, s, m: _advance(solver, t, s, m), in_axes=(target_axis, 0, None))
+    advance = jax.jit(advance_fn)
     fin = jax.jit(jax.vmap(lambda t, s: finalize(solver, t, s, steps), in_axes=(target_axis, 0)))
 
     t0 = time.perf_counter()
+    if seed_shards > 1:  # seeds split over devices, the target replicated (or split, when batched)
+        mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:seed_shards]), ("seeds",))
+        by_seed = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
+        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        tgt = jax.device_put(tgt, whole if target_axis is None else by_seed)
+        keys = jax.device_put(keys, by_seed)
+        advance = jax.jit(advance_fn, in_shardings=(whole if target_axis is None else by_seed, by_seed, whole),
+                          out_shardings=by_seed)
     state = init(keys, tgt)
+    if seed_shards > 1:
+        state = jax.device_put(state, by_seed)
     compiled = advance.lower(tgt, state, 0).compile()
     compile_seconds = time.perf_counter() - t0
     seconds = np.full(seeds, np.nan)

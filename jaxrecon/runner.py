@@ -18,12 +18,13 @@ from . import _validate
 from .activations import ACTIVATIONS
 from .data.synthetic import Dataset, synthetic
 from .features.base import Target
-from .features.random_features import RandomFeatures
+from .features.random_features import PRECISIONS, RandomFeatures
 from .io import out_dir, versions, write_json, write_npz
 from .loss import report_loss
 from .metrics import match
 from .models.rf import fit_with_info
 from .reconstruct import DEFAULT_METHOD, METHODS, method_config, reconstruct_seeds
+from .scale import block_size_for
 
 
 @dataclasses.dataclass
@@ -42,6 +43,11 @@ class ReconstructConfig:
     lr: Optional[float] = None
     activation: str = "relu"
     block_size: Optional[int] = None
+    # scale (issue 9): block size from a memory budget, matmul precision, devices
+    memory_budget: Optional[str] = None  # e.g. "4GB" per device: picks block_size (streamed V)
+    precision: str = "highest"  # matmul precision of the attack (the fit always uses "highest")
+    shards: int = 1  # devices the random features are split over (needs block_size or memory_budget)
+    seed_shards: int = 1  # devices the vmapped seeds are split over
     x64: bool = False
     noise: float = 0.5
     ridge: float = 0.0
@@ -87,6 +93,20 @@ class ReconstructConfig:
         _validate.choice("activation", self.activation, ACTIVATIONS)
         if self.block_size is not None:
             _validate.positive_int("block_size", self.block_size)
+        _validate.choice("precision", self.precision, PRECISIONS)
+        _validate.positive_int("shards", self.shards)
+        _validate.positive_int("seed_shards", self.seed_shards)
+        if self.model != "rf" and (self.memory_budget, self.precision, self.shards) != (None, "highest", 1):
+            raise ValueError("memory_budget / precision / shards: apply to --model rf only")
+        if self.memory_budget is not None:
+            if self.block_size is not None:
+                raise ValueError("memory_budget: give only one of --memory-budget and --block-size")
+            self.block_size = block_size_for(self.d, self.n, self.p, self.memory_budget,
+                                             seeds=-(-self.seeds // self.seed_shards),
+                                             dtype="float64" if self.x64 else "float32", shards=self.shards)
+        if self.shards > 1 and self.block_size is None:
+            raise ValueError("shards: sharding the features needs a streamed map; give --block-size or "
+                             "--memory-budget")
         _validate.positive_float("noise", self.noise, allow_zero=True)
         _validate.positive_float("ridge", self.ridge, allow_zero=True)
         self.method_cfg()  # validates optimizer / lr
@@ -141,8 +161,10 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
 
         net = build_network_problem(cfg, key, data)
         return Problem(net.target, float(net.train.final_loss), net.description)
-    fmap = RandomFeatures(key, cfg.d, cfg.p, cfg.activation, cfg.block_size)
+    fmap = RandomFeatures(key, cfg.d, cfg.p, cfg.activation, cfg.block_size, shards=cfg.shards)
+    # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
     fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, cfg.ridge))(fmap, data.x, data.y)
+    fmap = fmap.replace(precision=cfg.precision)
     return Problem(Target(fmap, fitted.theta), float(fitted.train_loss), fmap.describe())
 
 
@@ -167,7 +189,8 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
         log(f"{problem.description}  n={cfg.n}  p/(dn)={cfg.p_over_dn:.3g}  train MSE={train_loss:.3g}  "
             f"method={cfg.method}")
     res = reconstruct_seeds(problem.target, k_attack, cfg.n, cfg.seeds,
-                            method=cfg.method_cfg(), steps=cfg.steps, chunk=cfg.chunk, progress=progress)
+                            method=cfg.method_cfg(), steps=cfg.steps, chunk=cfg.chunk, progress=progress,
+                            seed_shards=cfg.seed_shards)
     x = np.asarray(data.x)
     rows = []
     for s in range(cfg.seeds):
