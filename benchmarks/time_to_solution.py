@@ -109,8 +109,8 @@ def plot(results, path):
             q1, med, q3 = np.percentile(e, [25, 50, 75], axis=1)
             ax.plot(t, med, color=colors[r["method"]], label=r["method"])
             ax.fill_between(t, q1, q3, color=colors[r["method"]], alpha=0.2, lw=0)
-        ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xlim(left=0)
         ax.set_title(f"p = {pr:g}·dn")
         ax.set_xlabel("wall-clock seconds (compile included)")
         ax.axhline(1e-3, color="gray", lw=0.8, ls=":")
@@ -135,7 +135,14 @@ def main():
     ap.add_argument("--methods", nargs="+", default=["published", "adam", "adam-lm"])
     ap.add_argument("--x64", action="store_true")
     ap.add_argument("--name", default="time_to_solution")
+    ap.add_argument("--replot", action="store_true", help="only redraw the figure from results/NAME.json")
     args = ap.parse_args()
+    if args.replot:
+        import json
+
+        results = json.loads((Path(__file__).parent / "results" / f"{args.name}.json").read_text())["results"]
+        plot(results, Path(__file__).parent / f"{args.name}.png")
+        return
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     dtype = "float64" if args.x64 else "float32"
