@@ -5,7 +5,8 @@
 set -uo pipefail
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
-pip install --no-deps -e . -q 2>&1 | tail -1
+pip install --no-deps --no-build-isolation -e . -q 2>&1 | tail -1  # no internet: no build isolation
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # works even where the install cannot
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 python -c "import jax; print('jax', jax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
 # 1. One attack step at CIFAR size (d=3072), n=100, p/(dn) = 1, 5, 10, three matmul precisions;
@@ -16,7 +17,7 @@ python -c "import jax; print('jax', jax.__version__, jax.devices())" | tee -a "$
     --memory-budget 16GB --steps 3 --peak-size 8192 --timeout 50 --cache-preactivations --name scale_gpu_cached)
 cp benchmarks/results/scale_gpu*.json "$OUT/"
 # 2. Paper Fig 1 (right) at full size on bundled photographs: d=3072, n=96, p=10dn (2.95M features),
-#    published method, TF32 matmuls, V streamed under a 16 GB budget; stopped after 200 s.
-timeout 200 jaxrecon reconstruct --data photos32 --n 96 --p-over-dn 10 --seeds 1 --method published \
-    --precision tf32 --memory-budget 16GB --steps 1500 --chunk 100 --out "$OUT/fig1_photos32" --quiet
+#    published method, TF32 matmuls, V streamed under a 16 GB budget, 800 steps.
+timeout 400 python -m jaxrecon.cli reconstruct --data photos32 --n 96 --p-over-dn 10 --seeds 1 --method published \
+    --precision tf32 --memory-budget 16GB --steps 800 --chunk 100 --out "$OUT/fig1_photos32" --quiet
 ls -la "$OUT" "$OUT/fig1_photos32" 2>/dev/null
