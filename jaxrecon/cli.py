@@ -29,7 +29,9 @@ def _add_reconstruct(sub):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--p", type=int, default=None, help="number of random features (parameters)")
     g.add_argument("--p-over-dn", type=float, default=None, help="p as a multiple of d*n (p = round(r*d*n))")
-    p.add_argument("--seeds", type=int, default=4, help="attack seeds, vmapped in one program")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="attack seeds, vmapped in one program (default: 4; 1 for image datasets, whose "
+                        "steps cost d/100 times more and whose figure shows one seed)")
     p.add_argument("--seed", type=int, default=0, help="base seed (data, features and attack keys)")
     p.add_argument("--steps", type=int, default=10_000, help="step budget per seed")
     p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help="attack method")

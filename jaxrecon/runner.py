@@ -35,7 +35,7 @@ class ReconstructConfig:
     n: int = 20
     p: Optional[int] = None  # number of features; or give p_over_dn
     p_over_dn: Optional[float] = None
-    seeds: int = 4
+    seeds: Optional[int] = None  # None: 4 for synthetic data, 1 for images (one seed draws recon.png)
     seed: int = 0
     steps: int = 10_000
     method: str = DEFAULT_METHOD
@@ -84,6 +84,8 @@ class ReconstructConfig:
             self.p = max(1, int(round(r * self.d * self.n)))
         _validate.positive_int("p", self.p)
         self.p_over_dn = self.p / (self.d * self.n)
+        if self.seeds is None:
+            self.seeds = 4 if self.data == "synthetic" else 1
         _validate.positive_int("seeds", self.seeds)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")

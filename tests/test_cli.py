@@ -54,3 +54,23 @@ def test_console_script_version_and_help():
     assert r.returncode == 0 and __version__ in r.stdout
     r = subprocess.run([sys.executable, "-m", "jaxrecon.cli", "reconstruct", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--block-size" in r.stdout
+
+
+def test_default_seeds_synthetic_4_images_1():
+    from jaxrecon.runner import ReconstructConfig
+
+    assert ReconstructConfig(d=8, n=3, p=100).resolve().seeds == 4
+    assert ReconstructConfig(data="digits", n=4, p_over_dn=8).resolve().seeds == 1
+    assert ReconstructConfig(data="digits", n=4, p_over_dn=8, seeds=3).resolve().seeds == 3
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--memory-budget", "lots"], "memory_budget: must be a size"),
+    (["--memory-budget", "1GB", "--block-size", "10"], "memory_budget: give only one"),
+    (["--shards", "2"], "shards: sharding the features needs a streamed map"),
+    (["--block-size", "10", "--shards", "64"], "shards: 64 devices requested"),
+])
+def test_scale_flags_bad_input(args, msg, capsys):
+    assert main(["reconstruct", "--d", "4", "--n", "2", "--p", "50", *args, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0], err
