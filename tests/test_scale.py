@@ -55,7 +55,8 @@ def test_memory_budget_respected_by_compiled_step():
 
 
 @pytest.mark.parametrize("block,precision", [(b, "highest") for b in (7, 64, 301, 1000)]
-                         + [(64, prec) for prec in PRECISIONS if prec != "highest"])
+                         + [pytest.param(64, prec, marks=pytest.mark.slow)
+                            for prec in PRECISIONS if prec != "highest"])
 def test_streamed_equals_dense_every_block_and_precision(block, precision):
     d, n, p = 9, 5, 301
     key = jax.random.key(3)
