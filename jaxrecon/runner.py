@@ -100,19 +100,24 @@ class ReconstructConfig:
         _validate.positive_int("seed_shards", self.seed_shards)
         if self.model != "rf" and (self.memory_budget, self.precision, self.shards) != (None, "highest", 1):
             raise ValueError("memory_budget / precision / shards: apply to --model rf only")
-        if self.memory_budget is not None:
-            if self.block_size is not None:
-                raise ValueError("memory_budget: give only one of --memory-budget and --block-size")
-            self.block_size = block_size_for(self.d, self.n, self.p, self.memory_budget,
-                                             seeds=-(-self.seeds // self.seed_shards),
-                                             dtype="float64" if self.x64 else "float32", shards=self.shards)
-        if self.shards > 1 and self.block_size is None:
+        if self.memory_budget is not None and self.block_size is not None:
+            raise ValueError("memory_budget: give only one of --memory-budget and --block-size")
+        self.stream_block()  # a budget too small fails here, before any work
+        if self.shards > 1 and self.stream_block() is None:
             raise ValueError("shards: sharding the features needs a streamed map; give --block-size or "
                              "--memory-budget")
         _validate.positive_float("noise", self.noise, allow_zero=True)
         _validate.positive_float("ridge", self.ridge, allow_zero=True)
         self.method_cfg()  # validates optimizer / lr
         return self
+
+    def stream_block(self) -> Optional[int]:
+        """Rows of V per streamed block: ``block_size``, or the largest that fits ``memory_budget``
+        (per device, for this run's vmapped seeds per device); ``None`` for dense V."""
+        if self.memory_budget is None:
+            return self.block_size
+        return block_size_for(self.d, self.n, self.p, self.memory_budget, seeds=-(-self.seeds // self.seed_shards),
+                              dtype="float64" if self.x64 else "float32", shards=self.shards)
 
     def method_cfg(self):
         return method_config(self.method, optimizer=self.optimizer, lr=self.lr)
@@ -163,7 +168,7 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
 
         net = build_network_problem(cfg, key, data)
         return Problem(net.target, float(net.train.final_loss), net.description)
-    fmap = RandomFeatures(key, cfg.d, cfg.p, cfg.activation, cfg.block_size, shards=cfg.shards)
+    fmap = RandomFeatures(key, cfg.d, cfg.p, cfg.activation, cfg.stream_block(), shards=cfg.shards)
     # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
     fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, cfg.ridge))(fmap, data.x, data.y)
     fmap = fmap.replace(precision=cfg.precision)
@@ -205,7 +210,7 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
         })
     summary = {
         "config": dataclasses.asdict(cfg), "versions": versions(),
-        "fit": {"train_loss": train_loss, "seconds": fit_seconds},
+        "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
         "compile_seconds": res.compile_seconds, "results": rows,
     }
     if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed

@@ -182,7 +182,9 @@ def test_cli_memory_budget_and_shards_errors(tmp_path):
     from jaxrecon.runner import ReconstructConfig
 
     cfg = ReconstructConfig(d=3072, n=10, p_over_dn=10, memory_budget="2GB").resolve()
-    assert cfg.block_size == block_size_for(3072, 10, 307200, "2GB", seeds=4)
+    assert cfg.stream_block() == block_size_for(3072, 10, 307200, "2GB", seeds=4) and cfg.block_size is None
+    with pytest.raises(ValueError, match="memory_budget: .* too small"):
+        ReconstructConfig(d=3072, n=100, p_over_dn=10, memory_budget="1MB").resolve()
     with pytest.raises(ValueError, match="memory_budget: give only one"):
         ReconstructConfig(d=10, n=3, p=100, memory_budget="1GB", block_size=10).resolve()
     with pytest.raises(ValueError, match="shards: .*--block-size or --memory-budget"):
