@@ -40,6 +40,7 @@ from .loss import LOSS_FORMS, factor_kernel, projector_loss, projector_residual
 
 # Status codes stored in the state (int32) and their names.
 RUNNING, CONVERGED, BUDGET, NONFINITE = 0, 1, 2, 3
+_STALLED = 2  # ReconState.phase inside _advance only: a stalled polish phase awaiting recover()
 STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", BUDGET: "budget", NONFINITE: "nonfinite"}
 
 #: Optimisers accepted by name (any ``optax.<name>`` taking ``learning_rate`` also works).
@@ -259,12 +260,16 @@ def _project(x, radius):
     return x if radius is None else project_to_sphere(x, radius)
 
 
-def _row_weights(cfg: MethodConfig, tgt: Target, x: jax.Array) -> jax.Array:
-    """``sum_k c_{ik}^2`` per input row, ``c = (A + shift)^{-1} Phi_hat theta`` (feature rows are
-    sample-major, ``k`` per input for ``k``-output models)."""
-    A, v = tgt.fmap.gram_project(x, tgt.theta)
-    c = factor_kernel(A, cfg.jitter).solve(v)
-    return jnp.sum((c * c).reshape(x.shape[0], -1), axis=1)
+def _coefficients(cfg: MethodConfig, fmap, theta, x: jax.Array) -> jax.Array:
+    """``c = (A + shift)^{-1} Phi_hat theta``: each feature row's coefficient in theta's projection."""
+    A, v = fmap.gram_project(x, theta)
+    return factor_kernel(A, cfg.jitter).solve(v)
+
+
+def _row_weights(c: jax.Array, n: int) -> jax.Array:
+    """``sum_k c_{ik}^2`` per input row (feature rows are sample-major, ``k`` per input for
+    ``k``-output models)."""
+    return jnp.sum((c * c).reshape(n, -1), axis=1)
 
 
 class LMSystem(NamedTuple):
@@ -287,7 +292,7 @@ def lm_system(cfg: MethodConfig, tgt: Target, x: jax.Array, damping) -> LMSystem
     # projection, so J^T J's diagonal blocks scale like c_i^2. Rows with small c_i (training
     # points with small alpha_i) make plain CG crawl; Marquardt scaling D = c_i^2 (damping
     # mu * D) with D as Jacobi preconditioner makes the step scale-free across rows.
-    c2 = _row_weights(cfg, tgt, x)
+    c2 = _row_weights(_coefficients(cfg, tgt.fmap, tgt.theta, x), x.shape[0])
     D = (c2 / jnp.maximum(jnp.mean(c2), jnp.finfo(x.dtype).tiny) + 1e-6)[:, None].astype(x.dtype)
     Jg = jvp_fn(g / D)
     scale = jnp.sum(Jg * Jg) / jnp.maximum(jnp.sum(g * g / D), jnp.finfo(x.dtype).tiny)
@@ -341,10 +346,9 @@ def redraw_weakest_row(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax.Ar
     to it).
     """
     fmap, theta = full_precision(tgt)
-    A, v = fmap.gram_project(x, theta)
-    c = factor_kernel(A, cfg.jitter).solve(v)
+    c = _coefficients(cfg, fmap, theta, x)
     r = theta.astype(x.dtype) - fmap.adjoint(x, c)
-    weight = jnp.sum((c * c).reshape(x.shape[0], -1), axis=1)  # k feature rows per input row
+    weight = _row_weights(c, x.shape[0])
     cands = _project(jax.random.normal(key, (cfg.reset_candidates, x.shape[1]), x.dtype), radius)
     corr = fmap.project(cands, r).reshape(cands.shape[0], -1)
     norms = jnp.diagonal(fmap.gram(cands, cands)).reshape(cands.shape[0], -1)
@@ -428,8 +432,8 @@ def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> Recon
 
     First-order steps until the loss drops below ``polish_below`` (or ``first_steps`` steps in the
     phase are spent), then polish steps. A polish phase that has not converged after
-    ``polish_steps`` steps has stalled: the seed starts afresh from ``fold_in(key, restart)``
-    (first order again). Each phase is a ``lax.while_loop`` inside an outer one; under ``vmap``
+    ``polish_steps`` steps has stalled: the seed starts afresh from ``fold_in(key, restart)``, or
+    its weakest row is redrawn (``on_stall``), once per stall, and first-order steps resume. Each phase is a ``lax.while_loop`` inside an outer one; under ``vmap``
     seeds that have stopped do not change.
     """
     cfg = solver.cfg
@@ -459,26 +463,33 @@ def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> Recon
                                   phase_start=jnp.where(switch, steps, s.phase_start).astype(jnp.int32),
                                   damping=jnp.where(switch, jnp.asarray(cfg.damping, dtype), s.damping))
             stalled = move & (in_phase >= cfg.polish_steps)
-            restarts = s.restarts + stalled.astype(jnp.int32)
-            key = jax.random.fold_in(s.key, restarts)
-            if cfg.on_stall == "redraw_row":
-                x_new = redraw_weakest_row(cfg, tgt, s.x_hat, key, solver.radius)
-            else:
-                x_new = _fresh_x(solver, key, d, dtype)
-            return s._replace(x_hat=where(stalled, x_new, s.x_hat),
-                              opt_state=where(stalled, solver.init(x_new), s.opt_state),
-                              phase=jnp.where(stalled, 0, 1).astype(jnp.int32),
-                              phase_start=jnp.where(stalled, steps, s.phase_start).astype(jnp.int32),
-                              restarts=restarts)
+            return s._replace(phase=jnp.where(stalled, _STALLED, 1).astype(jnp.int32))
 
         return lambda s: jax.lax.while_loop(cond, body, s)
+
+    def recover(s):
+        """Restart a stalled seed, or redraw its weakest row; first-order steps resume. Runs once
+        per polish phase, outside the step loops (under vmap a per-step ``where`` would pay for
+        the redraw at every LM step)."""
+        stalled = s.phase == _STALLED
+        restarts = s.restarts + stalled.astype(jnp.int32)
+        key = jax.random.fold_in(s.key, restarts)
+        if cfg.on_stall == "redraw_row":
+            x_new = redraw_weakest_row(cfg, tgt, s.x_hat, key, solver.radius)
+        else:
+            x_new = _fresh_x(solver, key, d, dtype)
+        return s._replace(x_hat=where(stalled, x_new, s.x_hat),
+                          opt_state=where(stalled, solver.init(x_new), s.opt_state),
+                          phase=jnp.where(stalled, 0, s.phase).astype(jnp.int32),
+                          phase_start=jnp.where(stalled, s.steps, s.phase_start).astype(jnp.int32),
+                          restarts=restarts)
 
     first = make_loop(0, solver.step, lambda s: s.opt_state, lambda s, a: s._replace(opt_state=a))
     if solver.polish_step is None:
         return first(state)
     polish = make_loop(1, solver.polish_step, lambda s: s.damping, lambda s, a: s._replace(damping=a))
     running = lambda s: (s.status == RUNNING) & (s.steps < max_steps)
-    return jax.lax.while_loop(running, lambda s: polish(first(s)), state)
+    return jax.lax.while_loop(running, lambda s: recover(polish(first(s))), state)
 
 
 def run_steps(solver: Solver, target: Target, state: ReconState, max_steps) -> ReconState:
