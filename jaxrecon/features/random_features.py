@@ -226,9 +226,9 @@ class RandomFeatures:
     def _over_blocks(self, local, args, xs, reduce: bool):
         """Run ``local(fmap, first_block, n_local, args, xs_local)`` over all blocks.
 
-        One device: ``local`` sees every block. ``shards`` devices: ``xs`` (leading axis = blocks)
-        is split over the mesh, each device runs ``local`` on its range, and the results are
-        summed with ``psum`` (``reduce=True``) or concatenated along the block axis.
+        One device: ``local`` sees every block. ``shards`` devices: ``xs`` (leading axis = blocks,
+        or ``None``) is split over the mesh, each device runs ``local`` on its range, and the
+        results are summed with ``psum`` (``reduce=True``) or concatenated along the block axis.
         """
         if self.shards == 1:
             return local(self, 0, self.n_blocks, args, xs)
@@ -246,8 +246,9 @@ class RandomFeatures:
         return jax.shard_map(body, mesh=self._mesh(), in_specs=(PartitionSpec(), PartitionSpec(), spec),
                              out_specs=out_spec, check_vma=False)(self.key, args, xs)
 
-    def _sum_blocks(self, contrib, init, args, xs):
-        """``sum_b contrib(fmap, b, args, xs[b])`` with a ``lax.scan``; ``contrib`` is checkpointed."""
+    def _sum_blocks(self, contrib, init, args, xs=None):
+        """``sum_b contrib(fmap, b, args, xs[b])`` with a ``lax.scan``; ``contrib`` is checkpointed
+        (``xs``: per-block inputs with a leading block axis, or ``None``)."""
 
         def local(fmap, first, count, args, xs):
             fn = fmap._checkpointed(contrib)
@@ -265,10 +266,10 @@ class RandomFeatures:
         """``stack_b contrib(fmap, b, args)`` with ``lax.map`` (leading axis = blocks)."""
 
         def local(fmap, first, count, args, xs):
-            fn = fmap._checkpointed(lambda fm, b, a: contrib(fm, b, a))
+            fn = fmap._checkpointed(contrib)
             return jax.lax.map(lambda b: fn(fmap, b, args), first + jnp.arange(count))
 
-        return self._over_blocks(local, args, jnp.zeros((self.n_blocks,), jnp.int32), reduce=False)
+        return self._over_blocks(local, args, None, reduce=False)
 
     # -- public API ---------------------------------------------------------------------------
     def features(self, x: jax.Array) -> jax.Array:
@@ -290,7 +291,7 @@ class RandomFeatures:
         def contrib(fm, b, xs, _):
             return fm._matmul(fm._block_features(xs[0], b), fm._block_features(xs[1], b).T)
 
-        return self._sum_blocks(contrib, init, (x1, x2), jnp.zeros((self.n_blocks,), jnp.int32))
+        return self._sum_blocks(contrib, init, (x1, x2))
 
     def project(self, x: jax.Array, theta: jax.Array) -> jax.Array:
         """``Phi(x) theta``, shape ``(n,)``."""
