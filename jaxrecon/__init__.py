@@ -8,7 +8,8 @@ from ._version import __version__
 from .activations import ACTIVATIONS, get_activation, surrogate_relu
 from .data import Dataset, project_to_sphere, sphere, synthetic
 from .features import FeatureMap, NetworkFeatures, RandomFeatures, Target, network_target
-from .loss import (factor_kernel, projector_loss, projector_residual, report_loss, span_residuals)
+from .loss import (ResidualLinearization, factor_kernel, projector_loss, projector_residual, report_loss,
+                   residual_linearization, span_residuals)
 from .metrics import Match, error_abs, error_sign, match
 from .models import FitResult, fit, fit_with_info
 from .scale import block_size_for, parse_bytes
@@ -33,6 +34,6 @@ __all__ = [
     "MethodConfig", "NetworkFeatures", "network_target", "RandomFeatures", "ReconResult", "Target", "__version__", "error_abs", "error_sign",
     "factor_kernel", "fit", "fit_with_info", "get_activation", "match", "method_config",
     "project_to_sphere", "projector_loss", "projector_residual", "reconstruct", "reconstruct_seeds",
-    "report_loss", "span_residuals", "sphere", "surrogate_relu", "synthetic",
+    "report_loss", "ResidualLinearization", "residual_linearization", "span_residuals", "sphere", "surrogate_relu", "synthetic",
     "SweepConfig", "block_size_for", "estimate_thresholds", "parse_bytes", "read_results", "sweep", *_PLOTTING,
 ]

@@ -30,7 +30,7 @@ Two forms of the loss are provided:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +88,39 @@ def projector_residual(fmap, theta, x_hat, jitter=None) -> jax.Array:
     c = factor_kernel(A, jitter).solve(v)
     r = theta.astype(A.dtype) - fmap.adjoint(x_hat, c)
     return r / jnp.linalg.norm(theta).astype(A.dtype)
+
+
+class ResidualLinearization(NamedTuple):
+    """The residual ``r(x_hat) = P_perp theta / |theta|`` linearised at ``x_hat`` (Gauss-Newton).
+
+    ``J`` is the Jacobian of ``r`` with respect to ``x_hat`` (``p x (n d)``); it is never formed.
+    """
+
+    residual: jax.Array  # r, shape (p,)
+    coef: jax.Array  # c = (A + shift)^{-1} Phi_hat theta / |theta|, shape (m,)
+    grad: jax.Array  # J^T r, shape (n, d): half the gradient of the loss |r|^2
+    gram_matvec: Callable  # u (n, d) -> J^T J u (n, d)
+
+
+def residual_linearization(fmap, theta, x_hat, jitter=None) -> ResidualLinearization:
+    """Linearise the projector residual at ``x_hat`` for Gauss-Newton / Levenberg-Marquardt steps.
+
+    A feature map may provide a closed form (``fmap.residual_linearization(theta, x_hat, jitter)``,
+    e.g. :meth:`jaxrecon.RandomFeatures.residual_linearization`, two matmuls per ``J^T J u``);
+    otherwise, or when it returns ``None``, ``jax.linearize`` and ``jax.linear_transpose`` of
+    :func:`projector_residual` give ``J u`` and ``J^T v`` for any map.
+    """
+    _check(fmap, theta, x_hat)
+    fmap = fmap.prepare()
+    fast = getattr(fmap, "residual_linearization", None)
+    lin = fast(theta, x_hat, jitter) if fast is not None else None
+    if lin is not None:
+        return lin
+    r, jvp_fn = jax.linearize(lambda xx: projector_residual(fmap, theta, xx, jitter), x_hat)
+    vjp_fn = jax.linear_transpose(jvp_fn, x_hat)
+    A, v = fmap.gram_project(x_hat, theta)
+    c = factor_kernel(A, jitter).solve(v) / jnp.linalg.norm(theta).astype(A.dtype)
+    return ResidualLinearization(r, c, vjp_fn(r)[0], lambda u: vjp_fn(jvp_fn(u))[0])
 
 
 def projector_loss(fmap, theta, x_hat, jitter=None, form: str = "kernel") -> jax.Array:

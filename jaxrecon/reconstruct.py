@@ -36,7 +36,7 @@ from . import _validate
 from .activations import PUBLISHED_SURROGATE_SLOPE
 from .data.synthetic import project_to_sphere
 from .features.base import Target
-from .loss import LOSS_FORMS, factor_kernel, projector_loss, projector_residual
+from .loss import LOSS_FORMS, factor_kernel, projector_loss, projector_residual, residual_linearization
 
 # Status codes stored in the state (int32) and their names.
 RUNNING, CONVERGED, BUDGET, NONFINITE = 0, 1, 2, 3
@@ -66,10 +66,16 @@ class MethodConfig:
       polish: ``"lm"`` switches to Levenberg-Marquardt steps (:func:`make_lm_step`) once the loss
         is ``<= polish_below`` or after ``first_steps`` first-order steps; ``None``: first order only.
       cg_iters: conjugate-gradient iterations per LM step; damping: initial relative LM damping.
-      polish_steps: LM steps after which an unconverged polish phase has stalled; then
+      polish_steps: LM steps after which an unconverged polish phase has stalled. With
+        ``stall_window = W > 0`` it has also stalled when, at a multiple of ``W`` LM steps, the
+        loss is above ``stall_ratio`` times the loss ``W`` steps earlier. On a stall,
         ``on_stall="restart"`` starts the seed afresh from a new point, ``"redraw_row"`` redraws
         only its weakest row (:func:`redraw_weakest_row`, best of ``reset_candidates``), and
         first-order steps resume.
+      flip_candidates: with ``on_stall="redraw_row"``, stalls cycle through ``flip_candidates``
+        sign flips and one redraw: the ``k``-th stall of a cycle flips the row whose flip
+        ``x_i -> -x_i`` raises the loss the ``k``-th least (:func:`flip_ranking`) and LM resumes
+        at once. ReLU features have such sign-flipped local minima (a row converged to ``-x_j``).
       restarts: candidates started per seed; the best after ``restart_steps`` steps is kept.
     """
 
@@ -91,7 +97,10 @@ class MethodConfig:
     cg_iters: int = 30
     damping: float = 1e-3
     polish_steps: int = 100
+    stall_window: int = 0
+    stall_ratio: float = 0.5
     on_stall: str = "restart"
+    flip_candidates: int = 0
     reset_candidates: int = 256
     restarts: int = 1
     restart_steps: int = 0
@@ -113,6 +122,12 @@ class MethodConfig:
         _validate.positive_int("restarts", self.restarts)
         _validate.positive_int("cg_iters", self.cg_iters)
         _validate.positive_int("polish_steps", self.polish_steps)
+        if self.stall_window:
+            _validate.positive_int("stall_window", self.stall_window)
+        if not 0.0 < self.stall_ratio <= 1.0:
+            raise ValueError(f"stall_ratio: must be in (0, 1], got {self.stall_ratio!r}")
+        if self.flip_candidates:
+            _validate.positive_int("flip_candidates", self.flip_candidates)
         _validate.choice("on_stall", self.on_stall, ("restart", "redraw_row"))
         _validate.positive_int("reset_candidates", self.reset_candidates)
         if self.restarts > 1:
@@ -207,6 +222,7 @@ class ReconState(NamedTuple):
     restarts: jax.Array  # int32: stalled polish phases (each followed by a restart or a row redraw)
     key: jax.Array  # the seed's key (fresh starts use fold_in(key, restart))
     status: jax.Array  # int32: RUNNING / CONVERGED / BUDGET / NONFINITE
+    ref_loss: jax.Array  # polish phase: loss at the last stall-window check (inf before the first)
 
 
 class ReconResult(NamedTuple):
@@ -283,20 +299,21 @@ class LMSystem(NamedTuple):
 
 
 def lm_system(cfg: MethodConfig, tgt: Target, x: jax.Array, damping) -> LMSystem:
-    """Linearise ``r(x) = P_perp theta / |theta|`` at ``x`` and set up the LM system (see make_lm_step)."""
-    r_fn = lambda xx: projector_residual(tgt.fmap, tgt.theta, xx, cfg.jitter)
-    r, jvp_fn = jax.linearize(r_fn, x)
-    vjp_fn = jax.linear_transpose(jvp_fn, x)
-    g = vjp_fn(r)[0]
+    """Linearise ``r(x) = P_perp theta / |theta|`` at ``x`` and set up the LM system (see make_lm_step).
+
+    The linearisation is :func:`jaxrecon.loss.residual_linearization`: a closed form for dense
+    random features, ``jax.linearize`` / ``jax.linear_transpose`` for any other map."""
+    lin = residual_linearization(tgt.fmap, tgt.theta, x, cfg.jitter)
+    r, g = lin.residual, lin.grad
     # Row scales: d r / d x_i is proportional to the coefficient c_i of row i in theta's
     # projection, so J^T J's diagonal blocks scale like c_i^2. Rows with small c_i (training
     # points with small alpha_i) make plain CG crawl; Marquardt scaling D = c_i^2 (damping
     # mu * D) with D as Jacobi preconditioner makes the step scale-free across rows.
-    c2 = _row_weights(_coefficients(cfg, tgt.fmap, tgt.theta, x), x.shape[0])
+    c2 = _row_weights(lin.coef, x.shape[0])
     D = (c2 / jnp.maximum(jnp.mean(c2), jnp.finfo(x.dtype).tiny) + 1e-6)[:, None].astype(x.dtype)
-    Jg = jvp_fn(g / D)
-    scale = jnp.sum(Jg * Jg) / jnp.maximum(jnp.sum(g * g / D), jnp.finfo(x.dtype).tiny)
-    return LMSystem(jnp.sum(r * r), g, damping * scale, D, lambda u: vjp_fn(jvp_fn(u))[0])
+    u = g / D
+    scale = jnp.sum(u * lin.gram_matvec(u)) / jnp.maximum(jnp.sum(g * u), jnp.finfo(x.dtype).tiny)
+    return LMSystem(jnp.sum(r * r), g, damping * scale, D, lin.gram_matvec)
 
 
 def lm_direction(cfg: MethodConfig, tgt: Target, x: jax.Array, damping):
@@ -312,8 +329,9 @@ def make_lm_step(cfg: MethodConfig, radius: Optional[float]):
 
     The residual lives in ``R^p`` but the unknowns are only ``n * d``: the normal equations
     ``(J^T J + mu I) delta = -J^T r`` are solved matrix-free by conjugate gradients, each
-    iteration one JVP and one VJP of the linearised residual (``jax.linearize`` +
-    ``jax.linear_transpose``), so ``J`` is never formed. Damping and preconditioner use Marquardt's
+    iteration one product ``J^T J u`` (:func:`jaxrecon.loss.residual_linearization`: closed form
+    for dense random features, else a JVP and a VJP of the linearised residual), so ``J`` is
+    never formed. Damping and preconditioner use Marquardt's
     row scaling ``D_i = c_i^2`` (see the code); ``mu = damping * s`` where ``s`` is the Rayleigh
     quotient of ``D^{-1/2} J^T J D^{-1/2}`` along the gradient (a scale-free damping). A step is accepted
     when it lowers the loss (``damping /= 3``), otherwise rejected (``damping *= 4``).
@@ -355,6 +373,19 @@ def redraw_weakest_row(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax.Ar
     score = jnp.sum(corr * corr, axis=1) / jnp.maximum(jnp.sum(norms, axis=1), jnp.finfo(x.dtype).tiny)
     best = jnp.argmax(score)
     return x.at[jnp.argmin(weight)].set(cands[best])
+
+
+def flip_ranking(cfg: MethodConfig, tgt: Target, x: jax.Array) -> jax.Array:
+    """Rows of ``x`` ordered by the loss after flipping that row's sign alone (lowest first).
+
+    A row stuck at ``-x_j`` (a local minimum of ReLU features, whose loss is small when ``x_j``
+    explains little of ``theta``) is among the cheapest flips; one loss evaluation per row,
+    sequential (``lax.map``) so memory stays that of one evaluation.
+    """
+    fmap, theta = full_precision(tgt)
+    losses = jax.lax.map(lambda i: projector_loss(fmap, theta, x.at[i].multiply(-1), cfg.jitter, "residual"),
+                         jnp.arange(x.shape[0]))
+    return jnp.argsort(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
 
 
 def make_solver(target: Target, n: int, method: str | MethodConfig = DEFAULT_METHOD,
@@ -423,8 +454,9 @@ def init_state(solver: Solver, key: jax.Array, target: Target) -> ReconState:
     dtype = jnp.result_type(target.theta.dtype, jnp.float32)
     x0, opt_state, loss, steps = _start(solver, key, target, dtype)
     i32 = lambda v: jnp.asarray(v, jnp.int32)
-    return ReconState(x0, opt_state, jnp.asarray(solver.cfg.damping, dtype), loss, i32(steps), i32(0),
-                      i32(steps), i32(0), key, i32(RUNNING))
+    return ReconState(x_hat=x0, opt_state=opt_state, damping=jnp.asarray(solver.cfg.damping, dtype), loss=loss,
+                      steps=i32(steps), phase=i32(0), phase_start=i32(steps), restarts=i32(0), key=key,
+                      status=i32(RUNNING), ref_loss=jnp.asarray(jnp.inf, dtype))
 
 
 def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> ReconState:
@@ -461,16 +493,21 @@ def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> Recon
                 switch = move & ((value <= cfg.polish_below) | (in_phase >= (cfg.first_steps or 2**30)))
                 return s._replace(phase=jnp.where(switch, 1, 0).astype(jnp.int32),
                                   phase_start=jnp.where(switch, steps, s.phase_start).astype(jnp.int32),
-                                  damping=jnp.where(switch, jnp.asarray(cfg.damping, dtype), s.damping))
+                                  damping=jnp.where(switch, jnp.asarray(cfg.damping, dtype), s.damping),
+                                  ref_loss=jnp.where(switch, jnp.inf, s.ref_loss).astype(dtype))
             stalled = move & (in_phase >= cfg.polish_steps)
+            if cfg.stall_window:
+                check = move & (in_phase % cfg.stall_window == 0)
+                stalled = stalled | (check & (value > cfg.stall_ratio * s.ref_loss))
+                s = s._replace(ref_loss=jnp.where(check, value, s.ref_loss).astype(dtype))
             return s._replace(phase=jnp.where(stalled, _STALLED, 1).astype(jnp.int32))
 
         return lambda s: jax.lax.while_loop(cond, body, s)
 
     def recover(s):
-        """Restart a stalled seed, or redraw its weakest row; first-order steps resume. Runs once
-        per polish phase, outside the step loops (under vmap a per-step ``where`` would pay for
-        the redraw at every LM step)."""
+        """Restart a stalled seed, redraw its weakest row (first-order steps resume) or flip a
+        row's sign (LM resumes). Runs once per polish phase, outside the step loops (under vmap a
+        per-step ``where`` would pay for it at every LM step)."""
         stalled = s.phase == _STALLED
         restarts = s.restarts + stalled.astype(jnp.int32)
         key = jax.random.fold_in(s.key, restarts)
@@ -478,10 +515,19 @@ def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> Recon
             x_new = redraw_weakest_row(cfg, tgt, s.x_hat, key, solver.radius)
         else:
             x_new = _fresh_x(solver, key, d, dtype)
+        flip = jnp.zeros((), bool)
+        if cfg.on_stall == "redraw_row" and cfg.flip_candidates:
+            k = s.restarts % (cfg.flip_candidates + 1)  # this stall's place in its cycle
+            flip = stalled & (k < cfg.flip_candidates)
+            row = flip_ranking(cfg, tgt, s.x_hat)[jnp.minimum(k, s.x_hat.shape[0] - 1)]
+            x_new = jnp.where(flip, s.x_hat.at[row].multiply(-1), x_new)
+        fresh = stalled & ~flip
         return s._replace(x_hat=where(stalled, x_new, s.x_hat),
-                          opt_state=where(stalled, solver.init(x_new), s.opt_state),
-                          phase=jnp.where(stalled, 0, s.phase).astype(jnp.int32),
+                          opt_state=where(fresh, solver.init(x_new), s.opt_state),
+                          phase=jnp.where(fresh, 0, jnp.where(flip, 1, s.phase)).astype(jnp.int32),
                           phase_start=jnp.where(stalled, s.steps, s.phase_start).astype(jnp.int32),
+                          damping=jnp.where(flip, jnp.asarray(cfg.damping, dtype), s.damping),
+                          ref_loss=jnp.where(stalled, jnp.inf, s.ref_loss).astype(dtype),
                           restarts=restarts)
 
     first = make_loop(0, solver.step, lambda s: s.opt_state, lambda s, a: s._replace(opt_state=a))

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import jaxrecon as jr
-from jaxrecon.reconstruct import (METHODS, _start, attack_target, lm_direction, lm_system, make_solver,
-                                  method_config, redraw_weakest_row)
+from jaxrecon.reconstruct import (METHODS, STATUS_NAMES, _STALLED, _advance, _start, attack_target, flip_ranking,
+                                  init_state, lm_direction, lm_system, make_solver, method_config,
+                                  redraw_weakest_row)
 
 
 def problem(d, n, p_over_dn, dtype="float64", seed=1):
@@ -90,3 +91,60 @@ def test_below_threshold_the_default_does_not_pretend():
     res = jr.reconstruct_seeds(target, jax.random.key(5), 4, 2, steps=400, progress=False)
     for s in range(2):
         assert jr.match(data.x, res.x_hat[s]).error_sign > 0.1
+
+
+@pytest.mark.parametrize("activation,slope", [("relu", None), ("relu", 0.02), ("relu_tanh", None), ("erf", None)])
+def test_closed_form_gauss_newton_equals_autodiff(activation, slope):
+    # dense random features use the closed form; a streamed map (same V, row by row) falls back to
+    # jax.linearize / linear_transpose of the residual
+    data = jr.synthetic(jax.random.key(1), 5, 7, dtype="float64")
+    dense = jr.RandomFeatures(jax.random.key(2), 7, 400, activation=activation, surrogate_slope=slope,
+                              dtype="float64")
+    streamed = dense.replace(block_size=64)
+    theta = jr.fit(dense, data.x, data.y)
+    x = data.x + 0.3 * jax.random.normal(jax.random.key(3), data.x.shape, jnp.float64)
+    u = jax.random.normal(jax.random.key(4), x.shape, jnp.float64)
+    assert dense.prepare().residual_linearization(theta, x) is not None
+    assert streamed.residual_linearization(theta, x) is None
+    fast = jr.residual_linearization(dense, theta, x)
+    slow = jr.residual_linearization(streamed, theta, x)
+    for a, b in [(fast.residual, slow.residual), (fast.coef, slow.coef), (fast.grad, slow.grad),
+                 (fast.gram_matvec(u), slow.gram_matvec(u))]:
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+    # J^T J is symmetric positive semi-definite
+    v = jax.random.normal(jax.random.key(5), x.shape, jnp.float64)
+    assert float(jnp.sum(v * fast.gram_matvec(u))) == pytest.approx(float(jnp.sum(u * fast.gram_matvec(v))), rel=1e-10)
+    assert float(jnp.sum(u * fast.gram_matvec(u))) > 0
+
+
+def test_flip_ranking_finds_a_sign_flipped_row():
+    data, target = problem(6, 4, 10)
+    cfg = METHODS["adam-lm"]
+    tgt = attack_target(target, cfg)
+    x = jnp.asarray(data.x).at[2].multiply(-1)  # a ReLU local minimum: one row at -x_j
+    assert int(flip_ranking(cfg, tgt, x)[0]) == 2
+
+
+def test_a_stall_flips_the_cheapest_row_and_lm_resumes():
+    # a seed that stalled next to the truth with one row's sign flipped: recovery flips it back
+    # (the first stall of a cycle), LM resumes at once and converges without first-order steps
+    data, target = problem(6, 4, 10)
+    cfg = method_config("adam-lm", flip_candidates=1, stall_window=4)
+    solver = make_solver(target, 4, cfg, 100)
+    tgt = attack_target(target, cfg)
+    state = init_state(solver, jax.random.key(0), tgt)
+    wrong = jnp.asarray(data.x).at[1].multiply(-1)
+    state = state._replace(x_hat=wrong, phase=jnp.asarray(_STALLED, jnp.int32), loss=solver.loss_fn(tgt, wrong))
+    out = jax.jit(lambda s: _advance(solver, tgt, s, 10))(state)
+    assert int(out.restarts) == 1 and STATUS_NAMES[int(out.status)] == "converged"
+    assert int(out.steps) < 10
+    assert jr.match(data.x, np.asarray(out.x_hat)).error_sign < 1e-6
+
+
+def test_stall_options_are_validated():
+    with pytest.raises(ValueError, match="stall_ratio"):
+        method_config("adam-lm", stall_ratio=1.5)
+    with pytest.raises(ValueError, match="flip_candidates"):
+        method_config("adam-lm", flip_candidates=-1)
+    with pytest.raises(ValueError, match="stall_window"):
+        method_config("adam-lm", stall_window=2.5)
