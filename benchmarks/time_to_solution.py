@@ -134,8 +134,12 @@ def main():
     ap.add_argument("--chunk", type=int, default=25)
     ap.add_argument("--methods", nargs="+", default=["published", "adam", "adam-lm"])
     ap.add_argument("--x64", action="store_true")
+    ap.add_argument("--data-seed", type=int, default=1,
+                    help="the data set is drawn from key DATA_SEED and the random features from DATA_SEED + 1")
     ap.add_argument("--name", default="time_to_solution")
     ap.add_argument("--replot", action="store_true", help="only redraw the figure from results/NAME.json")
+    ap.add_argument("--reuse", metavar="OLD", help="copy into this run's results and figure the (method, p) "
+                    "rows of results/OLD.json that this run does not measure (marked reused_from=OLD)")
     args = ap.parse_args()
     if args.replot:
         import json
@@ -149,8 +153,8 @@ def main():
     results = []
     for pr in args.p_over_dn:
         p = int(round(pr * args.d * args.n))
-        data = jr.synthetic(jax.random.key(1), args.n, args.d, dtype=dtype)
-        fmap = jr.RandomFeatures(jax.random.key(2), args.d, p, dtype=dtype)
+        data = jr.synthetic(jax.random.key(args.data_seed), args.n, args.d, dtype=dtype)
+        fmap = jr.RandomFeatures(jax.random.key(args.data_seed + 1), args.d, p, dtype=dtype)
         target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
         x = np.asarray(data.x)
         for spec in args.methods:
@@ -163,6 +167,15 @@ def main():
             print(f"p={pr:>5g}dn {spec:>28}: ok(err<=1e-3) {s['success']:.2f}  median err {s['median_error_sign']:.2e}"
                   f"  median s(ok) {s['median_seconds_success']:.1f}  median loss {s['median_loss']:.1e}"
                   f"  compile {np.median(r['compile_s']):.1f}s  restarts {sum(r['restarts'])}", flush=True)
+    if args.reuse:
+        import json
+
+        old = json.loads((Path(__file__).parent / "results" / f"{args.reuse}.json").read_text())
+        measured = {(r["method"], r["p_over_dn"]) for r in results}
+        for r in old["results"]:
+            if (r["method"], r["p_over_dn"]) not in measured and r["p_over_dn"] in args.p_over_dn:
+                results.append({**r, "reused_from": args.reuse, "reused_machine": old["machine"]})
+        results.sort(key=lambda r: (-r["p_over_dn"], r.get("reused_from") is not None))
     path = save(args.name, {"machine": machine(), "args": vars(args), "results": results})
     fig = Path(__file__).parent / f"{args.name}.png"
     plot(results, fig)

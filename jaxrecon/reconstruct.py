@@ -76,6 +76,9 @@ class MethodConfig:
         sign flips and one redraw: the ``k``-th stall of a cycle flips the row whose flip
         ``x_i -> -x_i`` raises the loss the ``k``-th least (:func:`flip_ranking`) and LM resumes
         at once. ReLU features have such sign-flipped local minima (a row converged to ``-x_j``).
+      repair_pairs: on a stall, first look for an antipodal pair of rows and, if there is one,
+        undo the sign-flip minimum it belongs to (:func:`repair_antipodal_pair`); first-order
+        steps resume. Otherwise the ``on_stall`` action.
       restarts: candidates started per seed; the best after ``restart_steps`` steps is kept.
     """
 
@@ -101,6 +104,7 @@ class MethodConfig:
     stall_ratio: float = 0.5
     on_stall: str = "restart"
     flip_candidates: int = 0
+    repair_pairs: bool = False
     reset_candidates: int = 256
     restarts: int = 1
     restart_steps: int = 0
@@ -151,12 +155,13 @@ METHODS: dict[str, MethodConfig] = {
         loss_form="residual", init="sphere", tol=1e-12,
     ),
     # The default: Adam until the loss is below 1e-3 (or 300 steps), then row-scaled
-    # Levenberg-Marquardt on the residual; when LM stalls (40 steps without converging), the
-    # weakest row is redrawn by matching pursuit and Adam resumes (issue "Exact reconstruction, fast").
+    # Levenberg-Marquardt on the residual; when LM stalls (40 steps without converging), an
+    # antipodal pair of rows is repaired (sign-flip minimum), else the weakest row is redrawn by
+    # matching pursuit, and Adam resumes (issue "Exact reconstruction, fast").
     "adam-lm": MethodConfig(
         optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100, loss_form="residual",
         init="sphere", tol=1e-12, polish="lm", polish_below=1e-3, first_steps=300, polish_steps=40,
-        on_stall="redraw_row", cg_iters=30,
+        on_stall="redraw_row", repair_pairs=True, cg_iters=30,
     ),
 }
 DEFAULT_METHOD = "adam-lm"
@@ -367,12 +372,67 @@ def redraw_weakest_row(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax.Ar
     c = _coefficients(cfg, fmap, theta, x)
     r = theta.astype(x.dtype) - fmap.adjoint(x, c)
     weight = _row_weights(c, x.shape[0])
-    cands = _project(jax.random.normal(key, (cfg.reset_candidates, x.shape[1]), x.dtype), radius)
+    return x.at[jnp.argmin(weight)].set(_pursuit(cfg, fmap, r, key, x.shape[1], x.dtype, radius))
+
+
+def _residual_of_rows(cfg: MethodConfig, fmap, theta, x: jax.Array, keep: jax.Array) -> jax.Array:
+    """``P_perp theta`` for the span of the feature rows of the rows of ``x`` where ``keep``."""
+    A, v = fmap.gram_project(x, theta)
+    keep = jnp.repeat(keep, A.shape[0] // x.shape[0])  # k feature rows per input (sample-major)
+    both = keep[:, None] & keep[None, :]
+    scale = jnp.trace(A) / A.shape[0]
+    A = jnp.where(both, A, jnp.where(jnp.eye(A.shape[0], dtype=bool), scale, 0.0))
+    c = factor_kernel(A, cfg.jitter).solve(jnp.where(keep, v, 0.0))
+    return theta.astype(x.dtype) - fmap.adjoint(x, jnp.where(keep, c, 0.0))
+
+
+def _pursuit(cfg: MethodConfig, fmap, r: jax.Array, key, d: int, dtype, radius) -> jax.Array:
+    """The best of ``reset_candidates`` random sphere points by ``(phi(z)^T r)^2 / |phi(z)|^2``."""
+    cands = _project(jax.random.normal(key, (cfg.reset_candidates, d), dtype), radius)
     corr = fmap.project(cands, r).reshape(cands.shape[0], -1)
-    norms = jnp.diagonal(fmap.gram(cands, cands)).reshape(cands.shape[0], -1)
-    score = jnp.sum(corr * corr, axis=1) / jnp.maximum(jnp.sum(norms, axis=1), jnp.finfo(x.dtype).tiny)
-    best = jnp.argmax(score)
-    return x.at[jnp.argmin(weight)].set(cands[best])
+    norms = jax.vmap(lambda z: jnp.diagonal(fmap.gram(z[None], z[None])))(cands)  # |phi(z)|^2, no cross terms
+    score = jnp.sum(corr * corr, axis=1) / jnp.maximum(jnp.sum(norms, axis=1), jnp.finfo(dtype).tiny)
+    return cands[jnp.argmax(score)]
+
+
+def repair_antipodal_pair(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax.Array, radius,
+                          pair_cos: float = 0.9):
+    """Undo the sign-flip local minimum of ReLU features: ``(x_new, found)``.
+
+    Since ``relu(z) = z/2 + |z|/2``, a row at ``-x_j`` has the right even part and the wrong linear
+    part ``-V x_j / 2``; two rows ``z, -z`` span the linear feature ``V z``
+    (``phi(z) - phi(-z) = V z``). So rows flipped to ``-x_j`` plus one antipodal pair along
+    ``w = sum_flipped alpha_j x_j`` explain ``theta`` up to the two training points the pair
+    displaced: a spurious minimum whose loss is the weight of those two points (diagnosed at
+    d=100, n=20, p=10dn, where it made most of the failures). Here: find the most antipodal pair
+    of rows (cosine below ``-pair_cos``), regress its direction on the other rows, flip the rows it
+    compensates (``|gamma_j| > 0.1 max |gamma|``), and redraw both rows of the pair by matching
+    pursuit (:func:`_pursuit`) on the residual of the others. ``found`` is False (and ``x``
+    unchanged) when no row pair is that antipodal.
+    """
+    fmap, theta = full_precision(tgt)
+    n, d = x.shape
+    u = x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), jnp.finfo(x.dtype).tiny)
+    cos = jnp.where(jnp.eye(n, dtype=bool), jnp.inf, u @ u.T)
+    flat = jnp.argmin(cos)
+    a, b = flat // n, flat % n
+    found = cos[a, b] < -pair_cos
+    others = (jnp.arange(n) != a) & (jnp.arange(n) != b)
+    direction = u[a] - u[b]
+    Xo = jnp.where(others[:, None], x, 0.0)
+    G = Xo @ Xo.T
+    gamma = jnp.linalg.solve(G + 1e-6 * jnp.trace(G) / n * jnp.eye(n, dtype=x.dtype), Xo @ direction)
+    gamma = jnp.where(others, jnp.abs(gamma), 0.0)
+    flip = others & (gamma > 0.1 * jnp.max(gamma))
+    x_new = jnp.where(flip[:, None], -x, x)
+    ka, kb = jax.random.split(key)
+    keep = others
+    x_new = x_new.at[a].set(_pursuit(cfg, fmap, _residual_of_rows(cfg, fmap, theta, x_new, keep), ka, d, x.dtype,
+                                     radius))
+    keep = keep.at[a].set(True)
+    x_new = x_new.at[b].set(_pursuit(cfg, fmap, _residual_of_rows(cfg, fmap, theta, x_new, keep), kb, d, x.dtype,
+                                     radius))
+    return jnp.where(found, x_new, x), found
 
 
 def flip_ranking(cfg: MethodConfig, tgt: Target, x: jax.Array) -> jax.Array:
@@ -515,10 +575,14 @@ def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> Recon
             x_new = redraw_weakest_row(cfg, tgt, s.x_hat, key, solver.radius)
         else:
             x_new = _fresh_x(solver, key, d, dtype)
+        found = jnp.zeros((), bool)
+        if cfg.repair_pairs:  # an antipodal pair of rows is repaired first (then first-order steps)
+            x_fix, found = repair_antipodal_pair(cfg, tgt, s.x_hat, jax.random.fold_in(key, 1), solver.radius)
+            x_new = jnp.where(found, x_fix, x_new)
         flip = jnp.zeros((), bool)
         if cfg.on_stall == "redraw_row" and cfg.flip_candidates:
             k = s.restarts % (cfg.flip_candidates + 1)  # this stall's place in its cycle
-            flip = stalled & (k < cfg.flip_candidates)
+            flip = stalled & (k < cfg.flip_candidates) & ~found
             row = flip_ranking(cfg, tgt, s.x_hat)[jnp.minimum(k, s.x_hat.shape[0] - 1)]
             x_new = jnp.where(flip, s.x_hat.at[row].multiply(-1), x_new)
         fresh = stalled & ~flip
@@ -535,7 +599,9 @@ def _advance(solver: Solver, tgt: Target, state: ReconState, max_steps) -> Recon
         return first(state)
     polish = make_loop(1, solver.polish_step, lambda s: s.damping, lambda s, a: s._replace(damping=a))
     running = lambda s: (s.status == RUNNING) & (s.steps < max_steps)
-    return jax.lax.while_loop(running, lambda s: recover(polish(first(s))), state)
+    # lax.cond skips the recovery work of seeds that have not stalled (under vmap it is a select)
+    recover_if_stalled = lambda s: jax.lax.cond(s.phase == _STALLED, recover, lambda s: s, s)
+    return jax.lax.while_loop(running, lambda s: recover_if_stalled(polish(first(s))), state)
 
 
 def run_steps(solver: Solver, target: Target, state: ReconState, max_steps) -> ReconState:
@@ -629,6 +695,9 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     init = jax.jit(jax.vmap(lambda k, t: init_state(solver, k, t), in_axes=(0, target_axis)))
     advance_fn = jax.vmap(lambda t, s, m: _advance(solver, t, s, m), in_axes=(target_axis, 0, None))
+    if seeds == 1 and target_axis is None:  # unbatched program: lax.cond really skips untaken branches
+        tree = jax.tree_util.tree_map
+        advance_fn = lambda t, s, m: tree(lambda a: a[None], _advance(solver, t, tree(lambda a: a[0], s), m))
     advance = jax.jit(advance_fn)
     fin = jax.jit(jax.vmap(lambda t, s: finalize(solver, t, s, steps), in_axes=(target_axis, 0)))
 

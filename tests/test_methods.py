@@ -8,7 +8,7 @@ import pytest
 import jaxrecon as jr
 from jaxrecon.reconstruct import (METHODS, STATUS_NAMES, _STALLED, _advance, _start, attack_target, flip_ranking,
                                   init_state, lm_direction, lm_system, make_solver, method_config,
-                                  redraw_weakest_row)
+                                  redraw_weakest_row, repair_antipodal_pair)
 
 
 def problem(d, n, p_over_dn, dtype="float64", seed=1):
@@ -148,3 +148,24 @@ def test_stall_options_are_validated():
         method_config("adam-lm", flip_candidates=-1)
     with pytest.raises(ValueError, match="stall_window"):
         method_config("adam-lm", stall_window=2.5)
+
+
+def test_repair_undoes_flipped_rows_compensated_by_an_antipodal_pair():
+    data, target = problem(12, 6, 10)
+    cfg = method_config("adam-lm", repair_pairs=True)
+    tgt = attack_target(target, cfg)
+    truth = np.asarray(data.x)
+    z = truth[1] - 0.5 * truth[2]
+    z = z / np.linalg.norm(z) * np.sqrt(12)
+    x = truth.copy()
+    x[[1, 2]] *= -1  # two rows at -x_j ...
+    x[4], x[5] = z, -z  # ... and a pair spanning the linear feature V z (displacing x_4, x_5)
+    new, found = repair_antipodal_pair(cfg, tgt, jnp.asarray(x), jax.random.key(0), np.sqrt(12))
+    new = np.asarray(new)
+    assert bool(found)
+    np.testing.assert_allclose(new[[0, 1, 2, 3]], truth[[0, 1, 2, 3]], rtol=1e-12)  # flips undone, rest kept
+    assert not np.allclose(new[4], z) and not np.allclose(new[5], -z)  # the pair redrawn
+    np.testing.assert_allclose(np.linalg.norm(new[4:], axis=1), np.sqrt(12), rtol=1e-12)
+    # without an antipodal pair nothing changes
+    same, found = repair_antipodal_pair(cfg, tgt, jnp.asarray(truth), jax.random.key(0), np.sqrt(12))
+    assert not bool(found) and np.array_equal(np.asarray(same), truth)
