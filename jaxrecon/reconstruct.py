@@ -41,6 +41,7 @@ from .loss import LOSS_FORMS, factor_kernel, projector_loss, projector_residual,
 # Status codes stored in the state (int32) and their names.
 RUNNING, CONVERGED, BUDGET, NONFINITE = 0, 1, 2, 3
 _STALLED = 2  # ReconState.phase inside _advance only: a stalled polish phase awaiting recover()
+_UNBATCHED_ONE_SEED = True  # one seed runs as an unbatched program (A/B switch for benchmarks)
 STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", BUDGET: "budget", NONFINITE: "nonfinite"}
 
 #: Optimisers accepted by name (any ``optax.<name>`` taking ``learning_rate`` also works).
@@ -695,7 +696,7 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     init = jax.jit(jax.vmap(lambda k, t: init_state(solver, k, t), in_axes=(0, target_axis)))
     advance_fn = jax.vmap(lambda t, s, m: _advance(solver, t, s, m), in_axes=(target_axis, 0, None))
-    if seeds == 1 and target_axis is None:  # unbatched program: lax.cond really skips untaken branches
+    if seeds == 1 and target_axis is None and _UNBATCHED_ONE_SEED:  # lax.cond then skips untaken branches
         tree = jax.tree_util.tree_map
         advance_fn = lambda t, s, m: tree(lambda a: a[None], _advance(solver, t, tree(lambda a: a[0], s), m))
     advance = jax.jit(advance_fn)
