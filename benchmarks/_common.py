@@ -34,6 +34,11 @@ def machine() -> dict:
     return info
 
 
+def load(name: str) -> dict:
+    """The payload written by :func:`save` under ``name``."""
+    return json.loads((Path(__file__).parent / "results" / f"{name}.json").read_text())
+
+
 def save(name: str, payload: dict) -> Path:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

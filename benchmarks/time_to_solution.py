@@ -29,7 +29,7 @@ import numpy as np
 import jaxrecon as jr
 from jaxrecon.reconstruct import method_config
 
-from _common import machine, save
+from _common import load, machine, save
 
 
 def parse_method(spec: str):
@@ -142,9 +142,7 @@ def main():
                     "rows of results/OLD.json that this run does not measure (marked reused_from=OLD)")
     args = ap.parse_args()
     if args.replot:
-        import json
-
-        results = json.loads((Path(__file__).parent / "results" / f"{args.name}.json").read_text())["results"]
+        results = load(args.name)["results"]
         plot(results, Path(__file__).parent / f"{args.name}.png")
         return
     if args.x64:
@@ -168,9 +166,7 @@ def main():
                   f"  median s(ok) {s['median_seconds_success']:.1f}  median loss {s['median_loss']:.1e}"
                   f"  compile {np.median(r['compile_s']):.1f}s  restarts {sum(r['restarts'])}", flush=True)
     if args.reuse:
-        import json
-
-        old = json.loads((Path(__file__).parent / "results" / f"{args.reuse}.json").read_text())
+        old = load(args.reuse)
         measured = {(r["method"], r["p_over_dn"]) for r in results}
         for r in old["results"]:
             if (r["method"], r["p_over_dn"]) not in measured and r["p_over_dn"] in args.p_over_dn:

@@ -80,14 +80,19 @@ def loss_from_kernel(A, v, theta_sqnorm, jitter=None):
     return 1.0 - jnp.sum(w * w) / theta_sqnorm
 
 
-def projector_residual(fmap, theta, x_hat, jitter=None) -> jax.Array:
-    """``r = P_perp theta / |theta|`` (shape ``(p,)``): the residual whose square norm is the loss."""
-    _check(fmap, theta, x_hat)
-    fmap = fmap.prepare()
+def _residual_and_coef(fmap, theta, x_hat, jitter=None):
+    """``(P_perp theta / |theta|, (A + shift)^{-1} Phi_hat theta / |theta|)`` for a prepared map."""
     A, v = fmap.gram_project(x_hat, theta)
     c = factor_kernel(A, jitter).solve(v)
     r = theta.astype(A.dtype) - fmap.adjoint(x_hat, c)
-    return r / jnp.linalg.norm(theta).astype(A.dtype)
+    norm = jnp.linalg.norm(theta).astype(A.dtype)
+    return r / norm, c / norm
+
+
+def projector_residual(fmap, theta, x_hat, jitter=None) -> jax.Array:
+    """``r = P_perp theta / |theta|`` (shape ``(p,)``): the residual whose square norm is the loss."""
+    _check(fmap, theta, x_hat)
+    return _residual_and_coef(fmap.prepare(), theta, x_hat, jitter)[0]
 
 
 class ResidualLinearization(NamedTuple):
@@ -116,10 +121,8 @@ def residual_linearization(fmap, theta, x_hat, jitter=None) -> ResidualLineariza
     lin = fast(theta, x_hat, jitter) if fast is not None else None
     if lin is not None:
         return lin
-    r, jvp_fn = jax.linearize(lambda xx: projector_residual(fmap, theta, xx, jitter), x_hat)
+    r, jvp_fn, c = jax.linearize(lambda xx: _residual_and_coef(fmap, theta, xx, jitter), x_hat, has_aux=True)
     vjp_fn = jax.linear_transpose(jvp_fn, x_hat)
-    A, v = fmap.gram_project(x_hat, theta)
-    c = factor_kernel(A, jitter).solve(v) / jnp.linalg.norm(theta).astype(A.dtype)
     return ResidualLinearization(r, c, vjp_fn(r)[0], lambda u: vjp_fn(jvp_fn(u))[0])
 
 

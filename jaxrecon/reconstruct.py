@@ -41,7 +41,6 @@ from .loss import LOSS_FORMS, factor_kernel, projector_loss, projector_residual,
 # Status codes stored in the state (int32) and their names.
 RUNNING, CONVERGED, BUDGET, NONFINITE = 0, 1, 2, 3
 _STALLED = 2  # ReconState.phase inside _advance only: a stalled polish phase awaiting recover()
-_UNBATCHED_ONE_SEED = True  # one seed runs as an unbatched program (A/B switch for benchmarks)
 STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", BUDGET: "budget", NONFINITE: "nonfinite"}
 
 #: Optimisers accepted by name (any ``optax.<name>`` taking ``learning_rate`` also works).
@@ -282,12 +281,6 @@ def _project(x, radius):
     return x if radius is None else project_to_sphere(x, radius)
 
 
-def _coefficients(cfg: MethodConfig, fmap, theta, x: jax.Array) -> jax.Array:
-    """``c = (A + shift)^{-1} Phi_hat theta``: each feature row's coefficient in theta's projection."""
-    A, v = fmap.gram_project(x, theta)
-    return factor_kernel(A, cfg.jitter).solve(v)
-
-
 def _row_weights(c: jax.Array, n: int) -> jax.Array:
     """``sum_k c_{ik}^2`` per input row (feature rows are sample-major, ``k`` per input for
     ``k``-output models)."""
@@ -370,21 +363,21 @@ def redraw_weakest_row(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax.Ar
     to it).
     """
     fmap, theta = full_precision(tgt)
-    c = _coefficients(cfg, fmap, theta, x)
-    r = theta.astype(x.dtype) - fmap.adjoint(x, c)
+    r, c = _residual_of_rows(cfg, fmap, theta, x, jnp.ones(x.shape[0], bool))
     weight = _row_weights(c, x.shape[0])
     return x.at[jnp.argmin(weight)].set(_pursuit(cfg, fmap, r, key, x.shape[1], x.dtype, radius))
 
 
-def _residual_of_rows(cfg: MethodConfig, fmap, theta, x: jax.Array, keep: jax.Array) -> jax.Array:
-    """``P_perp theta`` for the span of the feature rows of the rows of ``x`` where ``keep``."""
+def _residual_of_rows(cfg: MethodConfig, fmap, theta, x: jax.Array, keep: jax.Array):
+    """``(r, c)``: ``r = P_perp theta`` for the span of the feature rows of the rows of ``x`` where
+    ``keep``, and ``c`` the coefficients of those feature rows in theta's projection (0 elsewhere)."""
     A, v = fmap.gram_project(x, theta)
     keep = jnp.repeat(keep, A.shape[0] // x.shape[0])  # k feature rows per input (sample-major)
     both = keep[:, None] & keep[None, :]
     scale = jnp.trace(A) / A.shape[0]
     A = jnp.where(both, A, jnp.where(jnp.eye(A.shape[0], dtype=bool), scale, 0.0))
-    c = factor_kernel(A, cfg.jitter).solve(jnp.where(keep, v, 0.0))
-    return theta.astype(x.dtype) - fmap.adjoint(x, jnp.where(keep, c, 0.0))
+    c = jnp.where(keep, factor_kernel(A, cfg.jitter).solve(jnp.where(keep, v, 0.0)), 0.0)
+    return theta.astype(x.dtype) - fmap.adjoint(x, c), c
 
 
 def _pursuit(cfg: MethodConfig, fmap, r: jax.Array, key, d: int, dtype, radius) -> jax.Array:
@@ -428,11 +421,10 @@ def repair_antipodal_pair(cfg: MethodConfig, tgt: Target, x: jax.Array, key: jax
     x_new = jnp.where(flip[:, None], -x, x)
     ka, kb = jax.random.split(key)
     keep = others
-    x_new = x_new.at[a].set(_pursuit(cfg, fmap, _residual_of_rows(cfg, fmap, theta, x_new, keep), ka, d, x.dtype,
-                                     radius))
-    keep = keep.at[a].set(True)
-    x_new = x_new.at[b].set(_pursuit(cfg, fmap, _residual_of_rows(cfg, fmap, theta, x_new, keep), kb, d, x.dtype,
-                                     radius))
+    for row, k in ((a, ka), (b, kb)):  # a on the residual of the others, then b with a's new value
+        r, _ = _residual_of_rows(cfg, fmap, theta, x_new, keep)
+        x_new = x_new.at[row].set(_pursuit(cfg, fmap, r, k, d, x.dtype, radius))
+        keep = keep.at[row].set(True)
     return jnp.where(found, x_new, x), found
 
 
@@ -696,7 +688,7 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *,
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     init = jax.jit(jax.vmap(lambda k, t: init_state(solver, k, t), in_axes=(0, target_axis)))
     advance_fn = jax.vmap(lambda t, s, m: _advance(solver, t, s, m), in_axes=(target_axis, 0, None))
-    if seeds == 1 and target_axis is None and _UNBATCHED_ONE_SEED:  # lax.cond then skips untaken branches
+    if seeds == 1 and target_axis is None:  # unbatched program: lax.cond then skips untaken branches
         tree = jax.tree_util.tree_map
         advance_fn = lambda t, s, m: tree(lambda a: a[None], _advance(solver, t, tree(lambda a: a[0], s), m))
     advance = jax.jit(advance_fn)
