@@ -2,7 +2,7 @@
 
     python benchmarks/lm_step.py                 # d=100, n=20, p = 10dn, float32, 30 CG iterations
 
-Times ``jaxrecon.reconstruct.lm_direction`` (linearise the residual, set up the row-scaled system,
+Times ``jaxrecon.attack.lm.lm_direction`` (linearise the residual, set up the row-scaled system,
 30 preconditioned CG iterations) for a dense random-features map, (a) with the closed form of
 :meth:`RandomFeatures.residual_linearization` and (b) with it disabled, so that
 ``jax.linearize`` / ``jax.linear_transpose`` of the residual are used; same inputs, one process.
@@ -22,7 +22,7 @@ import jaxrecon as jr
 
 from _common import block, machine, save, timed
 
-R = importlib.import_module("jaxrecon.reconstruct")
+R = importlib.import_module("jaxrecon.attack.lm")
 
 
 def main():
@@ -37,14 +37,13 @@ def main():
     fmap = jr.RandomFeatures(jax.random.key(2), args.d, p).prepare()
     target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
     x = data.x + 0.3 * jax.random.normal(jax.random.key(3), data.x.shape)
-    cfg = R.method_config("adam-lm", cg_iters=args.cg_iters)
     out = {}
     closed_form = jr.RandomFeatures.residual_linearization
     for name in ("closed_form", "autodiff"):
         if name == "autodiff":
             jr.RandomFeatures.residual_linearization = lambda self, theta, x, jitter=None: None
         try:
-            f = jax.jit(lambda t, xx: R.lm_direction(cfg, t, xx, jnp.float32(1e-3))[0])
+            f = jax.jit(lambda t, xx: R.lm_direction(t, xx, jnp.float32(1e-3), args.cg_iters)[0])
             t0 = time.perf_counter()
             direction = block(f(target, x))
             compile_s = time.perf_counter() - t0

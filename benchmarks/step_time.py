@@ -17,7 +17,7 @@ import time
 import jax
 
 import jaxrecon as jr
-from jaxrecon.reconstruct import _advance, attack_target, init_state, make_solver, method_config
+from jaxrecon.attack import advance, attack_target, init_state, make_solver, method_config
 
 from _common import block, machine, save, timed
 
@@ -31,7 +31,7 @@ def measure(d, n, p, seeds, block_size, steps, method="published"):
     tgt = attack_target(target, cfg)
     keys = jax.random.split(jax.random.key(3), seeds)
     state = jax.jit(jax.vmap(lambda k: init_state(solver, k, tgt)))(keys)
-    run = jax.jit(jax.vmap(lambda t, s, m: _advance(solver, t, s, m), in_axes=(None, 0, None)))
+    run = jax.jit(jax.vmap(lambda t, s, m: advance(solver, t, s, m), in_axes=(None, 0, None)))
     t0 = time.perf_counter()
     compiled = run.lower(tgt, state, steps).compile()
     compile_s = time.perf_counter() - t0

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 import jaxrecon as jr
-from jaxrecon.reconstruct import method_config
+from jaxrecon.attack import method_config
 
 from _common import load, machine, save
 
@@ -60,7 +60,7 @@ def run_one(target, x, n, key, seeds, cfg, budget, chunk, steps):
     return {
         "seconds": res.seconds.tolist(), "compile_s": [res.compile_seconds] * seeds,
         "steps": res.steps.tolist(), "loss": res.loss.tolist(), "status": res.status,
-        "restarts": res.restarts.tolist(), "error_sign": [m.error_sign for m in final],
+        "stalls": res.stalls.tolist(), "error_sign": [m.error_sign for m in final],
         "error_abs": [m.error_abs for m in final],
         "trace": [{"t": times, "error_sign": errs[:, s].tolist()} for s in range(seeds)],
     }
@@ -164,7 +164,7 @@ def main():
             results.append(r)
             print(f"p={pr:>5g}dn {spec:>28}: ok(err<=1e-3) {s['success']:.2f}  median err {s['median_error_sign']:.2e}"
                   f"  median s(ok) {s['median_seconds_success']:.1f}  median loss {s['median_loss']:.1e}"
-                  f"  compile {np.median(r['compile_s']):.1f}s  restarts {sum(r['restarts'])}", flush=True)
+                  f"  compile {np.median(r['compile_s']):.1f}s  stalls {sum(r.get('stalls', r.get('restarts', [])))}", flush=True)
     if args.reuse:
         old = load(args.reuse)
         measured = {(r["method"], r["p_over_dn"]) for r in results}

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from jaxrecon.reconstruct import DEFAULT_METHOD
+from jaxrecon.attack import DEFAULT_METHOD
 from jaxrecon.runner import ReconstructConfig, run_reconstruction
 
 

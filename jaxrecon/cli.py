@@ -14,7 +14,7 @@ from ._version import __version__
 def _add_reconstruct(sub):
     from .activations import ACTIVATIONS
     from .features.random_features import PRECISIONS
-    from .reconstruct import DEFAULT_METHOD, METHODS
+    from .attack import DEFAULT_METHOD, METHODS
 
     p = sub.add_parser(
         "reconstruct", help="fit a model on synthetic data and reconstruct its training set",

@@ -23,7 +23,7 @@ from .io import out_dir, versions, write_json, write_npz
 from .loss import report_loss
 from .metrics import match
 from .models.rf import fit_with_info
-from .reconstruct import DEFAULT_METHOD, METHODS, method_config, reconstruct_seeds
+from .attack import DEFAULT_METHOD, METHODS, method_config, reconstruct_seeds
 from .scale import block_size_for
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import jaxrecon as jr
-from jaxrecon.reconstruct import (METHODS, STATUS_NAMES, _STALLED, _advance, _start, attack_target, flip_ranking,
-                                  init_state, lm_direction, lm_system, make_solver, method_config,
-                                  redraw_weakest_row, repair_antipodal_pair)
+from jaxrecon.attack import METHODS, Phase, Status, attack_target, make_solver, method_config
+from jaxrecon.attack.lm import lm_direction, lm_system
+from jaxrecon.attack.loop import _start, advance, init_state
+from jaxrecon.attack.stall import PairRepair, Restart, RowRedraw, redraw_weakest_row, repair_antipodal_pair
 
 
 def problem(d, n, p_over_dn, dtype="float64", seed=1):
@@ -19,8 +20,9 @@ def problem(d, n, p_over_dn, dtype="float64", seed=1):
 
 def test_default_is_adam_lm_and_published_unchanged():
     assert jr.DEFAULT_METHOD == "adam-lm"
-    assert METHODS["adam-lm"].polish == "lm"
-    assert METHODS["published"].polish is None and METHODS["published"].lr == 20.0
+    assert METHODS["adam-lm"]().lm is not None
+    assert METHODS["adam-lm"]().on_stall == (PairRepair(), RowRedraw())
+    assert METHODS["published"]().lm is None and METHODS["published"]().first_order.lr == 20.0
 
 
 def test_default_method_reaches_exact_reconstruction():
@@ -37,8 +39,8 @@ def test_lm_step_equals_dense_numpy_gauss_newton():
     tgt = attack_target(target, cfg)
     x = jr.project_to_sphere(jax.random.normal(jax.random.key(3), (2, 3)))
     damping = jnp.asarray(1e-2)
-    delta, loss, grad = lm_direction(cfg, tgt, x, damping)
-    system = lm_system(cfg, tgt, x, damping)
+    delta, loss, grad = lm_direction(tgt, x, damping, cfg.lm.cg_iters)
+    system = lm_system(tgt, x, damping)
     # dense reference: the full Jacobian of the residual, materialised
     r_fn = lambda xx: jr.projector_residual(tgt.fmap, tgt.theta, xx)
     J = np.asarray(jax.jacfwd(r_fn)(x)).reshape(-1, 6)
@@ -52,7 +54,7 @@ def test_lm_step_equals_dense_numpy_gauss_newton():
 
 def test_multi_start_keeps_the_best_candidate():
     _, target = problem(6, 3, 10)
-    cfg = method_config("adam", restarts=4, restart_steps=15)
+    cfg = method_config("adam", starts=4, start_steps=15)
     solver = make_solver(target, 3, cfg, 100)
     tgt = attack_target(target, cfg)
     key = jax.random.key(9)
@@ -61,9 +63,9 @@ def test_multi_start_keeps_the_best_candidate():
     losses, xs = [], []
     for k in jax.random.split(key, 4):
         x = jr.project_to_sphere(jax.random.normal(k, (3, 6)))
-        s = solver.init(x)
+        s = solver.phases[0].init(x)
         for _ in range(15):
-            x, s, _, _ = solver.step(tgt, x, s)
+            x, s, _, _ = solver.phases[0].step(tgt, x, s)
         xs.append(np.asarray(x))
         losses.append(float(solver.loss_fn(tgt, x)))
     i = int(np.argmin(losses))
@@ -74,11 +76,11 @@ def test_multi_start_keeps_the_best_candidate():
 
 def test_redraw_replaces_only_the_weakest_row():
     data, target = problem(6, 3, 10)
-    cfg = METHODS["adam-lm"]
+    cfg = METHODS["adam-lm"]()
     tgt = attack_target(target, cfg)
     x = np.asarray(data.x).copy()
     x[1] = np.asarray(jr.sphere(jax.random.key(4), 1, 6))[0]  # a wrong row; the others are exact
-    new = np.asarray(redraw_weakest_row(cfg, tgt, jnp.asarray(x), jax.random.key(0), np.sqrt(6)))
+    new = np.asarray(redraw_weakest_row(tgt, jnp.asarray(x), jax.random.key(0), np.sqrt(6)))
     changed = np.flatnonzero(np.any(new != x, axis=1))
     assert changed.tolist() == [1]
     assert np.linalg.norm(new[1]) == pytest.approx(np.sqrt(6))
@@ -123,43 +125,61 @@ def test_closed_form_gauss_newton_equals_autodiff(activation, slope):
     assert float(jnp.sum(u * Ju)) > 0
 
 
-def test_flip_ranking_finds_a_sign_flipped_row():
-    data, target = problem(6, 4, 10)
-    cfg = METHODS["adam-lm"]
-    tgt = attack_target(target, cfg)
-    x = jnp.asarray(data.x).at[2].multiply(-1)  # a ReLU local minimum: one row at -x_j
-    assert int(jax.jit(lambda xx: flip_ranking(cfg, tgt, xx))(x)[0]) == 2
-
-
-@pytest.mark.slow  # flip_candidates is off by default
-def test_a_stall_flips_the_cheapest_row_and_lm_resumes():
-    # a seed that stalled next to the truth with one row's sign flipped: recovery flips it back
-    # (the first stall of a cycle), LM resumes at once and converges without first-order steps
-    data, target = problem(6, 4, 10)
-    cfg = method_config("adam-lm", flip_candidates=1, stall_window=4)
-    solver = make_solver(target, 4, cfg, 100)
+def test_a_stall_takes_the_first_action_that_applies_and_restarts_the_first_phase():
+    # a seed stalled next to the truth with two rows sign-flipped and compensated by an antipodal
+    # pair: the pair repair applies (the row redraw after it does not run), Adam resumes
+    data, target = problem(12, 6, 10)
+    truth = np.asarray(data.x)
+    z = truth[1] - 0.5 * truth[2]
+    z = z / np.linalg.norm(z) * np.sqrt(12)
+    x = truth.copy()
+    x[[1, 2]] *= -1
+    x[4], x[5] = z, -z
+    cfg = method_config("adam-lm")
+    solver = make_solver(target, 6, cfg, 100)
     tgt = attack_target(target, cfg)
     state = init_state(solver, jax.random.key(0), tgt)
-    wrong = jnp.asarray(data.x).at[1].multiply(-1)
-    state = state._replace(x_hat=wrong, phase=jnp.asarray(_STALLED, jnp.int32), loss=solver.loss_fn(tgt, wrong))
-    out = jax.jit(lambda s: _advance(solver, tgt, s, 10))(state)
-    assert int(out.restarts) == 1 and STATUS_NAMES[int(out.status)] == "converged"
-    assert int(out.steps) < 10
-    assert jr.match(data.x, np.asarray(out.x_hat)).error_sign < 1e-6
+    state = state._replace(x_hat=jnp.asarray(x), phase=jnp.asarray(Phase.STALLED, jnp.int32))
+    from jaxrecon.attack.loop import _on_stall
+
+    out = jax.jit(lambda s: _on_stall(solver, tgt, s))(state)
+    assert int(out.stalls) == 1 and int(out.phase) == Phase.FIRST_ORDER
+    new = np.asarray(out.x_hat)
+    np.testing.assert_allclose(new[[0, 1, 2, 3]], truth[[0, 1, 2, 3]], rtol=1e-12)  # flips undone
+    # not stalled: nothing changes
+    same = jax.jit(lambda s: _on_stall(solver, tgt, s))(state._replace(phase=jnp.asarray(Phase.LM, jnp.int32)))
+    assert int(same.stalls) == 0 and np.array_equal(np.asarray(same.x_hat), x)
 
 
-def test_stall_options_are_validated():
-    with pytest.raises(ValueError, match="stall_ratio"):
-        method_config("adam-lm", stall_ratio=1.5)
-    with pytest.raises(ValueError, match="flip_candidates"):
-        method_config("adam-lm", flip_candidates=-1)
-    with pytest.raises(ValueError, match="stall_window"):
-        method_config("adam-lm", stall_window=2.5)
+def test_method_options_map_to_parts_and_removed_options_say_so():
+    m = method_config("adam-lm", on_stall="restart", repair_pairs=False, cg_iters=12, first_steps=7, lr=0.1)
+    assert m.on_stall == (Restart(),) and m.lm.cg_iters == 12
+    assert m.first_order.switch_after == 7 and m.first_order.lr == 0.1
+    assert method_config("adam", polish="lm").lm is not None
+    assert method_config("adam", polish="lm").first_order.switch_below == 1e-3
+    assert method_config("adam-lm", reset_candidates=8).on_stall == (PairRepair(candidates=8), RowRedraw(candidates=8))
+    with pytest.raises(ValueError, match="stall_window: this option was removed"):
+        method_config("adam-lm", stall_window=2)
+    with pytest.raises(ValueError, match="restarts: this option was removed .renamed to 'starts'"):
+        method_config("adam", restarts=2)
+    with pytest.raises(ValueError, match="unknown option"):
+        method_config("adam", nope=1)
+    with pytest.raises(ValueError, match="on_stall"):
+        method_config("adam-lm", on_stall="flip")
+
+
+def test_an_lm_method_without_stall_actions_does_not_loop_forever():
+    data, target = problem(6, 3, 0.5)  # below the threshold: LM stalls
+    m = method_config("adam-lm")
+    import dataclasses
+    m = dataclasses.replace(m, on_stall=(), lm=dataclasses.replace(m.lm, stall_after=3))
+    res = jr.reconstruct(target, jax.random.key(0), 3, method=m, steps=40)
+    assert int(res.steps) <= 40
 
 
 def test_repair_undoes_flipped_rows_compensated_by_an_antipodal_pair():
     data, target = problem(12, 6, 10)
-    cfg = method_config("adam-lm", repair_pairs=True)
+    cfg = method_config("adam-lm")
     tgt = attack_target(target, cfg)
     truth = np.asarray(data.x)
     z = truth[1] - 0.5 * truth[2]
@@ -167,7 +187,7 @@ def test_repair_undoes_flipped_rows_compensated_by_an_antipodal_pair():
     x = truth.copy()
     x[[1, 2]] *= -1  # two rows at -x_j ...
     x[4], x[5] = z, -z  # ... and a pair spanning the linear feature V z (displacing x_4, x_5)
-    repair = jax.jit(lambda xx: repair_antipodal_pair(cfg, tgt, xx, jax.random.key(0), np.sqrt(12)))
+    repair = jax.jit(lambda xx: repair_antipodal_pair(tgt, xx, jax.random.key(0), np.sqrt(12)))
     new, found = repair(jnp.asarray(x))
     new = np.asarray(new)
     assert bool(found)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxrecon as jr
-from jaxrecon.reconstruct import CONVERGED, METHODS, method_config
+from jaxrecon.attack import METHODS, Status, method_config
 
 D, N = 10, 4
 
@@ -16,10 +16,11 @@ def problem(dtype="float64", p_over_dn=20, block_size=None, activation="relu"):
 
 
 def test_published_method_is_the_papers_recipe():
-    cfg = METHODS["published"]
-    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.surrogate_slope, cfg.init, cfg.tol) == (
+    cfg = METHODS["published"]()
+    fo = cfg.first_order
+    assert (fo.optimizer, fo.lr, fo.momentum, cfg.surrogate_slope, cfg.init, cfg.tol) == (
         "sgd", 20.0, 0.9, 0.02, "gaussian", 1e-7)
-    assert cfg.loss_form == "kernel" and cfg.schedule == "constant"
+    assert cfg.loss_form == "kernel" and fo.schedule == "constant" and cfg.lm is None and cfg.on_stall == ()
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -60,7 +61,7 @@ def test_stopped_seed_no_longer_changes():
     np.testing.assert_array_equal(r1.x_hat, r2.x_hat)
     np.testing.assert_array_equal(r1.steps, r2.steps)
     single = jr.reconstruct(target, jax.random.split(jax.random.key(4), 2)[0], N, steps=3000, tol=1e-8)
-    assert int(single.status) == CONVERGED and int(single.steps) == r2.steps[0]
+    assert int(single.status) == Status.CONVERGED and int(single.steps) == r2.steps[0]
 
 
 def test_published_method_decreases_loss_with_surrogate():
@@ -84,5 +85,5 @@ def test_nonfinite_is_reported_not_silent():
     bad = jr.Target(target.fmap, target.theta.at[0].set(jnp.nan))
     # theta enters as a traced argument, so the up-front finiteness check cannot see the NaN
     res = jax.jit(lambda t, k: jr.reconstruct(t, k, N, method="adam", steps=20))(bad, jax.random.key(0))
-    assert int(res.status) == jr.reconstruct.__globals__["NONFINITE"]
+    assert int(res.status) == Status.NONFINITE
     assert int(res.steps) == 0 and np.all(np.isfinite(np.asarray(res.x_hat)))

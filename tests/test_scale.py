@@ -148,9 +148,8 @@ SHARDED_SCRIPT = textwrap.dedent("""
             assert rel(u, v) < 1e-6, (name, rel(u, v))
     # one Levenberg-Marquardt direction (linearize + linear_transpose through shard_map)
     import importlib
-    R = importlib.import_module("jaxrecon.reconstruct")
-    cfg = R.method_config("adam-lm")
-    lm = lambda m: R.lm_direction(cfg, jr.Target(m, theta), x, jnp.float32(1e-3))[0]
+    R = importlib.import_module("jaxrecon.attack.lm")
+    lm = lambda m: R.lm_direction(jr.Target(m, theta), x, jnp.float32(1e-3), 30)[0]
     # 30 CG iterations on an ill-conditioned system amplify the summation order: on ONE device a
     # different block size moves this direction by ~4e-5 relative too
     assert rel(jax.jit(lambda: lm(four))(), jax.jit(lambda: lm(one))()) < 1e-3

@@ -1,0 +1,128 @@
+"""The Levenberg-Marquardt phase: damped Gauss-Newton steps on the residual, solved by CG.
+
+The residual ``r(x_hat) = P_perp theta / |theta|`` lives in ``R^p`` but the unknowns are only
+``n * d``: the normal equations ``(J^T J + mu D) delta = -J^T r`` are solved matrix-free by
+conjugate gradients, each iteration one product ``J^T J u``
+(:func:`jaxrecon.loss.residual_linearization`: a closed form for dense random features, else a JVP
+and a VJP of the linearised residual), so ``J`` is never formed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from .. import _validate
+from ..features.base import Target
+from ..loss import projector_residual, residual_linearization
+from .state import Phase
+
+
+@dataclasses.dataclass(frozen=True)
+class LevenbergMarquardt:
+    """An LM phase.
+
+    Attributes:
+      cg_iters: conjugate-gradient iterations per step.
+      damping: initial relative damping (reset when the phase starts).
+      stall_after: steps after which an unconverged phase has stalled (the method's stall actions
+        then run).
+    """
+
+    cg_iters: int = 30
+    damping: float = 1e-3
+    stall_after: int = 100
+
+    def validate(self) -> "LevenbergMarquardt":
+        _validate.positive_int("cg_iters", self.cg_iters)
+        _validate.positive_float("damping", self.damping)
+        _validate.positive_int("polish_steps", self.stall_after)
+        return self
+
+
+def full_precision(tgt: Target) -> Target:
+    """``tgt`` with its feature map's matmuls at full precision (``"highest"``), where it has a choice.
+
+    The LM phase always runs on it: reduced precision (TF32, bf16) speeds up the first-order
+    phase, but the last digits of an exact reconstruction need exact products.
+    """
+    fmap = tgt.fmap
+    if getattr(fmap, "precision", "highest") != "highest":
+        return Target(fmap.replace(precision="highest"), tgt.theta)
+    return tgt
+
+
+def row_weights(c: jax.Array, n: int) -> jax.Array:
+    """``sum_k c_{ik}^2`` per input row (feature rows are sample-major, ``k`` per input for
+    ``k``-output models)."""
+    return jnp.sum((c * c).reshape(n, -1), axis=1)
+
+
+class LMSystem(NamedTuple):
+    """The damped, row-scaled Gauss-Newton system ``(J^T J + mu D) delta = -J^T r`` of one LM step."""
+
+    loss: jax.Array  # |r|^2 at x
+    grad: jax.Array  # J^T r, shape (n, d)
+    mu: jax.Array  # absolute damping
+    D: jax.Array  # (n, 1) row scales (Marquardt scaling and Jacobi preconditioner)
+    matvec: Callable  # u -> J^T J u (matrix-free)
+
+
+def lm_system(tgt: Target, x: jax.Array, damping, jitter: Optional[float] = None) -> LMSystem:
+    """Linearise the residual at ``x`` and set up the LM system.
+
+    Row scales: ``d r / d x_i`` is proportional to the coefficient ``c_i`` of row ``i`` in theta's
+    projection, so ``J^T J``'s diagonal blocks scale like ``c_i^2``. Rows with small ``c_i``
+    (training points with small ``alpha_i``) make plain CG crawl; Marquardt scaling ``D = c_i^2``
+    (damping ``mu * D``) with ``D`` as Jacobi preconditioner makes the step scale-free across rows.
+    ``mu = damping * s`` where ``s`` is the Rayleigh quotient of ``D^{-1/2} J^T J D^{-1/2}`` along
+    the gradient (a scale-free damping).
+    """
+    lin = residual_linearization(tgt.fmap, tgt.theta, x, jitter)
+    r, g = lin.residual, lin.grad
+    c2 = row_weights(lin.coef, x.shape[0])
+    D = (c2 / jnp.maximum(jnp.mean(c2), jnp.finfo(x.dtype).tiny) + 1e-6)[:, None].astype(x.dtype)
+    u = g / D
+    scale = jnp.sum(u * lin.gram_matvec(u)) / jnp.maximum(jnp.sum(g * u), jnp.finfo(x.dtype).tiny)
+    return LMSystem(jnp.sum(r * r), g, damping * scale, D, lin.gram_matvec)
+
+
+def lm_direction(tgt: Target, x: jax.Array, damping, cg_iters: int, jitter: Optional[float] = None):
+    """Solve the LM system by preconditioned CG (``cg_iters`` iterations): ``(delta, loss, grad)``."""
+    sys_ = lm_system(tgt, x, damping, jitter)
+    matvec = lambda u: sys_.matvec(u) + sys_.mu * sys_.D * u
+    delta, _ = jax.scipy.sparse.linalg.cg(matvec, -sys_.grad, maxiter=cg_iters, M=lambda u: u / sys_.D)
+    return delta, sys_.loss, sys_.grad
+
+
+class LMPhase(NamedTuple):
+    """:class:`LevenbergMarquardt` bound to a jitter and a row radius.
+
+    A step is accepted when it lowers the loss (``damping /= 3``), otherwise rejected
+    (``damping *= 4``); the damping stays in ``[1e-12, 1e6]``.
+    """
+
+    config: LevenbergMarquardt
+    jitter: Optional[float]
+    project: Callable
+    kind: Phase = Phase.LM
+
+    def init(self, x, dtype):
+        return jnp.asarray(self.config.damping, dtype)
+
+    def step(self, tgt, x, damping):
+        tgt = full_precision(tgt)
+        delta, loss, g = lm_direction(tgt, x, damping, self.config.cg_iters, self.jitter)
+        x_new = self.project(x + delta)
+        r_new = projector_residual(tgt.fmap, tgt.theta, x_new, self.jitter)
+        loss_new = jnp.sum(r_new * r_new)
+        accept = jnp.isfinite(loss_new) & (loss_new < loss)
+        damping_next = jnp.clip(jnp.where(accept, damping / 3.0, damping * 4.0), 1e-12, 1e6)
+        ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(g))
+        return jnp.where(accept, x_new, x), damping_next.astype(damping.dtype), loss, ok
+
+    def done(self, value, in_phase):
+        return in_phase >= self.config.stall_after

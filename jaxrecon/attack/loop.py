@@ -1,0 +1,223 @@
+"""The generic attack loop: any method's phases and stall actions over an explicit state.
+
+::
+
+    solver = make_solver(target, n, method)           # the method bound to the problem's shapes
+    tgt    = attack_target(target, solver.method)     # surrogate derivative, map prepared
+    state  = init_state(solver, key, tgt)             # x_hat ~ N(0, I)
+    state  = advance(solver, tgt, state, max_steps)   # lax.while_loop, per-seed stopping
+    result = finalize(solver, tgt, state, max_steps)
+
+Each phase runs as a ``lax.while_loop`` while the seed is in it; a phase that is done hands over
+to the next one (with a fresh phase state), and the last phase, when done, marks the seed
+:attr:`Phase.STALLED`. A stalled seed takes the first stall action that applies and restarts the
+first phase. Under ``vmap`` seeds that have stopped do not change. After every step each row of
+``x_hat`` is put back on the sphere of radius ``sqrt(d)`` (``radius=None`` keeps rows free). A
+non-finite loss or gradient stops the seed with status ``NONFINITE`` and keeps its last finite
+iterate: the attack never returns NaNs silently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from .. import _validate
+from ..data.synthetic import project_to_sphere
+from ..features.base import Target
+from ..loss import projector_loss
+from .first_order import FirstOrderPhase
+from .lm import LMPhase
+from .methods import DEFAULT_METHOD, Method, method_config
+from .state import AttackState, Phase, ReconResult, Status
+
+
+class Solver(NamedTuple):
+    """A method bound to a problem size: its phases as pure functions of a prepared target."""
+
+    method: Method
+    n: int
+    radius: Optional[float]
+    loss_fn: Callable  # (tgt, x) -> loss
+    phases: tuple  # FirstOrderPhase / LMPhase, in order
+
+    def project(self, x):
+        return x if self.radius is None else project_to_sphere(x, self.radius)
+
+    def fresh_x(self, key, d, dtype):
+        """A new starting point: ``N(0, I)``, projected to the sphere when ``init="sphere"``."""
+        x0 = jax.random.normal(key, (self.n, d), dtype)
+        return self.project(x0) if self.method.init == "sphere" else x0
+
+
+def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int = 10_000,
+                radius: float | None | str = "sphere") -> Solver:
+    """Bind a method (a name or a :class:`Method`) to a target's shapes. ``radius="sphere"`` means
+    ``sqrt(d)``; ``total_steps`` sets the length of learning-rate schedules."""
+    method = method if isinstance(method, Method) else method_config(method)
+    n = _validate.positive_int("n", n)
+    radius = math.sqrt(target.fmap.input_dim) if radius == "sphere" else radius
+    loss_fn = lambda tgt, x: projector_loss(tgt.fmap, tgt.theta, x, method.jitter, method.loss_form)
+    project = (lambda x: x) if radius is None else (lambda x: project_to_sphere(x, radius))
+    phases = [FirstOrderPhase(method.first_order, method.first_order.optimizer_fn(total_steps), loss_fn, project)]
+    if method.lm is not None:
+        phases.append(LMPhase(method.lm, method.jitter, project))
+    return Solver(method, n, radius, loss_fn, tuple(phases))
+
+
+def attack_target(target: Target, method: Method) -> Target:
+    """The target the attack differentiates: surrogate derivative if the method asks, map prepared."""
+    fmap = target.fmap
+    if method.surrogate_slope is not None and hasattr(fmap, "with_surrogate"):
+        fmap = fmap.with_surrogate(method.surrogate_slope)
+    return Target(fmap.prepare(), target.theta)
+
+
+def _where(c, new, old):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(c, a, b), new, old)
+
+
+def _with(states: tuple, i: int, value) -> tuple:
+    return states[:i] + (value,) + states[i + 1:]
+
+
+def _start(solver: Solver, key: jax.Array, target: Target, dtype):
+    """``(x0, first phase state, loss, steps)``; with ``starts = S > 1`` the best of ``S`` candidates
+    (vmapped) after ``start_steps`` first-order steps, with its optimiser state."""
+    method, d, first = solver.method, target.fmap.input_dim, solver.phases[0]
+    if method.starts <= 1:
+        x0 = solver.fresh_x(key, d, dtype)
+        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
+
+    def candidate(k):
+        x0 = solver.fresh_x(k, d, dtype)
+
+        def body(_, carry):
+            x, s = carry
+            x_next, s_next, _, ok = first.step(target, x, s)
+            return jnp.where(ok, x_next, x), s_next
+
+        x, s = jax.lax.fori_loop(0, method.start_steps, body, (x0, first.init(x0, dtype)))
+        return x, s, solver.loss_fn(target, x)
+
+    xs, states, losses = jax.vmap(candidate)(jax.random.split(key, method.starts))
+    best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
+    take = lambda tree: jax.tree_util.tree_map(lambda a: a[best], tree)
+    return xs[best], take(states), losses[best].astype(dtype), method.start_steps
+
+
+def init_state(solver: Solver, key: jax.Array, target: Target) -> AttackState:
+    """The initial state of one seed (``target`` prepared by :func:`attack_target`)."""
+    dtype = jnp.result_type(target.theta.dtype, jnp.float32)
+    x0, first_state, loss, steps = _start(solver, key, target, dtype)
+    later = tuple(ph.init(x0, dtype) for ph in solver.phases[1:])
+    i32 = lambda v: jnp.asarray(v, jnp.int32)
+    return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
+                       phase=i32(solver.phases[0].kind), phase_start=i32(steps), stalls=i32(0), key=key,
+                       status=i32(Status.RUNNING))
+
+
+def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
+    """``state -> state``: steps of phase ``i`` while the seed runs in it."""
+    ph, phases, tol = solver.phases[i], solver.phases, solver.method.tol
+
+    def cond(s):
+        return (s.status == Status.RUNNING) & (s.steps < max_steps) & (s.phase == ph.kind)
+
+    def body(s):
+        aux = s.phase_states[i]
+        x_next, aux_next, value, ok = ph.step(tgt, s.x_hat, aux)
+        converged = ok & (value <= tol)
+        move = ok & ~converged
+        status = jnp.where(~ok, Status.NONFINITE, jnp.where(converged, Status.CONVERGED, Status.RUNNING))
+        steps = s.steps + move.astype(jnp.int32)
+        s = s._replace(phase_states=_with(s.phase_states, i, _where(move, aux_next, aux)),
+                       x_hat=_where(move, x_next, s.x_hat), loss=jnp.where(ok, value, s.loss).astype(s.loss.dtype),
+                       steps=steps, status=status.astype(jnp.int32))
+        if len(phases) == 1:  # a single phase never hands over
+            return s
+        done = move & ph.done(value, steps - s.phase_start)
+        if i + 1 < len(phases):
+            nxt = phases[i + 1]
+            fresh = _where(done, nxt.init(s.x_hat, s.loss.dtype), s.phase_states[i + 1])
+            return s._replace(phase=jnp.where(done, nxt.kind, ph.kind).astype(jnp.int32),
+                              phase_start=jnp.where(done, steps, s.phase_start).astype(jnp.int32),
+                              phase_states=_with(s.phase_states, i + 1, fresh))
+        return s._replace(phase=jnp.where(done, Phase.STALLED, ph.kind).astype(jnp.int32))
+
+    return lambda s: jax.lax.while_loop(cond, body, s)
+
+
+def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
+    """A stalled seed takes the first stall action that applies (keys ``fold_in(key, stalls)``)
+    and restarts the first phase; other seeds are unchanged."""
+    stalled = s.phase == Phase.STALLED
+    stalls = s.stalls + stalled.astype(jnp.int32)
+    key = jax.random.fold_in(s.key, stalls)
+    x_new = s.x_hat
+    for action in reversed(solver.method.on_stall):
+        x_a, applies = action(solver, tgt, s.x_hat, key)
+        x_new = jnp.where(applies, x_a, x_new)
+    first = solver.phases[0]
+    fresh = _where(stalled, first.init(x_new, s.loss.dtype), s.phase_states[0])
+    return s._replace(x_hat=_where(stalled, x_new, s.x_hat), phase_states=_with(s.phase_states, 0, fresh),
+                      phase=jnp.where(stalled, first.kind, s.phase).astype(jnp.int32),
+                      phase_start=jnp.where(stalled, s.steps, s.phase_start).astype(jnp.int32), stalls=stalls)
+
+
+def advance(solver: Solver, tgt: Target, state: AttackState, max_steps) -> AttackState:
+    """Run until the seed stops or has taken ``max_steps`` steps in total (prepared target)."""
+    loops = [_phase_loop(solver, tgt, i, max_steps) for i in range(len(solver.phases))]
+    if len(loops) == 1:
+        return loops[0](state)
+
+    def round_(s):
+        for loop in loops:
+            s = loop(s)
+        # lax.cond skips the stall work of seeds that have not stalled (under vmap it is a select)
+        return jax.lax.cond(s.phase == Phase.STALLED, lambda t: _on_stall(solver, tgt, t), lambda t: t, s)
+
+    running = lambda s: (s.status == Status.RUNNING) & (s.steps < max_steps)
+    return jax.lax.while_loop(running, round_, state)
+
+
+def run_steps(solver: Solver, target: Target, state: AttackState, max_steps) -> AttackState:
+    """Advance one seed until it stops or reaches ``max_steps`` total steps (pure; vmappable)."""
+    return advance(solver, attack_target(target, solver.method), state, max_steps)
+
+
+def finalize(solver: Solver, tgt: Target, state: AttackState, max_steps) -> ReconResult:
+    """Evaluate the loss at the final iterate and mark seeds that ran out of steps."""
+    final = solver.loss_fn(tgt, state.x_hat)
+    final = jnp.where(jnp.isfinite(final), final, state.loss)
+    status = jnp.where((state.status == Status.RUNNING) & (state.steps >= max_steps), Status.BUDGET, state.status)
+    status = jnp.where((status == Status.BUDGET) & (final <= solver.method.tol), Status.CONVERGED, status)
+    return ReconResult(state.x_hat, final, state.steps, status.astype(jnp.int32), state.stalls)
+
+
+def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD, steps: int = 10_000,
+                radius: float | None | str = "sphere", **method_options) -> ReconResult:
+    """Reconstruct ``n`` training inputs from a target (pure; jit- and vmap-compatible).
+
+    Args:
+      target: :class:`~jaxrecon.Target` (feature map and ``theta``).
+      key: PRNG key for the initial iterate.
+      n: number of rows of ``x_hat`` (training samples to recover).
+      method: a name from :data:`~jaxrecon.attack.METHODS` or a :class:`~jaxrecon.attack.Method`.
+      steps: step budget.
+      radius: row norm kept after each step (``"sphere"`` = ``sqrt(d)``; ``None`` = free rows).
+      **method_options: overrides of the method's options (``lr=0.1``, ``cg_iters=40`` ...).
+
+    Returns:
+      :class:`ReconResult` with ``x_hat`` (``n x d``), final loss, steps, status and stalls.
+    """
+    steps = _validate.positive_int("steps", steps)
+    method = method_config(method, **method_options)
+    solver = make_solver(target, n, method, steps, radius)
+    tgt = attack_target(target, method)  # prepared once: a dense V is generated once per call
+    state = init_state(solver, key, tgt)
+    state = advance(solver, tgt, state, steps)
+    return finalize(solver, tgt, state, steps)

@@ -1,0 +1,192 @@
+"""Attack methods: a method is a list of phases, an ordered list of stall actions and a loss.
+
+Named methods are short factories, in the manner of optax's ``alias.py``::
+
+    published()   SGD with momentum on the kernel form, the paper's recipe
+    adam()        Adam, warm-up and cosine decay, on the residual form
+    adam_lm()     Adam, then Levenberg-Marquardt, with stall actions (the default)
+
+:func:`method_config` looks a method up by name and applies overrides by field name (the
+sections' fields, e.g. ``lr=0.1``, ``cg_iters=40``, ``repair_pairs=False``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from .. import _validate
+from ..activations import PUBLISHED_SURROGATE_SLOPE
+from ..loss import LOSS_FORMS
+from .first_order import FirstOrder
+from .lm import LevenbergMarquardt
+from .stall import PairRepair, Restart, RowRedraw
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Everything that defines an attack; hashable, so it can be a static jit argument.
+
+    Attributes:
+      first_order: the first phase (:class:`FirstOrder`).
+      lm: an optional second phase (:class:`LevenbergMarquardt`), entered when the first-order
+        phase ends (its ``switch_below`` / ``switch_after``).
+      on_stall: stall actions, in order (:mod:`jaxrecon.attack.stall`); the first that applies runs
+        when the last phase stalls, then the first phase starts again. Empty: no stall handling.
+      loss_form: ``"kernel"`` or ``"residual"`` (see :mod:`jaxrecon.loss`).
+      surrogate_slope: leaky ReLU derivative used by the attack (``None``: exact derivative).
+      init: ``"gaussian"`` (``x_hat ~ N(0, I)``, as published) or ``"sphere"`` (projected).
+      tol: a seed stops when its loss is ``<= tol``.
+      jitter: relative Cholesky jitter (``None``: the dtype's default).
+      starts: candidates started per seed; the best after ``start_steps`` first-order steps is kept.
+    """
+
+    first_order: FirstOrder = FirstOrder()
+    lm: Optional[LevenbergMarquardt] = None
+    on_stall: tuple = ()
+    loss_form: str = "kernel"
+    surrogate_slope: Optional[float] = None
+    init: str = "gaussian"
+    tol: float = 1e-7
+    jitter: Optional[float] = None
+    starts: int = 1
+    start_steps: int = 0
+
+    def validate(self) -> "Method":
+        self.first_order.validate()
+        if self.lm is not None:
+            self.lm.validate()
+        for action in self.on_stall:
+            action.validate()
+        _validate.choice("loss_form", self.loss_form, LOSS_FORMS)
+        _validate.choice("init", self.init, ("gaussian", "sphere"))
+        _validate.positive_float("tol", self.tol, allow_zero=True)
+        _validate.positive_int("starts", self.starts)
+        if self.starts > 1:
+            _validate.positive_int("start_steps", self.start_steps)
+        return self
+
+    @property
+    def phases(self) -> tuple:
+        """The phase configs, in order."""
+        return (self.first_order,) if self.lm is None else (self.first_order, self.lm)
+
+
+def published() -> Method:
+    """The paper's recipe, kept exactly: ``x_hat ~ N(0, I)``, SGD (lr 20, momentum 0.9) on the
+    kernel form, leaky ReLU derivative (slope 0.02) in the backward pass, stop at ``L <= 1e-7``.
+    Measured (``benchmarks/RESULTS.md``, d=100, n=20): 0/8 seeds exact within 60 s at 2, 5, 10 dn."""
+    return Method(first_order=FirstOrder(optimizer="sgd", lr=20.0, momentum=0.9), loss_form="kernel",
+                  surrogate_slope=PUBLISHED_SURROGATE_SLOPE, init="gaussian", tol=1e-7)
+
+
+def _adam_phase(**kw) -> FirstOrder:
+    return FirstOrder(optimizer="adam", lr=0.05, momentum=None, schedule="cosine", warmup=100, **kw)
+
+
+def adam() -> Method:
+    """Adam (lr 0.05, 100 warm-up steps, cosine decay) on the residual form, rows on the sphere,
+    stop at ``L <= 1e-12``: first order only."""
+    return Method(first_order=_adam_phase(), loss_form="residual", init="sphere", tol=1e-12)
+
+
+def adam_lm() -> Method:
+    """The default: Adam until the loss is ``<= 1e-3`` or for 300 steps, then row-scaled
+    Levenberg-Marquardt (30 CG iterations per step); after 40 LM steps without converging, an
+    antipodal pair of rows is repaired (the sign-flip minimum of ReLU features) if there is one,
+    else the weakest row is redrawn by matching pursuit, and Adam resumes.
+    Measured (``benchmarks/RESULTS.md``, d=100, n=20, 8 seeds, 60 s each with compilation): exact
+    (error_sign <= 1e-3) in 8/8, 7/8, 8/8 seeds at p = 10, 5, 2 dn."""
+    return Method(first_order=_adam_phase(switch_below=1e-3, switch_after=300),
+                  lm=LevenbergMarquardt(cg_iters=30, stall_after=40),
+                  on_stall=(PairRepair(), RowRedraw()), loss_form="residual", init="sphere", tol=1e-12)
+
+
+#: Named methods: name -> factory. ``published`` is the paper's recipe and must stay exactly so.
+METHODS = {"published": published, "adam": adam, "adam-lm": adam_lm}
+DEFAULT_METHOD = "adam-lm"
+
+_SECTION_OF = {f.name: "first_order" for f in dataclasses.fields(FirstOrder)}
+_SECTION_OF.update({f.name: "lm" for f in dataclasses.fields(LevenbergMarquardt)})
+# older flat option names -> (section, field)
+_LEGACY = {"first_steps": ("first_order", "switch_after"), "polish_below": ("first_order", "switch_below"),
+           "polish_steps": ("lm", "stall_after")}
+_DROPPED = {"stall_window": "measured not to pay off", "stall_ratio": "measured not to pay off",
+            "flip_candidates": "measured not to pay off", "restarts": "renamed to 'starts'",
+            "restart_steps": "renamed to 'start_steps'"}
+_ACTION_OPTIONS = ("on_stall", "repair_pairs", "reset_candidates", "polish")
+
+
+def option_names() -> list:
+    """Every option :func:`method_config` accepts."""
+    top = [f.name for f in dataclasses.fields(Method) if f.name not in ("first_order", "lm", "on_stall")]
+    return sorted(set(top) | set(_SECTION_OF) | set(_LEGACY) | set(_ACTION_OPTIONS))
+
+
+def _apply_actions(m: Method, opts: dict) -> Method:
+    """The action-like options: ``polish`` (``"lm"``: add an LM phase), ``on_stall`` (``"restart"``,
+    ``"redraw_row"`` or a tuple of actions), ``repair_pairs`` (bool), ``reset_candidates`` (int)."""
+    if "polish" in opts:
+        _validate.choice("polish", opts["polish"], ("lm",))
+        m = dataclasses.replace(m, lm=m.lm or LevenbergMarquardt())
+        if m.first_order.switch_below is None:  # the LM phase starts once the loss is small
+            m = dataclasses.replace(m, first_order=dataclasses.replace(m.first_order, switch_below=1e-3))
+    actions = list(m.on_stall)
+    if "on_stall" in opts:
+        v = opts["on_stall"]
+        if isinstance(v, str):
+            _validate.choice("on_stall", v, ("restart", "redraw_row"))
+            last = Restart() if v == "restart" else RowRedraw()
+            actions = [a for a in actions if isinstance(a, PairRepair)] + [last]
+        else:
+            actions = list(v)
+    if "repair_pairs" in opts:
+        actions = [a for a in actions if not isinstance(a, PairRepair)]
+        if opts["repair_pairs"]:
+            actions.insert(0, PairRepair())
+    if "reset_candidates" in opts:
+        actions = [dataclasses.replace(a, candidates=opts["reset_candidates"]) if hasattr(a, "candidates") else a
+                   for a in actions]
+    if m.lm is not None and not actions:
+        actions = [Restart()]  # an LM phase that stalls needs an action
+    return dataclasses.replace(m, on_stall=tuple(actions))
+
+
+def method_config(method=DEFAULT_METHOD, **overrides) -> Method:
+    """A named method (or a :class:`Method`) with options overridden by field name.
+
+    ``None`` values are ignored. An explicitly chosen optimiser other than SGD has no momentum.
+    Unknown options are a ``ValueError`` listing the allowed ones.
+    """
+    if isinstance(method, Method):
+        m = method
+    elif method in METHODS:
+        m = METHODS[method]()
+    else:
+        raise ValueError(f"method: unknown method {method!r}; allowed: {sorted(METHODS)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    for k in overrides:
+        if k in _DROPPED:
+            raise ValueError(f"{k}: this option was removed ({_DROPPED[k]})")
+    unknown = set(overrides) - set(option_names())
+    if unknown:
+        raise ValueError(f"method options: unknown option(s) {sorted(unknown)}; allowed: {option_names()}")
+    sections = {"first_order": {}, "lm": {}}
+    top = {}
+    for k, v in overrides.items():
+        if k in _ACTION_OPTIONS:
+            continue
+        if k in _LEGACY:
+            sections[_LEGACY[k][0]][_LEGACY[k][1]] = v
+        elif k in _SECTION_OF:
+            sections[_SECTION_OF[k]][k] = v
+        else:
+            top[k] = v
+    m = _apply_actions(m, overrides)
+    fo = dataclasses.replace(m.first_order, **sections["first_order"])
+    if fo.optimizer != "sgd" and "momentum" not in overrides:
+        fo = dataclasses.replace(fo, momentum=None)
+    lm = m.lm
+    if sections["lm"]:
+        lm = dataclasses.replace(lm or LevenbergMarquardt(), **sections["lm"])
+    return dataclasses.replace(m, first_order=fo, lm=lm, **top).validate()

@@ -1,0 +1,59 @@
+"""The attack's typed state: per-seed status and phase enums, the loop state and the result."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, NamedTuple
+
+import jax
+
+
+class Status(enum.IntEnum):
+    """Why a seed stopped (stored as int32 in the state)."""
+
+    RUNNING = 0
+    CONVERGED = 1  # loss <= tol
+    BUDGET = 2  # step budget (or wall-clock budget) spent
+    NONFINITE = 3  # a non-finite loss or gradient; the last finite iterate is kept
+
+
+#: Status code -> name, as written in results files.
+STATUS_NAMES = {int(s): s.name.lower() for s in Status}
+
+
+class Phase(enum.IntEnum):
+    """The phase a seed is in (stored as int32 in the state)."""
+
+    FIRST_ORDER = 0  # steps of an optax transformation
+    LM = 1  # Levenberg-Marquardt steps
+    STALLED = 2  # the last phase ran out of steps without converging: a stall action is due
+
+
+class AttackState(NamedTuple):
+    """State of one seed's attack (vmapped states have a leading seed axis).
+
+    ``phase_states`` holds one state per phase of the method, in the method's order (an optax
+    state for a first-order phase, the damping for an LM phase).
+    """
+
+    x_hat: jax.Array  # (n, d) current iterate
+    phase_states: tuple  # per-phase states
+    loss: jax.Array  # loss at x_hat (inf before the first evaluation)
+    steps: jax.Array  # int32: steps taken (all phases, all stalls)
+    phase: jax.Array  # int32: a Phase value
+    phase_start: jax.Array  # int32: value of ``steps`` when the current phase began
+    stalls: jax.Array  # int32: stalls so far (each followed by a stall action)
+    key: jax.Array  # the seed's key (stall actions draw from fold_in(key, stalls))
+    status: jax.Array  # int32: a Status value
+
+
+class ReconResult(NamedTuple):
+    """Result of one seed's attack."""
+
+    x_hat: jax.Array  # (n, d)
+    loss: jax.Array  # final loss at x_hat (unclipped)
+    steps: jax.Array  # steps taken
+    status: jax.Array  # a Status value
+    stalls: jax.Array  # stalls (each followed by a stall action)
+
+
