@@ -4,7 +4,7 @@
     python benchmarks/sweep_throughput.py --d 50 --n 10 --p-over-dn 2 --steps 2000
 
 Both variants run the same per-seed function (data, RF fit, attack, span residual; see
-``jaxrecon.sweep.make_trial``): vmapped, it is ``jax.vmap(trial)`` compiled once; looped, the
+``jaxrecon.sweeps.make_trial``): vmapped, it is ``jax.vmap(trial)`` compiled once; looped, the
 unbatched ``trial`` is compiled once and called for each seed. Wall-clock is reported with and
 without compilation. Numbers go to stdout (and to ``--json`` if given).
 """
@@ -24,7 +24,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxrecon.io import versions  # noqa: E402
-from jaxrecon.sweep import SweepConfig, clear_cache, compiled_program, grid, run_point  # noqa: E402
+from jaxrecon.sweeps import ProgramCache, SweepConfig, compiled_program, grid, run_point  # noqa: E402
 
 
 def main(argv=None):
@@ -51,10 +51,9 @@ def main(argv=None):
         pass
     errors = {}
     for vmapped in (True, False):
-        clear_cache()
         name = "vmapped" if vmapped else "looped"
         t0 = time.perf_counter()
-        program = compiled_program(point, resolved, vmapped=vmapped)
+        program = compiled_program(point, resolved, vmapped=vmapped, cache=ProgramCache())
         compile_s = time.perf_counter() - t0
         runs = []
         for _ in range(args.repeats):

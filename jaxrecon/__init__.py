@@ -15,7 +15,7 @@ from .models import FitResult, fit, fit_with_info
 from .scale import block_size_for, parse_bytes
 from .reconstruct import (DEFAULT_METHOD, METHODS, MethodConfig, ReconResult, method_config,
                           reconstruct, reconstruct_seeds)
-from .sweep import SweepConfig, read_results, sweep  # note: jr.sweep is the function
+from .sweeps import SweepConfig, read_results, sweep  # jr.sweep: the function; jr.sweeps: the package
 from .thresholds import estimate_thresholds
 
 _PLOTTING = ("plot_all", "plot_collapse", "plot_law", "plot_residuals")

@@ -141,7 +141,8 @@ def _add_sweep(sub):
 
 
 def _cmd_sweep(args):
-    from .sweep import SweepConfig, load_config, sweep
+    from .sweeps import SweepConfig, load_config, sweep
+    from .sweeps.run import _enable_x64_if
 
     cfg = load_config(args.config) if args.config else SweepConfig()
     keys = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "seeds", "seed",
@@ -150,6 +151,7 @@ def _cmd_sweep(args):
     if not args.config and not any(getattr(args, k) is not None for k in ("p", "p_over_n", "p_over_dn")):
         raise ValueError("p: give a config file or one of --p, --p-over-n, --p-over-dn")
     out = args.out or f"runs/{cfg.name}"
+    _enable_x64_if(cfg.resolved())
     sweep(cfg, out=out, progress=not args.quiet, plots=not args.no_plot, bootstrap=args.bootstrap)
     return 0
 
@@ -165,7 +167,7 @@ def _add_plot(sub):
 
 
 def _cmd_plot(args):
-    from .sweep import plot_dir
+    from .sweeps import plot_dir
 
     plot_dir(args.dir, out=args.out, bootstrap=args.bootstrap)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +38,20 @@ def out_dir(path) -> Path:
     return path
 
 
-def _atomic(path: Path, write, mode="w"):
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+def atomic_write(path, write, mode: str = "w") -> None:
+    """Write ``path`` as a unit: ``write(f)`` fills a temporary file in the same directory, which is
+    fsync-ed and renamed over ``path``. The file gets the mode the umask gives a new file (as
+    ``open`` would), not a private temporary file's 0600."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name beside {str(path)!r}")
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -52,6 +62,23 @@ def _atomic(path: Path, write, mode="w"):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_atomic = atomic_write
+
+
+def fsync_dir(path) -> None:
+    """Make a directory's new entries (created or renamed files) durable; best effort."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _jsonable(obj):
@@ -71,8 +98,8 @@ def _jsonable(obj):
 
 
 def write_json(path, obj) -> None:
-    _atomic(path, lambda f: json.dump(_jsonable(obj), f, indent=2, sort_keys=False))
+    atomic_write(path, lambda f: json.dump(_jsonable(obj), f, indent=2, sort_keys=False))
 
 
 def write_npz(path, **arrays) -> None:
-    _atomic(path, lambda f: np.savez_compressed(f, **arrays), mode="wb")
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays), mode="wb")

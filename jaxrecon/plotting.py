@@ -1,7 +1,7 @@
 """Figures of a sweep (paper Figs. 1 left, 2 and 3), from a results table.
 
 Every function takes the table returned by :func:`jaxrecon.sweep` or
-:func:`jaxrecon.sweep.read_results` (a dict of NumPy arrays keyed by column) and returns a
+:func:`jaxrecon.sweeps.read_results` (a dict of NumPy arrays keyed by column) and returns a
 :class:`matplotlib.figure.Figure` (no pyplot state, so they work in scripts and notebooks alike);
 ``path`` also saves it.
 

@@ -5,7 +5,7 @@ import pytest
 
 from jaxrecon.cli import main
 from jaxrecon.plotting import curve, plot_all, plot_collapse, plot_law, plot_residuals
-from jaxrecon.sweep import COLUMNS, _rows_text, read_results, table_rows, to_table
+from jaxrecon.sweeps import COLUMNS, read_results, rows_text, table_rows, to_table
 
 
 def _table(seeds=3):
@@ -44,7 +44,7 @@ def test_figures_are_written_and_non_empty(tmp_path):
 
 def test_plot_command_reads_results_and_writes_thresholds(tmp_path, capsys):
     rows = table_rows(_table())
-    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n" + _rows_text(rows) + "10,4,3")  # torn tail
+    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n" + rows_text(rows) + "10,4,3")  # torn tail
     table = read_results(tmp_path)
     assert len(table["p"]) == len(rows)
     assert main(["plot", str(tmp_path)]) == 0

@@ -13,8 +13,13 @@ import numpy as np
 import pytest
 
 from jaxrecon.cli import main
-from jaxrecon.sweep import (COLUMNS, SweepConfig, compiled_program, grid, load_config, pad_width,
-                            read_results, run_point, sweep)
+from jaxrecon.io import write_json, write_npz
+from jaxrecon.sweeps import (COLUMNS, PointOutput, ProgramCache, SweepConfig, append_rows, compiled_program,
+                             grid, load_config, pad_width, plot_dir, prepare_out, read_results, rows_text,
+                             run_point, sweep)
+from jaxrecon.sweeps import points as sweeps_points
+from jaxrecon.sweeps import lock
+from jaxrecon.sweeps import run as sweeps_run
 from jaxrecon.thresholds import crossing, estimate_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +29,8 @@ TINY = dict(name="tiny", d=[4], n=[2], p_over_dn=[0.5, 2, 8], method=["adam"], s
             pad_p="max", x64=True)
 KILL = {**TINY, "p_over_dn": [0.5, 1, 2, 4, 8]}  # same program (same largest p), more points
 NUMERIC = [c for c in COLUMNS if c not in ("seconds", "compile_seconds")]
+# One program cache for the module: the TINY program compiles once for every test that runs it.
+CACHE = ProgramCache()
 
 
 def _same_rows(t1, t2):
@@ -49,7 +56,7 @@ def test_grid_and_p_resolution():
     # method None means the library default, read at run time
     import jaxrecon
 
-    assert SweepConfig(p=[5]).resolved()["method"] == [jaxrecon.DEFAULT_METHOD]
+    assert SweepConfig(p=[5]).resolved().method == (jaxrecon.DEFAULT_METHOD,)
 
 
 def test_pad_width():
@@ -65,8 +72,8 @@ def test_vmapped_seeds_equal_looped_seeds():
     pts = grid(r)
     pt = pts[-1]
     w = pad_width(pt, r, pts)
-    a = run_point(pt, r, w, vmapped=True)
-    b = run_point(pt, r, w, vmapped=False)
+    a = run_point(pt, r, w, vmapped=True, cache=CACHE)
+    b = run_point(pt, r, w, vmapped=False, cache=CACHE)
     np.testing.assert_allclose(a.x, b.x, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(a.x_hat, b.x_hat, rtol=1e-3, atol=1e-3)
@@ -79,8 +86,8 @@ def test_padded_program_matches_unpadded(key):
     r_pad, r_none = SweepConfig(**TINY).resolved(), SweepConfig(**{**TINY, "pad_p": "none"}).resolved()
     pts = grid(r_pad)
     pt = pts[1]  # p = 16, padded to 64
-    a = run_point(pt, r_pad, pad_width(pt, r_pad, pts))
-    b = run_point(pt, r_none, pt.p)
+    a = run_point(pt, r_pad, pad_width(pt, r_pad, pts), cache=CACHE)
+    b = run_point(pt, r_none, pt.p, cache=CACHE)
     np.testing.assert_allclose(a.train_loss, b.train_loss, atol=1e-12)
     np.testing.assert_allclose(a.x_hat, b.x_hat, rtol=1e-7, atol=1e-7)
     np.testing.assert_allclose(a.residual, b.residual, rtol=1e-6, atol=1e-9)
@@ -88,7 +95,7 @@ def test_padded_program_matches_unpadded(key):
 
 def test_sweep_writes_table_and_resumes(tmp_path):
     out = tmp_path / "s"
-    t1 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None)
+    t1 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None, cache=CACHE)
     assert len(t1["p"]) == 3 * 2
     assert t1["p"].tolist() == [4, 4, 16, 16, 64, 64] and t1["seed"].tolist() == [0, 1] * 3
     text = (out / "results.csv").read_text()
@@ -98,25 +105,25 @@ def test_sweep_writes_table_and_resumes(tmp_path):
     assert (out / "thresholds.csv").read_text().startswith("d,n,activation")
     # rerun: nothing recomputed, same table
     lines = []
-    t2 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=lines.append)
+    t2 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=lines.append, cache=CACHE)
     _same_rows(t1, t2)
     assert any("3/3 grid points already done" in ln for ln in lines)
     # a killed write leaves a partial line; an incomplete point has fewer seeds: both dropped
     full = (out / "results.csv").read_text().splitlines(keepends=True)
     (out / "results.csv").write_text("".join(full[:-1]) + full[-1][:25])
-    t3 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None)
+    t3 = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None, cache=CACHE)
     _same_rows(t1, t3)
     assert (out / "results.csv").read_text().count("\n") == 1 + 6
     # different config into the same out: refused, nothing touched
     before = (out / "results.csv").read_bytes()
     with pytest.raises(ValueError, match="out: .* different config .*steps"):
-        sweep(SweepConfig(**{**TINY, "steps": 2001}), out=out, progress=False, plots=False, log=None)
+        sweep(SweepConfig(**{**TINY, "steps": 2001}), out=out, progress=False, plots=False, log=None, cache=CACHE)
     assert (out / "results.csv").read_bytes() == before
 
 
 def test_sigkill_mid_sweep_then_resume_equals_uninterrupted(tmp_path):
     """Kill -9 a sweep subprocess once a point has landed; the rerun completes it exactly."""
-    ref = sweep(SweepConfig(**KILL), out=tmp_path / "ref", progress=False, plots=False, log=None)
+    ref = sweep(SweepConfig(**KILL), out=tmp_path / "ref", progress=False, plots=False, log=None, cache=CACHE)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "jaxrecon.cli", "sweep", "--d", "4", "--n", "2", "--p-over-dn", "0.5,1,2,4,8",
            "--method", "adam", "--seeds", "2", "--steps", "2000", "--pad-p", "max", "--x64", "--name", "tiny",
@@ -139,7 +146,7 @@ def test_sigkill_mid_sweep_then_resume_equals_uninterrupted(tmp_path):
     rows_before = res.read_text().count("\n") - 1
     assert killed_mid_way, proc.stderr.read().decode()[-2000:]
     assert 2 <= rows_before < 10
-    again = sweep(SweepConfig(**KILL), out=out, progress=False, plots=False, log=None)
+    again = sweep(SweepConfig(**KILL), out=out, progress=False, plots=False, log=None, cache=CACHE)
     _same_rows(ref, again)
     keys = list(zip(again["p"].tolist(), again["seed"].tolist()))
     assert len(keys) == len(set(keys)) == 10
@@ -170,7 +177,7 @@ def test_experiment_configs_load_and_resolve():
         path = ROOT / "experiments" / f"{name}.py"
         cfg = load_config(path)
         r = cfg.resolved()
-        assert r["name"] == name and len(grid(r)) >= 6
+        assert r.name == name and len(grid(r)) >= 6
         assert f"jaxrecon sweep experiments/{name}.py" in path.read_text()
     quick = load_config(ROOT / "experiments" / "law_quick.py")
     assert len(grid(quick.resolved())) * quick.seeds <= 200  # the main job stays small
@@ -180,8 +187,8 @@ def test_config_overrides():
     cfg = load_config(ROOT / "experiments" / "law_quick.py")
     over = cfg.replace(d=[7], steps=10, p=[3, 9], method=None)
     r = over.resolved()
-    assert r["d"] == [7] and r["steps"] == 10 and r["p"] == [3, 9] and r["p_over_dn"] is None
-    assert r["n"] == cfg.n and r["method"] == cfg.method  # None leaves a value alone
+    assert list(r.d) == [7] and r.steps == 10 and list(r.p) == [3, 9] and r.p_over_dn is None
+    assert list(r.n) == list(cfg.n) and list(r.method) == list(cfg.method)  # None leaves a value alone
     with pytest.raises(ValueError, match="unknown key"):
         cfg.replace(colour="red")
 
@@ -230,6 +237,124 @@ def test_compile_cache_reused():
     r = SweepConfig(**TINY).resolved()
     pts = grid(r)
     w = pad_width(pts[0], r, pts)
-    compiled_program(pts[0], r, w)
-    _, seconds = compiled_program(pts[2], r, w)  # same (d, n) curve: same program
-    assert seconds == 0.0
+    compiled_program(pts[0], r, w, cache=CACHE)
+    n_programs = len(CACHE)
+    _, seconds = compiled_program(pts[2], r, w, cache=CACHE)  # same (d, n) curve: same program
+    assert seconds == 0.0 and len(CACHE) == n_programs
+    assert len(ProgramCache()) == 0  # each cache is its own: no state shared between runs
+
+
+# --------------------------------------------------------------------------------------------
+# One writer per directory, merged duplicates, pre-flight size checks, file modes
+# --------------------------------------------------------------------------------------------
+def _fake_rows(pt, seeds=2):
+    return [{"d": pt.d, "n": pt.n, "p": pt.p, "p_over_dn": pt.p_over_dn, "activation": pt.activation,
+             "method": pt.method, "seed": s, "train_loss": 0.0, "loss": 0.1, "error_abs": 0.5 / pt.p,
+             "error_sign": 0.5 / pt.p, "residual": 0.1, "recovered": 0.0, "steps": 10, "status": "budget",
+             "seconds": 1.0, "compile_seconds": 0.0} for s in range(seeds)]
+
+
+def _fake_sweep_dir(out, rows):
+    """A sweep directory of TINY (sweep.json, results.csv) holding ``rows``, without running it."""
+    r = SweepConfig(**TINY).resolved()
+    prepare_out(out, r, grid(r))
+    append_rows(out / "results.csv", rows)
+
+
+def test_second_writer_refused_while_a_sweep_holds_the_lock(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    with lock.hold(out):
+        with pytest.raises(ValueError, match=rf"out: .* is being written by another sweep \(pid {os.getpid()} on "):
+            sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None, cache=CACHE)
+        assert main(["sweep", "--d", "4", "--n", "2", "--p", "5", "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("jaxrecon: error: out:") and f"pid {os.getpid()}" in err[0], err
+    assert sorted(f.name for f in out.iterdir()) == [".lock"]  # nothing written
+    with lock.hold(out):  # released by its holder's exit
+        pass
+
+
+def test_plot_reads_a_directory_while_a_sweep_holds_its_lock(tmp_path):
+    r = SweepConfig(**TINY).resolved()
+    out = tmp_path / "o"
+    _fake_sweep_dir(out, [row for pt in grid(r) for row in _fake_rows(pt)])
+    with lock.hold(out):
+        thr = plot_dir(out, bootstrap=10, log=None)
+        assert len(thr) == 1 and (out / "law.png").is_file() and (out / "thresholds.csv").is_file()
+
+
+def _no_run(*args, **kwargs):
+    raise AssertionError("a finished point was recomputed")
+
+
+def test_resume_merges_duplicated_rows_and_recomputes_nothing(tmp_path, monkeypatch):
+    """Two writers appended every point twice: resuming keeps one row per point and seed."""
+    r = SweepConfig(**TINY).resolved()
+    pts = grid(r)
+    out = tmp_path / "o"
+    _fake_sweep_dir(out, [row for pt in pts for row in _fake_rows(pt) * 2])
+    monkeypatch.setattr(sweeps_run, "run_point", _no_run)
+    monkeypatch.setattr(sweeps_run, "compiled_program", _no_run)
+    lines = []
+    t = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=lines.append)
+    assert t["p"].tolist() == [4, 4, 16, 16, 64, 64] and t["seed"].tolist() == [0, 1] * 3
+    assert any("3/3 grid points already done" in ln for ln in lines)
+    assert (out / "results.csv").read_text() == ",".join(COLUMNS) + "\n" + rows_text(
+        [row for pt in pts for row in _fake_rows(pt)])
+    assert len(read_results(out)["p"]) == 6
+
+
+def test_resume_reruns_only_incomplete_points(tmp_path, monkeypatch):
+    r = SweepConfig(**TINY).resolved()
+    pts = grid(r)
+    out = tmp_path / "o"
+    # p=4 twice over, p=16 once, p=64 only seed 0 (twice): only p=64 is unfinished
+    _fake_sweep_dir(out, _fake_rows(pts[0]) * 2 + _fake_rows(pts[1]) + _fake_rows(pts[2])[:1] * 2)
+    ran = []
+
+    def fake_run_point(pt, resolved, width, program):
+        ran.append(pt.p)
+        x = np.stack([np.eye(pt.n, pt.d)] * resolved.seeds)
+        z = np.zeros(resolved.seeds)
+        return PointOutput(x, x, z, z, z.astype(int), z.astype(int) + 1, z, 0.5, 0.0)
+
+    monkeypatch.setattr(sweeps_run, "compiled_program", lambda *a: ("program", 0.0))
+    monkeypatch.setattr(sweeps_run, "run_point", fake_run_point)
+    t = sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None)
+    assert ran == [64]
+    assert t["p"].tolist() == [4, 4, 16, 16, 64, 64] and t["seed"].tolist() == [0, 1] * 3
+    assert t["status"].tolist()[:4] == ["budget"] * 4 and t["status"].tolist()[4:] == ["converged"] * 2
+    assert (out / "results.csv").read_text().count("\n") == 1 + 6
+
+
+@pytest.mark.parametrize("grid_values,msg", [
+    (dict(d=[4], n=[2], p=[2**31]), "p = 2147483648, over the int32 limit"),
+    (dict(d=[2000], n=[1], p=[2_000_000]), "p*d = 4000000000, over the int32 limit"),
+    (dict(d=[10], n=[2], p=[10**5], seeds=4), "needs at least 0.0192 GB .* more than the 0.001 GB"),
+])
+def test_oversized_grid_refused_before_anything_is_written(grid_values, msg, tmp_path, monkeypatch):
+    monkeypatch.setattr(sweeps_points, "_host_memory", lambda: 10**6)
+    out = tmp_path / "new" / "o"
+    with pytest.raises(ValueError, match=msg):
+        sweep(SweepConfig(**grid_values, x64=False), out=out, progress=False, plots=False, log=None)
+    assert not (tmp_path / "new").exists()
+
+
+def test_oversized_grid_exits_2_without_a_directory(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["sweep", "--d", "4", "--n", "2", "--p", str(2**31), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "int32" in err[0], err
+    assert not out.exists()
+
+
+def test_results_files_get_the_umask_mode(tmp_path):
+    ref = tmp_path / "ref.txt"
+    ref.write_text("")  # what open() gives under this umask
+    write_json(tmp_path / "a.json", {"x": 1})
+    write_npz(tmp_path / "a.npz", x=np.zeros(2))
+    want = ref.stat().st_mode & 0o777
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == want
+    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == want
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["a.json", "a.npz", "ref.txt"]  # no temporaries

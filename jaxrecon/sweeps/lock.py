@@ -1,0 +1,54 @@
+"""One writer per sweep directory: an OS file lock on ``OUT/.lock`` held for the whole run.
+
+The lock is ``fcntl.flock`` (exclusive, non-blocking) on an open file, so the OS releases it when
+the holder exits, however it exits; no stale lock outlives a killed sweep. While held, the file
+records the holder (pid, host, start time) for the error a second writer gets. Readers
+(``jaxrecon plot``) do not take the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import socket
+from pathlib import Path
+
+LOCK_NAME = ".lock"
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {info['pid']} on {info['hostname']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
+@contextlib.contextmanager
+def hold(directory):
+    """Hold ``directory``'s sweep lock for the ``with`` block; ``ValueError`` naming the holder if
+    another process (or another open of the lock in this one) holds it."""
+    path = Path(directory) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"out: {str(directory)!r} is being written by another sweep ({_holder(path)}); "
+                         f"wait for it to finish or use another --out") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        info = {"pid": os.getpid(), "hostname": socket.gethostname(),
+                "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # the next reader of a free lock sees no stale holder
+        os.close(fd)  # releases the lock

@@ -1,0 +1,283 @@
+"""Grid points and their compiled programs: every seed of a point in one vmapped program.
+
+Each seed draws its own data, random features, least-squares fit and attack from one key, so a
+point is ``jax.vmap(trial)(keys)`` with
+
+    trial(key):  k_data, k_model, k_attack = split(key, 3)
+                 x, y      = synthetic(k_data, n, d)                 # rows on the sphere sqrt(d)
+                 theta     = fit(RandomFeatures(k_model, d, p), x, y)
+                 x_hat     = reconstruct(Target(fmap, theta), k_attack, n)
+                 residual  = span_residuals(fmap, x_hat, x).mean()  # paper Fig. 2
+
+Seed ``s`` uses ``key_s = fold_in(key(seed), s)`` at every grid point, so the curves of one seed
+across ``p`` share their data (common random numbers) and, because row ``j`` of ``V`` is drawn
+from ``fold_in(k_model, j)``, a larger ``p`` extends a smaller one's features. Matching (Hungarian,
+SciPy) runs on the host afterwards (:func:`point_rows`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..data.synthetic import synthetic
+from ..features.base import Target
+from ..features.random_features import RandomFeatures
+from ..loss import report_loss, span_residuals
+from ..metrics import match
+from ..models.rf import fit_with_info
+from ..reconstruct import method_config, reconstruct
+from ..scale import step_bytes
+from .config import ResolvedSweep
+
+_STATUS = {0: "running", 1: "converged", 2: "budget", 3: "nonfinite"}
+_INT32_MAX = 2**31 - 1
+
+# Padding every p of a (d, n) curve to the curve's largest p lets one compiled program serve the
+# whole curve (p becomes a runtime argument). Compiling costs seconds per program on a CPU while a
+# small point runs in a fraction of that, so "auto" pads when the padded work is small:
+# p_max * d * n * seeds * steps <= PAD_AUTO_LIMIT (and V is dense).
+PAD_AUTO_LIMIT = 1e10
+
+
+class GridPoint(NamedTuple):
+    d: int
+    n: int
+    p: int
+    activation: str
+    method: str
+
+    @property
+    def p_over_dn(self) -> float:
+        return self.p / (self.d * self.n)
+
+    def key(self) -> tuple:
+        return (self.d, self.n, self.p, self.activation, self.method)
+
+
+def grid(resolved: ResolvedSweep) -> list[GridPoint]:
+    """Grid points of a resolved config, ordered ``activation, method, d, n, p`` (p ascending).
+    Ratios that round to the same ``p`` give one point."""
+    points, seen = [], set()
+    for act in resolved.activation:
+        for meth in resolved.method:
+            for d in resolved.d:
+                for n in resolved.n:
+                    if resolved.p is not None:
+                        ps = resolved.p
+                    elif resolved.p_over_n is not None:
+                        ps = [max(1, int(round(r * n))) for r in resolved.p_over_n]
+                    else:
+                        ps = [max(1, int(round(r * d * n))) for r in resolved.p_over_dn]
+                    for p in sorted(ps):
+                        pt = GridPoint(d, n, p, act, meth)
+                        if pt.key() not in seen:
+                            seen.add(pt.key())
+                            points.append(pt)
+    if not points:
+        raise ValueError("grid: the sweep has no grid points")
+    return points
+
+
+def pad_width(point: GridPoint, resolved: ResolvedSweep, points: Sequence[GridPoint]) -> int:
+    """The static feature count of the program that runs ``point`` (``>= point.p``).
+
+    With padding, rows ``j >= p`` of ``V`` are zero, so (as every registered activation has
+    ``sigma(0) = 0``) the padded features are exactly zero and ``theta``, the loss and its gradient
+    are those of the ``p``-feature model.
+    """
+    mode = resolved.pad_p
+    if mode == "none" or resolved.block_size is not None:
+        return point.p
+    p_max = max(q.p for q in points if (q.d, q.n, q.activation, q.method) ==
+                (point.d, point.n, point.activation, point.method))
+    if mode == "auto" and p_max * point.d * point.n * resolved.seeds * resolved.steps > PAD_AUTO_LIMIT:
+        return point.p
+    return p_max
+
+
+def _host_memory() -> Optional[int]:
+    """Physical memory of this machine in bytes (``None`` where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def point_bytes(point: GridPoint, resolved: ResolvedSweep, width: int) -> int:
+    """A lower bound on the memory of one point's program: dense, every seed holds ``V``
+    (``width x d``) and the features of the training set (``n x width``); streamed, the modelled
+    gradient step of :func:`jaxrecon.scale.step_bytes`."""
+    item = 8 if resolved.x64 else 4
+    if resolved.block_size is not None:
+        return step_bytes(point.d, point.n, width, min(resolved.block_size, width), resolved.seeds,
+                          "float64" if resolved.x64 else "float32")
+    return item * resolved.seeds * width * (point.d + point.n)
+
+
+def check_sizes(resolved: ResolvedSweep, points: Sequence[GridPoint], memory: Optional[int] = None) -> None:
+    """Refuse, before anything runs or is written, a grid whose sizes overflow int32 indexing
+    (``p``, ``p n``, ``n d``, ``p d`` with ``p`` the padded width) or whose smallest point program
+    cannot fit the machine's memory (``memory`` bytes; default: the host's physical memory)."""
+    memory = _host_memory() if memory is None else memory
+    for pt in points:
+        w = pad_width(pt, resolved, points)
+        where = f"grid point d={pt.d} n={pt.n} p={pt.p}"
+        for name, size in (("p", w), ("p*n", w * pt.n), ("n*d", pt.n * pt.d), ("p*d", w * pt.d)):
+            if size > _INT32_MAX:
+                raise ValueError(f"p: {where} has {name} = {size}, over the int32 limit {_INT32_MAX}; "
+                                 f"use smaller d, n or p")
+        need = point_bytes(pt, resolved, w)
+        if memory is not None and need > memory:
+            raise ValueError(f"p: {where} needs at least {need / 1e9:.3g} GB ({resolved.seeds} seeds), more than "
+                             f"the {memory / 1e9:.3g} GB of memory here; use smaller p or seeds, or block_size")
+
+
+def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None) -> Callable:
+    """``trial(key, p) -> dict`` for one seed at one grid point (pure; jit- and vmap-compatible).
+
+    ``width`` (default ``point.p``) is the static number of features of the program; when it is
+    larger than ``p``, rows ``p..width-1`` of ``V`` are zeroed (see :func:`pad_width`)."""
+    dtype = "float64" if resolved.x64 else "float32"
+    mcfg = method_config(point.method, optimizer=resolved.optimizer, lr=resolved.lr)
+    steps, noise, ridge, block = resolved.steps, resolved.noise, resolved.ridge, resolved.block_size
+    width = point.p if width is None else width
+    padded = block is None and resolved.pad_p != "none"  # a no-op mask when width == p
+
+    def trial(key, p):
+        k_data, k_model, k_attack = jax.random.split(key, 3)
+        data = synthetic(k_data, point.n, point.d, noise, dtype=dtype)
+        fmap = RandomFeatures(k_model, point.d, width, point.activation, block, dtype=dtype)
+        if padded:
+            keep = (jnp.arange(width) < p)[:, None]
+            fmap = fmap.replace(V=jnp.where(keep, fmap.weights(), 0))
+        fitted = fit_with_info(fmap, data.x, data.y, ridge)
+        res = reconstruct(Target(fmap, fitted.theta), k_attack, point.n, method=mcfg, steps=steps)
+        # span_residuals divides by sqrt(width); the paper's normalisation is sqrt(p)
+        residual = span_residuals(fmap, res.x_hat, data.x).mean() * jnp.sqrt(width / p).astype(dtype)
+        return {"x": data.x, "x_hat": res.x_hat, "train_loss": fitted.train_loss, "loss": res.loss,
+                "steps": res.steps, "status": res.status, "residual": residual}
+
+    return trial
+
+
+def seed_keys(seed: int, seeds: int) -> jax.Array:
+    """Key of seed ``s`` is ``fold_in(key(seed), s)`` (the same at every grid point)."""
+    base = jax.random.key(seed)
+    return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
+
+
+class ProgramCache:
+    """Compiled point programs, keyed by their static description (:func:`program_key`).
+
+    A sweep owns one for its run; background threads compile into it (hence the lock)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._programs: dict = {}
+
+    def get(self, key):
+        with self._lock:
+            return self._programs.get(key)
+
+    def put(self, key, program):
+        """Store ``program`` unless another thread stored one first; return the stored one."""
+        with self._lock:
+            return self._programs.setdefault(key, program)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._programs.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._programs)
+
+
+def program_key(point: GridPoint, resolved: ResolvedSweep, width: int, vmapped: bool = True) -> tuple:
+    """What makes two points share a compiled program."""
+    static = {k: getattr(resolved, k) for k in ("steps", "optimizer", "lr", "x64", "block_size", "noise",
+                                                "ridge", "pad_p")}
+    return (point.d, point.n, width, point.activation, point.method, json.dumps(static, sort_keys=True),
+            resolved.seeds if vmapped else None, bool(jax.config.jax_enable_x64))
+
+
+def compiled_program(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None,
+                     vmapped: bool = True, cache: Optional[ProgramCache] = None):
+    """The compiled program of a point, ``(executable, compile_seconds)``; ``compile_seconds`` is 0
+    when an earlier point compiled the same program into ``cache`` (default: a fresh cache).
+    Thread-safe (sweeps compile ahead)."""
+    cache = ProgramCache() if cache is None else cache
+    width = point.p if width is None else width
+    keys = seed_keys(resolved.seed, resolved.seeds)
+    pkey = program_key(point, resolved, width, vmapped)
+    exe = cache.get(pkey)
+    if exe is not None:
+        return exe, 0.0
+    trial = make_trial(point, resolved, width)
+    fn = jax.jit(jax.vmap(trial, in_axes=(0, None)) if vmapped else trial)
+    t0 = time.perf_counter()
+    exe = fn.lower(keys if vmapped else keys[0], np.int32(point.p)).compile()
+    seconds = time.perf_counter() - t0
+    return cache.put(pkey, exe), seconds
+
+
+class PointOutput(NamedTuple):
+    """Per-seed arrays of one grid point (leading axis: seeds)."""
+
+    x: np.ndarray  # (S, n, d)
+    x_hat: np.ndarray  # (S, n, d)
+    train_loss: np.ndarray
+    loss: np.ndarray
+    steps: np.ndarray
+    status: np.ndarray
+    residual: np.ndarray
+    seconds: float  # execution wall-clock of the point (all seeds), compile excluded
+    compile_seconds: float  # 0 when the program was compiled for an earlier point
+
+
+def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None,
+              vmapped: bool = True, program=None, cache: Optional[ProgramCache] = None) -> PointOutput:
+    """Run every seed of one grid point in one vmapped program (``width``: see :func:`pad_width`).
+
+    ``vmapped=False`` runs the seeds one by one through the same per-seed function (for tests and
+    benchmarks; the results agree to rounding). ``program``: a ``compiled_program`` result; without
+    it the program comes from ``cache`` (compiled there if missing; default: a fresh cache)."""
+    exe, compile_seconds = program or compiled_program(point, resolved, width, vmapped, cache)
+    keys = seed_keys(resolved.seed, resolved.seeds)
+    p = np.int32(point.p)
+    t0 = time.perf_counter()
+    if vmapped:
+        out = jax.block_until_ready(exe(keys, p))
+        out = {k: np.asarray(v) for k, v in out.items()}
+    else:
+        per = [jax.block_until_ready(exe(keys[s], p)) for s in range(keys.shape[0])]
+        out = {k: np.stack([np.asarray(o[k]) for o in per]) for k in per[0]}
+    seconds = time.perf_counter() - t0
+    return PointOutput(out["x"], out["x_hat"], out["train_loss"], out["loss"], out["steps"],
+                       out["status"], out["residual"], seconds, compile_seconds)
+
+
+def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
+    """Results rows (see :data:`jaxrecon.sweeps.COLUMNS`) of one grid point, with Hungarian
+    matching per seed."""
+    rows = []
+    for s in range(po.x.shape[0]):
+        m = match(po.x[s], po.x_hat[s])
+        rows.append({
+            "d": point.d, "n": point.n, "p": point.p, "p_over_dn": point.p_over_dn,
+            "activation": point.activation, "method": point.method, "seed": s,
+            "train_loss": float(po.train_loss[s]), "loss": float(report_loss(po.loss[s])),
+            "error_abs": m.error_abs, "error_sign": m.error_sign, "residual": float(po.residual[s]),
+            "recovered": m.recovered, "steps": int(po.steps[s]),
+            "status": _STATUS.get(int(po.status[s]), str(int(po.status[s]))),
+            "seconds": po.seconds, "compile_seconds": po.compile_seconds,
+        })
+    return rows

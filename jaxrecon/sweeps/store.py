@@ -1,0 +1,218 @@
+"""The durable results of a sweep: ``OUT/results.csv`` and ``OUT/sweep.json``.
+
+``results.csv`` has one row per grid point and seed (see :data:`COLUMNS`); the rows of a grid
+point are appended in one write, flushed and ``fsync``-ed, so a sweep killed at any moment loses
+at most the point in flight. ``sweep.json`` holds the resolved config, its hash and versions.
+Resuming (:func:`prepare_out`) keeps every finished point (rows of a point repeated by an earlier
+double run are merged), drops a partial last line or an incomplete point, and refuses an ``OUT``
+that holds a sweep with a different config.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..io import atomic_write, fsync_dir, out_dir, versions, write_json
+from .config import NON_IDENTITY, ResolvedSweep
+
+#: Columns of ``results.csv``, in order.
+COLUMNS = ("d", "n", "p", "p_over_dn", "activation", "method", "seed", "train_loss", "loss",
+           "error_abs", "error_sign", "residual", "recovered", "steps", "status", "seconds",
+           "compile_seconds")
+_INT_COLUMNS = ("d", "n", "p", "seed", "steps")
+_STR_COLUMNS = ("activation", "method", "status")
+_HEADER = ",".join(COLUMNS) + "\n"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return repr(v)  # round-trips exactly
+    return str(v)
+
+
+def rows_text(rows) -> str:
+    """Rows as ``results.csv`` lines (no header)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for r in rows:
+        w.writerow([_fmt(r[c]) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def _parse_row(fields: list) -> dict:
+    if len(fields) != len(COLUMNS):
+        raise ValueError(f"expected {len(COLUMNS)} fields, got {len(fields)}")
+    row = {}
+    for c, v in zip(COLUMNS, fields):
+        row[c] = v if c in _STR_COLUMNS else int(v) if c in _INT_COLUMNS else float(v)
+    return row
+
+
+def _point_key(row: dict) -> tuple:
+    return (row["d"], row["n"], row["p"], row["activation"], row["method"])
+
+
+def _merge_duplicates(rows: list[dict]) -> tuple[list[dict], bool]:
+    """Rows with one row per (point, seed) -- the first one -- and whether any was repeated."""
+    seen, kept = set(), []
+    for r in rows:
+        k = (*_point_key(r), r["seed"])
+        if k not in seen:
+            seen.add(k)
+            kept.append(r)
+    return kept, len(kept) < len(rows)
+
+
+def read_results(path) -> dict:
+    """Read ``results.csv`` (or a sweep directory) into a table: a dict of NumPy arrays, one per
+    column of :data:`COLUMNS`. A partial last line (a killed write) is ignored and a repeated row
+    of a point and seed counts once. Only reads: safe while a sweep is writing the file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.is_file():
+        raise ValueError(f"results: no results file at {str(path)!r}")
+    rows, _ = _read_rows(path)
+    return to_table(_merge_duplicates(rows)[0])
+
+
+def to_table(rows: list[dict]) -> dict:
+    """A list of rows as a table (dict of NumPy arrays keyed by column)."""
+    table = {}
+    for c in COLUMNS:
+        vals = [r[c] for r in rows]
+        table[c] = np.asarray(vals, dtype=object if c in _STR_COLUMNS else
+                              np.int64 if c in _INT_COLUMNS else np.float64)
+        if c in _STR_COLUMNS:
+            table[c] = table[c].astype(str) if rows else np.asarray([], dtype=str)
+    return table
+
+
+def table_rows(table: dict) -> list[dict]:
+    """The inverse of :func:`to_table`."""
+    n = len(next(iter(table.values()))) if table else 0
+    return [{c: table[c][i].item() if hasattr(table[c][i], "item") else table[c][i] for c in table}
+            for i in range(n)]
+
+
+def _read_rows(path: Path) -> tuple[list[dict], bool]:
+    """Complete rows of a results file and whether the file had a torn/garbled tail."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    torn = False
+    if text and not text.endswith("\n"):  # killed mid-write: drop the partial last line
+        text = text[: text.rfind("\n") + 1]
+        torn = True
+    lines = text.splitlines()
+    if not lines:
+        return [], torn
+    header = next(csv.reader([lines[0]]))
+    if tuple(header) != COLUMNS:
+        raise ValueError(f"out: {str(path)!r} is not a jaxrecon results file (unexpected header)")
+    rows = []
+    for i, fields in enumerate(csv.reader(lines[1:])):
+        try:
+            rows.append(_parse_row(fields))
+        except ValueError as e:
+            raise ValueError(f"out: {str(path)!r} line {i + 2} is corrupted ({e})") from None
+    return rows, torn
+
+
+def complete_points(rows: list[dict], seeds: int) -> tuple[dict, bool]:
+    """Rows grouped by grid point, keeping the points that have every seed ``0..seeds-1``
+    (a repeated row of a seed counts once); and whether any row was left out (a repeat, or a
+    point without all its seeds)."""
+    rows, repeated = _merge_duplicates(rows)
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(_point_key(r), []).append(r)
+    done, dropped = {}, repeated
+    for k, rs in groups.items():
+        if sorted(r["seed"] for r in rs) == list(range(seeds)):
+            done[k] = sorted(rs, key=lambda r: r["seed"])
+        else:
+            dropped = True
+    return done, dropped
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
+    fsync_dir(path.parent)
+
+
+def _describe_difference(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+            if k not in NON_IDENTITY and old.get(k) != new.get(k)]
+    return "; ".join(diff[:4]) + (" ..." if len(diff) > 4 else "")
+
+
+def _check_meta(out: Path, resolved: ResolvedSweep, points: Sequence) -> None:
+    """Write ``sweep.json`` for a new sweep; check an existing one holds the same config."""
+    meta_path, res_path = out / "sweep.json", out / "results.csv"
+    h = resolved.config_hash()
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            old_hash, old_cfg = meta["config_hash"], meta["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"out: {str(meta_path)!r} is unreadable; use another --out") from None
+        if old_hash != h:
+            raise ValueError(
+                f"out: {str(out)!r} holds a sweep with a different config "
+                f"({_describe_difference(old_cfg, resolved.to_dict())}); "
+                f"use another --out, or delete the directory to start over")
+    elif res_path.exists():
+        raise ValueError(f"out: {str(res_path)!r} exists without sweep.json; use another --out")
+    else:
+        write_json(meta_path, {"config": resolved.to_dict(), "config_hash": h, "versions": versions(),
+                               "points": len(points), "finished": False})
+
+
+def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
+    """Create or check ``out``; returns finished points ``{point key: rows}``.
+
+    A new directory gets ``sweep.json`` and a header-only ``results.csv``. An existing one must hold
+    the same config (by hash); its results are cleaned of a partial last line, of repeated rows and
+    of incomplete points (rewritten atomically), and the finished points are returned. The caller
+    holds the directory's lock (:func:`jaxrecon.sweeps.lock.hold`).
+    """
+    out = out_dir(out)
+    res_path = out / "results.csv"
+    _check_meta(out, resolved, points)
+    if not res_path.exists():
+        _write_text(res_path, _HEADER)
+        return {}
+    rows, torn = _read_rows(res_path)
+    done, dropped = complete_points(rows, resolved.seeds)
+    valid = {pt.key() for pt in points}
+    stray = [k for k in done if k not in valid]
+    if stray:
+        raise ValueError(f"out: {str(res_path)!r} has rows for points outside this grid, e.g. {stray[0]}")
+    if torn or dropped:  # rewrite without the partial line / repeats / incomplete points
+        keep = [r for pt in points if pt.key() in done for r in done[pt.key()]]
+        _write_text(res_path, _HEADER + rows_text(keep))
+    return done
+
+
+def append_rows(path: Path, rows) -> None:
+    """Append rows to ``results.csv`` in one write, flushed and fsync-ed."""
+    with open(path, "a") as f:
+        f.write(rows_text(rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def finish_meta(out: Path, points_run: int, seconds: float, compile_seconds: float) -> None:
+    """Mark ``sweep.json`` finished and record this run."""
+    meta = json.loads((out / "sweep.json").read_text())
+    meta.update(finished=True, versions=versions())
+    meta.setdefault("runs", []).append({"points_run": points_run, "seconds": seconds,
+                                        "compile_seconds": compile_seconds})
+    write_json(out / "sweep.json", meta)
