@@ -87,7 +87,7 @@ def _quadrature_rule(order: int, breakpoints) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights for ``E[f(G)]``, ``G ~ N(0, 1)``: composite Gauss-Legendre on ``[-L, L]``.
 
     ``L = 12 + 2 sqrt(order + 1)`` makes the neglected tails ``|x|^order exp(-x^2 / 2)`` negligible
-    (below 1e-60) for orders up to 200; the interval is split at ``breakpoints``.
+    (below 1e-40) for orders up to 200; the interval is split at ``breakpoints``.
     """
     half = 12.0 + 2.0 * math.sqrt(order + 1)
     cuts = sorted({-half, half, *(float(b) for b in breakpoints if -half < b < half)})
