@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruct(sub)
     _add_sweep(sub)
     _add_plot(sub)
+    from .theory import add_parser as add_theory
+
+    add_theory(sub)
     return parser
 
 

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from .. import _validate
 from ..activations import ACTIVATIONS
-from ..reconstruct import METHODS, method_config
+from ..attack import METHODS, method_config
 
 #: Config keys that are grids (lists); every other key is a scalar.
 GRID_KEYS = ("d", "n", "p", "p_over_n", "p_over_dn", "activation", "method")
@@ -33,7 +33,7 @@ class SweepConfig:
 
     ``p`` is given by exactly one of ``p`` (feature counts), ``p_over_n`` (multiples of ``n``) or
     ``p_over_dn`` (multiples of ``d * n``; ``p = max(1, round(r * d * n))``). ``method=None`` means
-    :data:`jaxrecon.reconstruct.DEFAULT_METHOD` at run time; ``optimizer`` and ``lr`` override
+    :data:`jaxrecon.attack.DEFAULT_METHOD` at run time; ``optimizer`` and ``lr`` override
     every method's. ``block_size`` streams ``V`` (same numbers as dense, less memory).
     ``pad_p`` (``"auto"``, ``"max"``, ``"none"``): run every ``p`` of a ``(d, n)`` curve in one
     program compiled for the curve's largest ``p`` (see :func:`jaxrecon.sweeps.pad_width`).
@@ -81,7 +81,7 @@ class SweepConfig:
 
     def resolved(self) -> "ResolvedSweep":
         """The validated config: grids as tuples, the method names filled in."""
-        from ..reconstruct import DEFAULT_METHOD  # read at run time: the default may change
+        from ..attack import DEFAULT_METHOD  # read at run time: the default may change
 
         out = {}
         for f in dataclasses.fields(self):

@@ -33,7 +33,7 @@ from ..features.random_features import RandomFeatures
 from ..loss import report_loss, span_residuals
 from ..metrics import match
 from ..models.rf import fit_with_info
-from ..reconstruct import method_config, reconstruct
+from ..attack import method_config, reconstruct
 from ..scale import step_bytes
 from .config import ResolvedSweep
 
