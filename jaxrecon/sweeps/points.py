@@ -33,11 +33,11 @@ from ..features.random_features import RandomFeatures
 from ..loss import report_loss, span_residuals
 from ..metrics import match
 from ..models.rf import fit_with_info
+from ..attack import STATUS_NAMES as _STATUS
 from ..attack import method_config, reconstruct
 from ..scale import step_bytes
 from .config import ResolvedSweep
 
-_STATUS = {0: "running", 1: "converged", 2: "budget", 3: "nonfinite"}
 _INT32_MAX = 2**31 - 1
 
 # Padding every p of a (d, n) curve to the curve's largest p lets one compiled program serve the
