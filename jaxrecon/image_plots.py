@@ -8,8 +8,8 @@ sign ambiguity, paper Remark 1 and Fig. 4) gets a red frame and a ``-`` mark; wi
 it is shown multiplied by ``-1`` (what the attack recovers up to sign), with ``unflip=False`` as
 returned (a photographic negative, as in the paper's Fig. 4).
 
-Image metrics per matched pair (:func:`image_metrics`): PSNR (``10 log10(1 / mse)`` on pixels in
-[0, 1]; ``inf`` for identical images) and SSIM (scikit-image, ``data_range=1``).
+Each figure comes with per-image PSNR and SSIM of the matched pairs
+(:func:`jaxrecon.metrics.image_metrics`).
 """
 
 from __future__ import annotations
@@ -19,32 +19,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .metrics import image_metrics, psnr, ssim  # noqa: F401  (psnr, ssim: re-exported)
+
 FLIP_COLOR = (1.0, 0.0, 0.0)  # frame of a sign-flipped match (pure red, so tests can find it)
-
-
-def psnr(truth: np.ndarray, recon: np.ndarray) -> np.ndarray:
-    """Per-image PSNR in dB of ``(m, H, W, C)`` images in [0, 1]; ``inf`` where identical."""
-    mse = np.mean((np.asarray(truth, np.float64) - np.asarray(recon, np.float64)) ** 2,
-                  axis=tuple(range(1, np.ndim(truth))))
-    with np.errstate(divide="ignore"):
-        return np.where(mse > 0, 10.0 * np.log10(1.0 / np.maximum(mse, 1e-300)), np.inf)
-
-
-def ssim(truth: np.ndarray, recon: np.ndarray) -> np.ndarray:
-    """Per-image SSIM (scikit-image) of ``(m, H, W, C)`` images in [0, 1]."""
-    from skimage.metrics import structural_similarity
-
-    truth, recon = np.asarray(truth, np.float64), np.asarray(recon, np.float64)
-    h, w = truth.shape[1:3]
-    win = min(7, h, w)
-    win -= 1 - win % 2  # odd window no larger than the image
-    return np.array([structural_similarity(a, b, data_range=1.0, channel_axis=-1, win_size=win)
-                     for a, b in zip(truth, recon)])
-
-
-def image_metrics(truth: np.ndarray, recon: np.ndarray) -> dict:
-    """``{"psnr": (m,), "ssim": (m,)}`` for matched ``(m, H, W, C)`` pixel arrays in [0, 1]."""
-    return {"psnr": psnr(truth, recon), "ssim": ssim(truth, recon)}
 
 
 def matched_pixels(data, x_hat, m, unflip: bool = True):

@@ -110,15 +110,15 @@ class ResidualLinearization(NamedTuple):
 def residual_linearization(fmap, theta, x_hat, jitter=None) -> ResidualLinearization:
     """Linearise the projector residual at ``x_hat`` for Gauss-Newton / Levenberg-Marquardt steps.
 
-    A feature map may provide a closed form (``fmap.residual_linearization(theta, x_hat, jitter)``,
-    e.g. :meth:`jaxrecon.RandomFeatures.residual_linearization`, two matmuls per ``J^T J u``);
-    otherwise, or when it returns ``None``, ``jax.linearize`` and ``jax.linear_transpose`` of
-    :func:`projector_residual` give ``J u`` and ``J^T v`` for any map.
+    The map's ``residual_linearization(theta, x_hat, jitter)`` may give a closed form (e.g.
+    :meth:`jaxrecon.RandomFeatures.residual_linearization`, two matmuls per ``J^T J u``); where it
+    returns ``None`` (the default of :class:`jaxrecon.features.base.FeatureMapBase`),
+    ``jax.linearize`` and ``jax.linear_transpose`` of :func:`projector_residual` give ``J u`` and
+    ``J^T v`` for any map.
     """
     _check(fmap, theta, x_hat)
     fmap = fmap.prepare()
-    fast = getattr(fmap, "residual_linearization", None)
-    lin = fast(theta, x_hat, jitter) if fast is not None else None
+    lin = fmap.residual_linearization(theta, x_hat, jitter)
     if lin is not None:
         return lin
     r, jvp_fn, c = jax.linearize(lambda xx: _residual_and_coef(fmap, theta, xx, jitter), x_hat, has_aux=True)

@@ -10,6 +10,9 @@ Both errors match rows of ``x_hat`` to rows of ``x`` with the Hungarian algorith
   take its best global sign, but entries keep their signs.
 
 A row counts as *recovered* when its ``error_sign`` cost is ``<= 1e-2 sqrt(d)``.
+
+Image metrics of matched pairs of pixel arrays in [0, 1] (:func:`image_metrics`): PSNR
+(``10 log10(1 / mse)``; ``inf`` for identical images) and SSIM (scikit-image, ``data_range=1``).
 """
 
 from __future__ import annotations
@@ -76,3 +79,28 @@ def error_abs(x, x_hat) -> float:
 
 def error_sign(x, x_hat) -> float:
     return match(x, x_hat).error_sign
+
+
+def psnr(truth: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """Per-image PSNR in dB of ``(m, H, W, C)`` images in [0, 1]; ``inf`` where identical."""
+    mse = np.mean((np.asarray(truth, np.float64) - np.asarray(recon, np.float64)) ** 2,
+                  axis=tuple(range(1, np.ndim(truth))))
+    with np.errstate(divide="ignore"):
+        return np.where(mse > 0, 10.0 * np.log10(1.0 / np.maximum(mse, 1e-300)), np.inf)
+
+
+def ssim(truth: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """Per-image SSIM (scikit-image) of ``(m, H, W, C)`` images in [0, 1]."""
+    from skimage.metrics import structural_similarity
+
+    truth, recon = np.asarray(truth, np.float64), np.asarray(recon, np.float64)
+    h, w = truth.shape[1:3]
+    win = min(7, h, w)
+    win -= 1 - win % 2  # odd window no larger than the image
+    return np.array([structural_similarity(a, b, data_range=1.0, channel_axis=-1, win_size=win)
+                     for a, b in zip(truth, recon)])
+
+
+def image_metrics(truth: np.ndarray, recon: np.ndarray) -> dict:
+    """``{"psnr": (m,), "ssim": (m,)}`` for matched ``(m, H, W, C)`` pixel arrays in [0, 1]."""
+    return {"psnr": psnr(truth, recon), "ssim": ssim(truth, recon)}

@@ -5,6 +5,7 @@ import pytest
 
 import jaxrecon as jr
 from jaxrecon.activations import ACTIVATIONS, get_activation
+from jaxrecon.features import FeatureMapBase
 
 D, N, P = 6, 5, 53  # P prime: no block size but 1 and P divides it
 
@@ -109,3 +110,24 @@ def test_feature_map_is_a_pytree_usable_under_jit_and_vmap(x):
     leaves, treedef = jax.tree_util.tree_flatten(fmap)
     again = jax.tree_util.tree_unflatten(treedef, leaves)
     assert again.block_size == 9 and again.p == P
+    # key and V are the leaves; every other field is part of the structure (static under jit)
+    dense = make().prepare()
+    assert [l.shape for l in jax.tree_util.tree_leaves(dense)] == [dense.key.shape, (P, D)]
+    assert jax.tree_util.tree_structure(dense) != jax.tree_util.tree_structure(dense.with_precision("bf16"))
+    assert jax.tree_util.tree_map(lambda _: None, dense).V is None
+
+
+def test_optional_abilities():
+    fmap = make()
+    assert fmap.precision == "highest" and fmap.with_precision("bf16").precision == "bf16"
+    assert fmap.with_surrogate(0.2).surrogate_slope == 0.2
+    assert fmap.replace(V=jnp.zeros((P, D))).V.shape == (P, D)
+    with pytest.raises(ValueError, match="^precision"):
+        fmap.with_precision("fp8")
+
+    class Minimal(FeatureMapBase):  # a map that has none of the optional abilities
+        pass
+
+    m = Minimal()
+    assert m.precision == "highest" and m.prepare() is m and m.with_surrogate(0.1) is m
+    assert m.with_precision("bf16") is m and m.residual_linearization(None, None) is None

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import jaxrecon as jr
+from jaxrecon.metrics import image_metrics
 
 
 @pytest.mark.parametrize("p", [7, 60])  # under- and over-parameterised
@@ -65,3 +66,14 @@ def test_match_hand_worked_errors():
     # error_sign allows one global sign per row, not per entry
     assert jr.match(x[:1], np.array([[-1.0, 0.0]])).error_sign == 0.0
     assert jr.match(np.array([[1.0, 1.0]]), np.array([[1.0, -1.0]])).error_sign == pytest.approx(np.sqrt(2))
+
+
+def test_image_metrics_closed_forms():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(3, 8, 8, 3))
+    b = np.clip(a + 0.1 * np.array([0, 1, -1])[:, None, None, None], 0, 1)
+    met = image_metrics(a, b)
+    assert np.isinf(met["psnr"][0]) and met["ssim"][0] == pytest.approx(1.0)
+    mse = np.mean((a[1] - b[1]) ** 2)
+    assert met["psnr"][1] == pytest.approx(10 * np.log10(1 / mse))
+    assert met["ssim"][1] < 1 and met["ssim"][2] < 1

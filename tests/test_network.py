@@ -92,6 +92,11 @@ def test_feature_map_is_a_pytree_and_validates():
     leaves, tdef = jax.tree_util.tree_flatten(fmap)
     again = jax.tree_util.tree_unflatten(tdef, leaves)
     assert again.p == fmap.p and again.mask == fmap.mask
+    assert jax.tree_util.tree_map(lambda _: None, fmap).mask == fmap.mask  # placeholders rebuild
+    # no surrogate, no precision choice, no closed-form linearisation: the defaults
+    assert fmap.with_surrogate(0.1) is fmap and fmap.with_precision("bf16") is fmap
+    assert fmap.precision == "highest" and fmap.prepare() is fmap
+    assert fmap.residual_linearization(jnp.ones(fmap.p), _x(2, 5)) is None
     x = _x(2, 5)
     np.testing.assert_allclose(jax.jit(lambda f, xx: f.gram(xx, xx))(fmap, x), fmap.gram(x, x), rtol=1e-12)
     # subsets: names, several names, a predicate, a boolean pytree (leaves: head, hidden)

@@ -16,7 +16,7 @@ import pickle
 
 import numpy as np
 
-from .registry import RawImages
+from .base import RawImages
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)

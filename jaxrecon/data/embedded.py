@@ -26,7 +26,7 @@ import functools
 
 import numpy as np
 
-from .registry import RawImages
+from .base import RawImages
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "china", "flower")
 PATCH_SIZES = {"photos16": 16, "photos32": 32, "photos64": 64}

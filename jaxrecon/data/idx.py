@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .registry import RawImages
+from .base import RawImages
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -29,44 +29,21 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, NamedTuple, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import jax
 import numpy as np
 
 from .. import _validate
+from .base import ImageData, RawImages  # noqa: F401  (RawImages: re-exported)
+from .cifar import load_cifar10
+from .embedded import load_embedded
+from .idx import load_idx_dataset
+from .tinyimagenet import load_tinyimagenet
 
 #: Environment variable naming the directory that holds on-disk datasets.
 DATA_ENV = "JAXRECON_DATA"
 NORMALIZE = ("sphere", "standard")
-
-
-class RawImages(NamedTuple):
-    """What a format loader returns: images ``(N, H, W, C)`` (uint8, or float in [0, 1])."""
-
-    images: np.ndarray
-    labels: np.ndarray  # (N,) int
-    class_names: tuple
-
-
-class ImageData(NamedTuple):
-    """A preprocessed image training set; ``x``/``y`` first, so it can stand in for ``Dataset``.
-
-    ``x`` is ``(n, d)`` float32 (standardised, rows of norm ``sqrt(d)`` if ``normalize="sphere"``);
-    ``y`` is ``(n,)`` in ``{-1, +1}``; ``labels`` are the original class indices; ``shape`` is
-    ``(H, W, C)``. Pixels in [0, 1] are recovered by :func:`to_pixels`.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    labels: np.ndarray
-    class_names: tuple
-    shape: tuple
-    mean: float
-    std: float
-    row_norm: np.ndarray  # (n,) norm of each standardised row before sphere rescaling
-    name: str
-    normalize: str
 
 
 class DatasetSpec(NamedTuple):
@@ -78,26 +55,22 @@ class DatasetSpec(NamedTuple):
 
 
 def _cifar(data_dir, split, classes, size):
-    from .cifar import load_cifar10
     return load_cifar10(data_dir, split)
 
 
 def _tiny(data_dir, split, classes, size):
-    from .tinyimagenet import load_tinyimagenet
     return load_tinyimagenet(data_dir, split, classes=classes)
 
 
 def _idx(kind):
     def load(data_dir, split, classes, size):
-        from .idx import load_idx_dataset
         return load_idx_dataset(data_dir, split, kind=kind)
     return load
 
 
 def _embedded(name):
     def load(data_dir, split, classes, size):
-        from . import embedded
-        return embedded.load_embedded(name)
+        return load_embedded(name)
     return load
 
 

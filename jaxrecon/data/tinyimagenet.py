@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .registry import RawImages
+from .base import RawImages
 
 SUBDIR = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

@@ -1,7 +1,7 @@
 """Feature maps behind one protocol (see :mod:`jaxrecon.features.base`)."""
 
-from .base import FeatureMap, Target
+from .base import FeatureMap, FeatureMapBase, Target
 from .network import NetworkFeatures, network_target
 from .random_features import RandomFeatures
 
-__all__ = ["FeatureMap", "NetworkFeatures", "RandomFeatures", "Target", "network_target"]
+__all__ = ["FeatureMap", "FeatureMapBase", "NetworkFeatures", "RandomFeatures", "Target", "network_target"]

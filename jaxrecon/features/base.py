@@ -11,24 +11,49 @@ method                            value                                      sha
 ``project(x, theta)``             ``Phi(x) theta``                           ``(m,)``
 ``adjoint(x, alpha)``             ``Phi(x)^T alpha``                         ``(p,)``
 ``gram_project(x, theta)``        ``(gram(x, x), project(x, theta))``        one pass
-``prepare()``                     a map with any per-call work done once     same type
 ================================  =========================================  ===========
 
 ``m`` is the number of feature rows: ``n`` for a scalar-output model, ``n * k`` for ``k`` outputs.
+
+Besides these, the attack uses a few optional abilities; :class:`FeatureMapBase` gives each a
+default that is correct for a map without it, so a new map subclasses it and overrides only what
+it has:
+
+==========================================  ====================================================
+member                                      default
+==========================================  ====================================================
+``precision``                               ``"highest"`` (full float32 matmul products)
+``prepare()``                               ``self`` (nothing to do once per call)
+``with_surrogate(slope)``                   ``self`` (no activation whose derivative to replace)
+``with_precision(precision)``               ``self`` (no choice of matmul precision)
+``residual_linearization(theta, x, jit)``   ``None`` (the loss falls back to autodiff)
+``replace(**changes)``                      :func:`dataclasses.replace`
+==========================================  ====================================================
+
+Maps are frozen dataclasses registered with :func:`jax.tree_util.register_dataclass`: fields made
+with :func:`static` are part of the tree structure (hashable, fixed under ``jit``), all others are
+leaves (arrays, or pytrees of arrays). Unflattening calls the constructor, so ``__post_init__``
+must accept any leaves (tracers, ``None``, placeholder objects) and validate static fields only.
+
 A :class:`Target` is a feature map plus the parameter vector ``theta`` to explain; the attack sees
 only targets.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+import dataclasses
+from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
 
 import jax
+
+from ..loss import ResidualLinearization
 
 
 @runtime_checkable
 class FeatureMap(Protocol):
     """Structural type of a feature map (see the module docstring)."""
+
+    precision: str
 
     @property
     def p(self) -> int: ...
@@ -47,6 +72,51 @@ class FeatureMap(Protocol):
     def gram_project(self, x: jax.Array, theta: jax.Array) -> tuple[jax.Array, jax.Array]: ...
 
     def prepare(self) -> "FeatureMap": ...
+
+    def with_surrogate(self, slope: float) -> "FeatureMap": ...
+
+    def with_precision(self, precision: str) -> "FeatureMap": ...
+
+    def residual_linearization(self, theta: jax.Array, x: jax.Array,
+                               jitter: Optional[float] = None) -> Optional[ResidualLinearization]: ...
+
+
+class FeatureMapBase:
+    """Defaults of a feature map's optional abilities (see the module docstring).
+
+    Subclasses are frozen dataclasses; a map with a choice of matmul precision declares
+    ``precision`` as a field, which replaces the class-level default.
+    """
+
+    precision = "highest"
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again by the constructor)."""
+        return dataclasses.replace(self, **changes)
+
+    def prepare(self):
+        """A map with any per-call work done once (call outside loops); by default ``self``."""
+        return self
+
+    def with_surrogate(self, slope: float):
+        """The map whose activation derivative is ``slope`` on negative pre-activations (the
+        published attack's surrogate gradient); ``self`` for maps without such an activation."""
+        return self
+
+    def with_precision(self, precision: str):
+        """The map with matmuls at ``precision``; ``self`` for maps without a choice."""
+        return self
+
+    def residual_linearization(self, theta: jax.Array, x: jax.Array,
+                               jitter: Optional[float] = None) -> Optional[ResidualLinearization]:
+        """A closed-form linearisation of the projector residual at ``x``
+        (:class:`jaxrecon.loss.ResidualLinearization`), or ``None``: use autodiff."""
+        return None
+
+
+def static(**field_options) -> Any:
+    """A dataclass field that is part of the pytree's structure rather than a leaf."""
+    return dataclasses.field(metadata={"static": True}, **field_options)
 
 
 class Target(NamedTuple):

@@ -31,14 +31,14 @@ evaluated at fixed (trained) parameters: ``m = n * k`` rows, sample-major (row `
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .. import _validate
-from .base import Target
+from .base import FeatureMapBase, Target, static
 
 GRAM_MODES = ("matrix_free", "materialise")
 
@@ -83,6 +83,13 @@ def subset_mask(params, subset: Subset = "all") -> tuple[bool, ...]:
     return tuple(mask)
 
 
+def _mask_fits(mask: tuple, params) -> bool:
+    """Whether ``mask`` has one flag per leaf of ``params``. Trees holding ``None`` pass unchecked:
+    ``jax.tree_util.tree_map`` may rebuild a map with ``None`` in place of its arrays."""
+    leaves = jax.tree_util.tree_leaves(params, is_leaf=lambda l: l is None)
+    return any(l is None for l in leaves) or len(mask) == len(leaves)
+
+
 def subset_leaves(params, mask) -> list:
     return [l for l, m in zip(jax.tree_util.tree_leaves(params), mask) if m]
 
@@ -92,8 +99,9 @@ def ravel_subset(params, subset: Subset = "all") -> jax.Array:
     return ravel_pytree(subset_leaves(params, subset_mask(params, subset)))[0]
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class NetworkFeatures:
+class NetworkFeatures(FeatureMapBase):
     """Jacobian features of ``apply(params, x)`` with respect to a parameter subset.
 
     Args:
@@ -107,13 +115,13 @@ class NetworkFeatures:
       row_batch: kernel columns computed together in the matrix-free mode (memory ``row_batch * p``).
     """
 
-    apply: Callable
+    apply: Callable = static()
     params: Any
-    input_dim: int
-    outputs: int = 1
-    subset: Any = "all"
-    gram_mode: str = "matrix_free"
-    row_batch: int = 1
+    input_dim: int = static()
+    outputs: int = static(default=1)
+    subset: Any = static(default="all")
+    gram_mode: str = static(default="matrix_free")
+    row_batch: int = static(default=1)
 
     def __post_init__(self):
         _validate.positive_int("input_dim", self.input_dim)
@@ -122,28 +130,8 @@ class NetworkFeatures:
         _validate.positive_int("row_batch", self.row_batch)
         if not isinstance(self.subset, tuple) or not all(isinstance(b, bool) for b in self.subset):
             object.__setattr__(self, "subset", subset_mask(self.params, self.subset))
-        elif len(self.subset) != len(jax.tree_util.tree_leaves(self.params)):
+        elif not _mask_fits(self.subset, self.params):
             raise ValueError("subset: mask length differs from the number of parameter leaves")
-
-    # -- pytree plumbing: parameter leaves are leaves, everything else is static ---------------
-    def tree_flatten(self):
-        leaves, treedef = jax.tree_util.tree_flatten(self.params)
-        static = (self.apply, treedef, self.input_dim, self.outputs, self.subset, self.gram_mode,
-                  self.row_batch)
-        return leaves, static
-
-    @classmethod
-    def tree_unflatten(cls, static, leaves):
-        apply, treedef, input_dim, outputs, subset, gram_mode, row_batch = static
-        obj = object.__new__(cls)
-        for name, value in (("apply", apply), ("params", jax.tree_util.tree_unflatten(treedef, leaves)),
-                            ("input_dim", input_dim), ("outputs", outputs), ("subset", subset),
-                            ("gram_mode", gram_mode), ("row_batch", row_batch)):
-            object.__setattr__(obj, name, value)
-        return obj
-
-    def replace(self, **changes) -> "NetworkFeatures":
-        return dataclasses.replace(self, **changes)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -164,9 +152,6 @@ class NetworkFeatures:
         shown = ", ".join(names) if len(names) <= 4 else f"{len(names)} leaves"
         return (f"NetworkFeatures(d={self.input_dim}, k={self.outputs}, p={self.p}, subset=[{shown}], "
                 f"gram={self.gram_mode})")
-
-    def prepare(self) -> "NetworkFeatures":
-        return self
 
     def theta_of(self, params_before, params_after) -> jax.Array:
         """``theta = vec(S(params_after) - S(params_before))`` in this map's layout."""
@@ -263,11 +248,6 @@ class NetworkFeatures:
             return J @ J.T, J @ theta
         jvp, vjp = self._linear(x)
         return self._gram_matrix_free(jvp, vjp, x.shape[0] * self.outputs), jvp(theta)
-
-
-jax.tree_util.register_pytree_node(
-    NetworkFeatures, NetworkFeatures.tree_flatten, NetworkFeatures.tree_unflatten
-)
 
 
 def network_target(apply: Callable, params_before, params_after, input_dim: int, outputs: int = 1,

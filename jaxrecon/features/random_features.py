@@ -35,6 +35,7 @@ from jax.sharding import Mesh, PartitionSpec
 from .. import _validate
 from ..activations import ActivationSpec, activation_name, get_activation
 from ..loss import ResidualLinearization, factor_kernel
+from .base import FeatureMapBase, static
 
 #: Matmul precisions. ``highest``: full float32 products (the reference). ``high`` / ``default``:
 #: XLA's faster passes on accelerators (``default`` is TF32 on NVIDIA GPUs since Ampere; ``tf32`` is
@@ -56,8 +57,9 @@ def _dtype_or_default(dtype):
     return jnp.dtype(dtype) if dtype is not None else jnp.dtype(jnp.result_type(float))
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class RandomFeatures:
+class RandomFeatures(FeatureMapBase):
     """Random-features map ``phi(x) = sigma(V x)``, ``V_ij ~ N(0, 1/d)`` (paper Sec. 2).
 
     Args:
@@ -79,15 +81,15 @@ class RandomFeatures:
     """
 
     key: jax.Array
-    d: int
-    p: int
-    activation: ActivationSpec = "relu"
-    block_size: Optional[int] = None
-    surrogate_slope: Optional[float] = None
-    dtype: Optional[str] = None
-    precision: str = "highest"
-    shards: int = 1
-    cache_preactivations: bool = False
+    d: int = static()
+    p: int = static()
+    activation: ActivationSpec = static(default="relu")
+    block_size: Optional[int] = static(default=None)
+    surrogate_slope: Optional[float] = static(default=None)
+    dtype: Optional[str] = static(default=None)
+    precision: str = static(default="highest")
+    shards: int = static(default=1)
+    cache_preactivations: bool = static(default=False)
     V: Optional[jax.Array] = None
 
     def __post_init__(self):
@@ -111,27 +113,6 @@ class RandomFeatures:
                 raise ValueError(f"shards: {self.shards} devices requested but only {available} available "
                                  f"({jax.devices()[0].platform}); on CPU, simulate devices with "
                                  f"XLA_FLAGS=--xla_force_host_platform_device_count={self.shards}")
-
-    # -- pytree plumbing: key and V are leaves, everything else is static --------------------
-    def tree_flatten(self):
-        static = (self.d, self.p, self.activation, self.block_size, self.surrogate_slope,
-                  self.dtype, self.precision, self.shards, self.cache_preactivations)
-        return (self.key, self.V), static
-
-    @classmethod
-    def tree_unflatten(cls, static, leaves):
-        obj = object.__new__(cls)
-        for name, value in zip(
-            ("d", "p", "activation", "block_size", "surrogate_slope", "dtype", "precision", "shards",
-             "cache_preactivations"), static
-        ):
-            object.__setattr__(obj, name, value)
-        object.__setattr__(obj, "key", leaves[0])
-        object.__setattr__(obj, "V", leaves[1])
-        return obj
-
-    def replace(self, **changes) -> "RandomFeatures":
-        return dataclasses.replace(self, **changes)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -167,6 +148,9 @@ class RandomFeatures:
 
     def with_surrogate(self, slope: float) -> "RandomFeatures":
         return self.replace(surrogate_slope=slope)
+
+    def with_precision(self, precision: str) -> "RandomFeatures":
+        return self.replace(precision=precision)
 
     # -- V ------------------------------------------------------------------------------------
     def rows(self, start, size: int) -> jax.Array:
@@ -368,7 +352,3 @@ class RandomFeatures:
 
         return ResidualLinearization(r, c, grad, gram_matvec)
 
-
-jax.tree_util.register_pytree_node(
-    RandomFeatures, RandomFeatures.tree_flatten, RandomFeatures.tree_unflatten
-)
