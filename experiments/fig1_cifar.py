@@ -11,6 +11,12 @@ Reduced size (CPU, bundled images, no files needed; minutes per point on 2 cores
 
     python experiments/fig1_cifar.py --data digits --n 10 --seeds 2 --ratios 0.1,1,4,10 --out runs/fig1_digits
 
+The configuration of one point is :func:`get_config` (a :class:`~jaxrecon.runner.ReconstructConfig`);
+the same reconstruction point from the command line::
+
+    jaxrecon reconstruct --data cifar10 --data-dir DIR --n 100 --seeds 4 --p-over-dn 10 --block-size 65536 \
+        --out runs/fig1/r10
+
 Writes ``law.png`` (mean reconstruction error ``error_abs`` and training MSE against p/(dn), one
 standard deviation over seeds shaded), ``results.csv``, and each point's run directory
 (``r<ratio>/summary.json``; ``recon.png`` of the best seed, odd rows truth, even rows matches).
@@ -26,6 +32,14 @@ import numpy as np
 
 from jaxrecon.attack import DEFAULT_METHOD
 from jaxrecon.runner import ReconstructConfig, run_reconstruction
+
+#: The paper's figure: frog vs truck, n = 100 (50 per class), ReLU random features, 4 attack seeds.
+PAPER = dict(data="cifar10", n=100, seeds=4, steps=10_000, method=DEFAULT_METHOD, activation="relu")
+
+
+def get_config(ratio: float = 10.0, **overrides) -> ReconstructConfig:
+    """One point of the figure, ``p = ratio * d n`` (flat or sectioned overrides)."""
+    return ReconstructConfig(**{**PAPER, "p_over_dn": ratio, **overrides})
 
 
 def parser(**defaults) -> argparse.ArgumentParser:
@@ -47,12 +61,13 @@ def parser(**defaults) -> argparse.ArgumentParser:
     return a
 
 
-def run_point(args, ratio, out, activation=None, seed=None):
-    cfg = ReconstructConfig(
-        data=args.data, data_dir=args.data_dir, data_classes=args.data_classes, image_size=args.image_size,
-        n=args.n, p_over_dn=ratio, seeds=args.seeds, seed=args.seed if seed is None else seed,
-        steps=args.steps, method=args.method, activation=activation or args.activation,
-        block_size=args.block_size)
+def run_point(args, ratio, out, activation=None, seed=None, config=None):
+    """Run ``config`` (default :func:`get_config`) at ``ratio`` with the script's flags over it
+    (``activation`` / ``seed`` override those)."""
+    cfg = (config or get_config)(
+        ratio, data=args.data, data_dir=args.data_dir, data_classes=args.data_classes, image_size=args.image_size,
+        n=args.n, seeds=args.seeds, seed=args.seed if seed is None else seed, steps=args.steps,
+        method=args.method, activation=activation or args.activation, block_size=args.block_size)
     return run_reconstruction(cfg, out=out, progress=True)
 
 

@@ -29,6 +29,7 @@ PAPER = dict(model="resnet", d=3072, n=10, p_over_dn=10.0, method="adam", steps=
 
 
 def get_config(full: bool = False, **overrides) -> ReconstructConfig:
+    """The run at CPU size, or the paper's with ``full`` (flat or sectioned overrides)."""
     return ReconstructConfig(**{**(PAPER if full else CPU), **overrides})
 
 

@@ -49,7 +49,7 @@ def main(argv=None):
         for trial in range(args.trials):
             cfg = ReconstructConfig(d=args.d, n=args.n, p_over_dn=r, model="two_layer", classes=args.classes,
                                     seeds=args.seeds, seed=trial, steps=args.steps, method=args.method,
-                                    train=args.train, train_steps=args.train_steps)
+                                    train=args.train, train_steps=args.train_steps).resolve()  # fills p, width
             t0 = time.perf_counter()
             summary = run_reconstruction(cfg, out=None, progress=False, log=None)
             for row in summary["results"]:

@@ -28,6 +28,7 @@ PAPER = dict(model="two_layer", d=100, n=20, classes=10, p_over_dn=10.0, method=
 
 
 def get_config(full: bool = False, **overrides) -> ReconstructConfig:
+    """The run at CPU size, or the paper's with ``full`` (flat or sectioned overrides)."""
     return ReconstructConfig(**{**(PAPER if full else CPU), **overrides})
 
 

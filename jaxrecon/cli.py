@@ -12,87 +12,34 @@ from ._version import __version__
 
 
 def _add_reconstruct(sub):
-    from .activations import ACTIVATIONS
-    from .features.random_features import PRECISIONS
-    from .attack import DEFAULT_METHOD, METHODS
+    from .config import add_arguments
+    from .runner.config import ReconstructConfig
 
     p = sub.add_parser(
         "reconstruct", help="fit a model on synthetic data and reconstruct its training set",
         description="Fit a random-features model on n points of the sphere in R^d, then recover the "
                     "training inputs from its parameters with the projector-loss attack, for several "
-                    "attack seeds vmapped in one compiled program.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "attack seeds vmapped in one compiled program. Every setting has a flag "
+                    "--section.field (e.g. --attack.lr) and its short spelling (--lr).",
     )
-    p.add_argument("--d", type=int, default=None,
-                   help="input dimension (default 100; 3072 = 3x32x32 for --model resnet)")
-    p.add_argument("--n", type=int, default=20, help="number of training samples")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--p", type=int, default=None, help="number of random features (parameters)")
-    g.add_argument("--p-over-dn", type=float, default=None, help="p as a multiple of d*n (p = round(r*d*n))")
-    p.add_argument("--seeds", type=int, default=None,
-                   help="attack seeds, vmapped in one program (default: 4; 1 for image datasets, whose "
-                        "steps cost d/100 times more and whose figure shows one seed)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (data, features and attack keys)")
-    p.add_argument("--steps", type=int, default=10_000, help="step budget per seed")
-    p.add_argument("--method", default=DEFAULT_METHOD, choices=sorted(METHODS), help="attack method")
-    p.add_argument("--optimizer", default=None, help="any optax optimiser by name (overrides the method's)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (overrides the method's)")
-    p.add_argument("--activation", default="relu", choices=sorted(ACTIVATIONS), help="RF activation")
-    p.add_argument("--block-size", type=int, default=None,
-                   help="stream V in blocks of this many rows (default: dense V)")
-    p.add_argument("--memory-budget", default=None,
-                   help="stream V with the largest block that fits this much memory per device, e.g. 4GB")
-    p.add_argument("--precision", default="highest", choices=list(PRECISIONS),
-                   help="matmul precision of the attack (tf32/bf16 are faster on GPUs; the fit stays exact)")
-    p.add_argument("--shards", type=int, default=1,
-                   help="split the random features over this many devices (needs --block-size or --memory-budget)")
-    p.add_argument("--seed-shards", type=int, default=1, help="split the vmapped seeds over this many devices")
-    p.add_argument("--ridge", type=float, default=0.0, help="ridge of the least-squares fit")
-    p.add_argument("--noise", type=float, default=0.5, help="label noise std of the synthetic task")
-    p.add_argument("--data", default="synthetic",
-                   help="synthetic, or an image dataset: cifar10, tinyimagenet, mnist, fashion_mnist (read "
-                        "from --data-dir) or digits, photos16, photos32, photos64 (bundled); d = H*W*C")
-    p.add_argument("--data-dir", default=None,
-                   help="directory of the on-disk datasets (default: $JAXRECON_DATA); nothing is downloaded")
-    p.add_argument("--data-classes", default=None,
-                   help="image classes: indices '6,9' or a count '2' (first k); default: the dataset's "
-                        "(cifar10: frog,truck)")
-    p.add_argument("--image-size", type=int, default=None, help="resize images to SIZE x SIZE")
-    p.add_argument("--model", default="rf", choices=["rf", "two_layer", "resnet"],
-                   help="rf: random features; two_layer: W2 relu(W1 x); resnet: the paper's ResNet "
-                        "(image-shaped d = 3*s*s). Networks are trained by full-batch GD and the "
-                        "target is the change of the head")
-    p.add_argument("--width", type=int, default=None,
-                   help="hidden units / ResNet channels (default: from --p or --p-over-dn, "
-                        "p = width*classes or 49*width head parameters)")
-    p.add_argument("--classes", type=int, default=1, help="outputs k of the two-layer net (one-hot targets)")
-    p.add_argument("--train", default="head", choices=["head", "all"], help="network layers trained by GD")
-    p.add_argument("--train-steps", type=int, default=100, help="full-batch GD steps for networks")
-    p.add_argument("--train-lr", type=float, default=None,
-                   help="GD learning rate for networks (default: 1/lambda_max of the Gauss-Newton Hessian)")
-    p.add_argument("--x64", action="store_true", help="compute in float64")
-    p.add_argument("--chunk", type=int, default=250, help="steps per compiled chunk (progress granularity)")
+    add_arguments(p, ReconstructConfig)
     p.add_argument("--out", default=None, help="directory for summary.json and arrays.npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_reconstruct)
 
 
 def _cmd_reconstruct(args):
+    import contextlib
+
+    from .config import from_args, x64
     from .runner import ReconstructConfig, run_reconstruction
 
-    cfg = ReconstructConfig(
-        d=args.d if args.d is not None else (3072 if args.model == "resnet" and args.data == "synthetic" else None), n=args.n, p=args.p, p_over_dn=args.p_over_dn, seeds=args.seeds, seed=args.seed,
-        steps=args.steps, method=args.method, optimizer=args.optimizer, lr=args.lr,
-        activation=args.activation, block_size=args.block_size, memory_budget=args.memory_budget,
-        precision=args.precision, shards=args.shards, seed_shards=args.seed_shards, x64=args.x64, noise=args.noise,
-        ridge=args.ridge, chunk=args.chunk, model=args.model, width=args.width, classes=args.classes,
-        train=args.train, train_steps=args.train_steps, train_lr=args.train_lr,
-        data=args.data, data_dir=args.data_dir, data_classes=args.data_classes, image_size=args.image_size,
-    )
-    run_reconstruction(cfg, out=args.out, progress=not args.quiet)
+    cfg = from_args(ReconstructConfig, args)
+    with x64() if cfg.scale.x64 else contextlib.nullcontext():
+        run_reconstruction(cfg, out=args.out, progress=not args.quiet)
     if args.out:
         print(f"wrote {args.out}/summary.json and {args.out}/arrays.npz"
-              + (f" and {args.out}/recon.png" if args.data != "synthetic" else ""))
+              + (f" and {args.out}/recon.png" if cfg.data.name != "synthetic" else ""))
     return 0
 
 

@@ -35,6 +35,9 @@ def test_reconstruct_end_to_end(tmp_path, capsys):
     (["--n", "3", "--p", "0"], "p: must be a positive integer"),
     (["--n", "3", "--p", "10", "--optimizer", "nope"], "optimizer: unknown optax optimiser"),
     (["--n", "3"], "p: give --p or --p-over-dn"),
+    (["--n", "3", "--p", "10", "--p-over-dn", "2"], "p: give only one of --p and --p-over-dn"),
+    (["--data.d", "0", "--data.n", "3", "--model.p", "10"], "d: must be a positive integer"),  # dotted flags
+    (["--n", "3", "--attack.steps", "0", "--p", "10"], "steps: must be a positive integer"),
 ])
 def test_bad_input_exits_2_with_one_line(args, msg, capsys):
     assert main(["reconstruct", *args, "--quiet"]) == 2

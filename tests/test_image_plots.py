@@ -52,7 +52,7 @@ def test_recon_figure_rejects_mismatched_shapes():
 
 
 def test_runner_writes_recon_png_for_images(tmp_path):
-    cfg = ReconstructConfig(data="digits", n=4, p_over_dn=8, seeds=2, steps=40, method="adam", chunk=20)
+    cfg = ReconstructConfig(data="digits", n=4, p_over_dn=8, seeds=2, steps=40, method="adam", chunk=20).resolve()
     summary = run_reconstruction(cfg, out=tmp_path, progress=False, log=None)
     assert cfg.d == 64 and cfg.p == 8 * 64 * 4
     assert (tmp_path / "recon.png").is_file()

@@ -146,11 +146,9 @@ def test_all_layer_training_moves_hidden_layer_and_span_is_approximate():
 
 
 def test_training_targets_from_labels():
-    class Cfg:
-        model, classes = "two_layer", 3
-    t = training_targets(Cfg, jnp.asarray([0.3, -1.2, 2.0, 0.1, 0.5]), jnp.float64)
+    t = training_targets(jnp.asarray([0.3, -1.2, 2.0, 0.1, 0.5]), 3, jnp.float64)
     np.testing.assert_array_equal(jnp.argmax(t, 1), [0, 1, 2, 0, 1])  # real labels -> balanced classes
-    t = training_targets(Cfg, jnp.asarray([2, 2, 0, 1]), jnp.float64)
+    t = training_targets(jnp.asarray([2, 2, 0, 1]), 3, jnp.float64)
     np.testing.assert_array_equal(jnp.argmax(t, 1), [2, 2, 0, 1])
 
 

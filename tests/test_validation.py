@@ -40,3 +40,32 @@ def test_bad_inputs_to_fit_and_loss():
         jr.reconstruct(jr.Target(fmap, np.ones(20)), jax.random.key(0), n=2, method="magic")
     with pytest.raises(ValueError, match="ridge"):
         jr.fit(fmap, x, np.ones(4), ridge=-1.0)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(seed=-1), "seed: must be a non-negative integer"),
+    (dict(model="mlp"), "model: unknown value 'mlp'"),
+    (dict(model="two_layer", train="some"), "train: unknown value 'some'"),
+    (dict(model="resnet", d=192, classes=2), "classes: the resnet has one output"),
+    (dict(model="resnet", d=101), "d: "),
+    (dict(image_size=8), "data: --image-size and --data-classes apply to image datasets"),
+    (dict(data="digits", d=100), "d: --data digits has d = H\\*W\\*C = 64"),
+    (dict(method="magic"), "method: unknown value 'magic'"),
+    (dict(model="two_layer", memory_budget="1GB"), "memory_budget / precision / shards: apply to --model rf only"),
+    (dict(noise=-1.0), "noise: must be a finite number >= 0"),
+])
+def test_bad_reconstruct_config(kw, msg):
+    from jaxrecon.runner import ReconstructConfig
+
+    with pytest.raises(ValueError, match="^" + msg):
+        ReconstructConfig(**{"n": 2, "p": 40, **kw}).resolve()
+
+
+def test_bad_config_keys_and_values():
+    from jaxrecon.config import override
+    from jaxrecon.runner import ReconstructConfig
+
+    with pytest.raises(ValueError, match=r"^stpes: unknown ReconstructConfig key; allowed: .*steps"):
+        ReconstructConfig(stpes=10)
+    with pytest.raises(ValueError, match=r"^attack\.steps: must be an int, got 'ten'"):
+        override(ReconstructConfig(), "attack.steps", "ten")

@@ -22,11 +22,10 @@ import optax
 from flax import nnx
 
 from .. import _validate
+from . import MODELS, NETWORKS, TRAIN_SUBSETS  # noqa: F401  (MODELS, TRAIN_SUBSETS re-exported)
 from ..features.base import Target
 from ..features.network import NetworkFeatures, Subset, subset_mask
 
-TRAIN_SUBSETS = ("head", "all")
-MODELS = ("rf", "two_layer", "resnet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,66 +114,65 @@ def train(apply: Callable, params, x: jax.Array, targets: jax.Array, *, steps: i
     return TrainResult(full(sub), losses, loss(sub), jnp.asarray(lr))
 
 
-# -- from a run configuration to the attack's target ------------------------------------------
+# -- networks for the attack: sizes, models, targets ----------------------------------------------
 
-def head_params_per_width(cfg) -> int:
-    return 49 if cfg.model == "resnet" else cfg.classes
+def head_params_per_width(model: str, classes: int = 1) -> int:
+    """Head parameters per unit of width: ``k = classes`` for the two-layer net (``W2`` is
+    ``width x k``), ``49`` for the ResNet (its head maps the flattened ``7 x 7 x width`` map to one
+    output)."""
+    _validate.choice("model", model, NETWORKS)
+    if model == "resnet":
+        from .resnet import head_size
+
+        return head_size(1)
+    return _validate.positive_int("classes", classes)
 
 
-def resolve_network(cfg) -> None:
-    """Validate the network fields of a ``ReconstructConfig`` and set ``p`` = head parameters.
+def width_for_params(p: float, model: str, classes: int = 1) -> int:
+    """The width whose head has about ``p`` parameters: ``max(1, round(p / per_width))``."""
+    return max(1, int(round(p / head_params_per_width(model, classes))))
 
-    ``--width`` fixes the head; otherwise the width is ``round(p / per_width)`` from ``--p`` or
-    ``--p-over-dn`` (``per_width`` = ``k`` for the two-layer net, 49 for the ResNet). Idempotent.
-    """
-    _validate.choice("model", cfg.model, MODELS)
-    _validate.choice("train", cfg.train, TRAIN_SUBSETS)
-    _validate.positive_int("classes", cfg.classes)
-    _validate.positive_int("train_steps", cfg.train_steps)
-    if cfg.train_lr is not None:
-        _validate.positive_float("train_lr", cfg.train_lr)
-    if cfg.model == "resnet":
+
+def check_network(model: str, d: int, classes: int) -> None:
+    """Reject sizes a network cannot take: the ResNet needs ``d = 3 s^2`` (or ``s^2``) and one output."""
+    _validate.choice("model", model, NETWORKS)
+    _validate.positive_int("classes", classes)
+    if model == "resnet":
         from .resnet import image_shape_of
 
-        image_shape_of(cfg.d)
-        if cfg.classes != 1:
-            raise ValueError(f"classes: the resnet has one output (binary ±1 targets), got {cfg.classes}")
-    per = head_params_per_width(cfg)
-    if cfg.width is None:
-        if cfg.p is None and cfg.p_over_dn is None:
-            raise ValueError("width: give --width, --p or --p-over-dn")
-        p = cfg.p if cfg.p is not None else cfg.p_over_dn * cfg.d * cfg.n
-        cfg.width = max(1, int(round(p / per)))
-    _validate.positive_int("width", cfg.width)
-    cfg.p, cfg.p_over_dn = cfg.width * per, None
+        image_shape_of(d)
+        if classes != 1:
+            raise ValueError(f"classes: the resnet has one output (binary ±1 targets), got {classes}")
 
 
-def make_model(cfg, key, d: int, dtype=jnp.float32) -> nnx.Module:
+def make_model(model: str, key, d: int, width: int, classes: int = 1, activation: str = "relu",
+               dtype=jnp.float32) -> nnx.Module:
+    """A freshly initialised network: ``TwoLayer(d, width, classes)`` or ``ResNet(width)`` for ``d``."""
     rngs = nnx.Rngs(params=key)
-    if cfg.model == "two_layer":
+    if model == "two_layer":
         from .two_layer import TwoLayer
 
-        return TwoLayer(d, cfg.width, cfg.classes, cfg.activation, rngs=rngs, param_dtype=dtype)
+        return TwoLayer(d, width, classes, activation, rngs=rngs, param_dtype=dtype)
     from .resnet import ResNet, image_shape_of
 
     s, channels = image_shape_of(d)
-    return ResNet(cfg.width, s, channels, rngs=rngs, param_dtype=dtype)
+    return ResNet(width, s, channels, rngs=rngs, param_dtype=dtype)
 
 
-def training_targets(cfg, y: jax.Array, dtype) -> jax.Array:
-    """Targets ``(n, k)``: the labels for one output (``±1`` = ``sign(y)`` for the ResNet), else one-hot.
+def training_targets(y: jax.Array, classes: int, dtype, sign: bool = False) -> jax.Array:
+    """Targets ``(n, k)``: the labels for one output (``±1`` = ``sign(y)`` with ``sign``), else one-hot.
 
     Synthetic data has real labels and no classes: with ``k >= 2`` classes, sample ``i`` gets class
     ``i mod k`` (balanced; the attack never sees labels). Integer labels in ``[0, k)`` are used as is.
     """
     y = jnp.asarray(y)
     n = y.shape[0]
-    if cfg.classes == 1:
-        t = jnp.sign(y) if cfg.model == "resnet" else y
+    if classes == 1:
+        t = jnp.sign(y) if sign else y
         return t.astype(dtype)[:, None]
     is_int = jnp.issubdtype(y.dtype, jnp.integer) or bool(jnp.all((y == jnp.round(y)) & (y >= 0)))
-    labels = y.astype(jnp.int32) if is_int and int(jnp.max(y)) < cfg.classes else jnp.arange(n) % cfg.classes
-    return jax.nn.one_hot(labels, cfg.classes, dtype=dtype)
+    labels = y.astype(jnp.int32) if is_int and int(jnp.max(y)) < classes else jnp.arange(n) % classes
+    return jax.nn.one_hot(labels, classes, dtype=dtype)
 
 
 class NetworkProblem(NamedTuple):
@@ -183,23 +181,24 @@ class NetworkProblem(NamedTuple):
     description: str
 
 
-def build_network_problem(cfg, key, data) -> NetworkProblem:
-    """Initialise the configured network, train it on ``data`` and return the head target.
+def build_network_problem(key, data, model: str, width: int, *, classes: int = 1, activation: str = "relu",
+                          train_subset: str = "head", train_steps: int = 100, train_lr: Optional[float] = None,
+                          dtype=jnp.float32) -> NetworkProblem:
+    """Initialise a network (:func:`make_model`), train it on ``data`` and return the head target.
 
-    The target is the change of the head; its features are the head Jacobian at the trained
-    parameters (``--train all`` changes the hidden layers too, so the span holds only approximately).
+    The ResNet is trained to ``±1`` targets (``sign`` of the labels). The target is the change of
+    the head; its features are the head Jacobian at the trained parameters (``train_subset="all"``
+    changes the hidden layers too, so the span holds only approximately).
     """
-    dtype = jnp.float64 if cfg.x64 else jnp.float32
     x = jnp.asarray(data.x, dtype)
-    model = make_model(cfg, key, x.shape[1], dtype)
-    apply, params0 = split_model(model)
-    targets = training_targets(cfg, data.y, dtype)
-    run = jax.jit(lambda p, xx, t: train(apply, p, xx, t, steps=cfg.train_steps, lr=cfg.train_lr,
-                                          subset=cfg.train))
+    net = make_model(model, key, x.shape[1], width, classes, activation, dtype)
+    apply, params0 = split_model(net)
+    targets = training_targets(data.y, classes, dtype, sign=model == "resnet")
+    run = jax.jit(lambda p, xx, t: train(apply, p, xx, t, steps=train_steps, lr=train_lr, subset=train_subset))
     result = run(params0, x, targets)
     fmap = NetworkFeatures(apply, result.params, x.shape[1], targets.shape[1], "head")
     target = Target(fmap, fmap.theta_of(params0, result.params))
-    name = "TwoLayer" if cfg.model == "two_layer" else "ResNet"
-    desc = (f"{name}(width={cfg.width}, k={targets.shape[1]}, train={cfg.train}, "
-            f"steps={cfg.train_steps}, lr={float(result.lr):.3g}) head p={fmap.p}")
+    name = "TwoLayer" if model == "two_layer" else "ResNet"
+    desc = (f"{name}(width={width}, k={targets.shape[1]}, train={train_subset}, "
+            f"steps={train_steps}, lr={float(result.lr):.3g}) head p={fmap.p}")
     return NetworkProblem(target, result, desc)

@@ -1,0 +1,228 @@
+"""The configuration of ``jaxrecon reconstruct``: one frozen :class:`ReconstructConfig` in sections.
+
+Sections: ``data`` (the training set), ``model`` (what is fitted on it), ``attack`` (the
+reconstruction) and ``scale`` (memory, precision, devices); ``seed`` seeds everything. Each leaf is
+a flag ``--section.field`` with its flat spelling (``--model.p_over_dn`` / ``--p-over-dn``); see
+:mod:`jaxrecon.config`. :meth:`ReconstructConfig.resolve` checks every field and returns a new
+config with the defaults that depend on other fields filled in (``d``, ``p``, ``width``, ``seeds``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from .. import _validate
+from ..activations import ACTIVATIONS
+from ..config import Config, option, section
+from ..features.random_features import PRECISIONS
+from ..models import MODELS, TRAIN_SUBSETS
+from ..attack import DEFAULT_METHOD, METHODS, method_config
+from ..scale import block_size_for
+
+#: ``d`` of synthetic data when none is given, and for the ResNet (3 x 32 x 32, the paper's input).
+SYNTHETIC_D, RESNET_D = 100, 3072
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """training data: synthetic points of the sphere or n images of a dataset"""
+
+    name: str = option("synthetic", "synthetic, or an image dataset: cifar10, tinyimagenet, mnist, fashion_mnist "
+                       "(read from --data-dir) or digits, photos16, photos32, photos64 (bundled); d = H*W*C",
+                       flat="data")
+    dir: Optional[str] = option(None, "directory of the on-disk datasets (default: $JAXRECON_DATA); nothing "
+                                "is downloaded", flat="data_dir")
+    classes: Optional[str] = option(None, "image classes: indices '6,9' or a count '2' (first k); default: the "
+                                    "dataset's (cifar10: frog,truck)", flat="data_classes")
+    image_size: Optional[int] = option(None, "resize images to SIZE x SIZE")
+    d: Optional[int] = option(None, f"input dimension (default {SYNTHETIC_D}; {RESNET_D} = 3x32x32 for --model "
+                              "resnet; H*W*C of an image dataset)")
+    n: int = option(20, "number of training samples")
+    noise: float = option(0.5, "label noise std of the synthetic task")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """the model fitted on the data; the attack sees its parameters"""
+
+    name: str = option("rf", "rf: random features; two_layer: W2 relu(W1 x); resnet: the paper's ResNet "
+                       "(image-shaped d = 3*s*s). Networks are trained by full-batch GD and the target is the "
+                       "change of the head", flat="model", choices=MODELS)
+    p: Optional[int] = option(None, "number of random features (parameters); or give --p-over-dn")
+    p_over_dn: Optional[float] = option(None, "p as a multiple of d*n (p = round(r*d*n))")
+    activation: str = option("relu", "RF activation", choices=sorted(ACTIVATIONS))
+    ridge: float = option(0.0, "ridge of the least-squares fit")
+    width: Optional[int] = option(None, "hidden units / ResNet channels (default: from --p or --p-over-dn, "
+                                  "p = width*classes or 49*width head parameters)")
+    classes: int = option(1, "outputs k of the two-layer net (one-hot targets)")
+    train: str = option("head", "network layers trained by GD", choices=TRAIN_SUBSETS)
+    train_steps: int = option(100, "full-batch GD steps for networks")
+    train_lr: Optional[float] = option(None, "GD learning rate for networks (default: 1/lambda_max of the "
+                                       "Gauss-Newton Hessian)")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """the attack: method, step budget, seeds"""
+
+    method: str = option(DEFAULT_METHOD, "attack method", choices=sorted(METHODS))
+    optimizer: Optional[str] = option(None, "any optax optimiser by name (overrides the method's)")
+    lr: Optional[float] = option(None, "learning rate (overrides the method's)")
+    steps: int = option(10_000, "step budget per seed")
+    seeds: Optional[int] = option(None, "attack seeds, vmapped in one program (default: 4; 1 for image datasets, "
+                                  "whose steps cost d/100 times more and whose figure shows one seed)")
+    chunk: int = option(250, "steps per compiled chunk (progress granularity)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleConfig:
+    """memory, precision and devices"""
+
+    block_size: Optional[int] = option(None, "stream V in blocks of this many rows (default: dense V)")
+    memory_budget: Optional[str] = option(None, "stream V with the largest block that fits this much memory per "
+                                          "device, e.g. 4GB")
+    precision: str = option("highest", "matmul precision of the attack (tf32/bf16 are faster on GPUs; the fit "
+                            "stays exact)", choices=PRECISIONS)
+    shards: int = option(1, "split the random features over this many devices (needs --block-size or "
+                         "--memory-budget)")
+    seed_shards: int = option(1, "split the vmapped seeds over this many devices")
+    x64: bool = option(False, "compute in float64 (library callers enable it: jaxrecon.config.x64())")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class ReconstructConfig(Config):
+    """One reconstruction run: data -> model -> attack, at some scale.
+
+    Built from sections or flat names: ``ReconstructConfig(d=10, n=4, p=800, steps=50)`` is
+    ``ReconstructConfig(data={"d": 10, "n": 4}, model={"p": 800}, attack={"steps": 50})``.
+    """
+
+    seed: int = option(0, "base seed (data, features and attack keys)")
+    data: DataConfig = section(DataConfig)
+    model: ModelConfig = section(ModelConfig)
+    attack: AttackConfig = section(AttackConfig)
+    scale: ScaleConfig = section(ScaleConfig)
+
+    def resolve(self) -> "ReconstructConfig":
+        """A new config with every field checked and the dependent defaults filled in.
+
+        ``d`` (:func:`default_d`), ``p`` (from ``p_over_dn``: ``p = round(r d n)``; for networks
+        ``width`` x head parameters per width), ``p_over_dn = p / (d n)`` and ``seeds`` (4 for
+        synthetic data, 1 for images). A resolved config resolves to itself.
+        """
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
+        data = _resolve_data(self.data, self.model.name)
+        model = _resolve_model(self.model, data.d, data.n)
+        attack = _resolve_attack(self.attack, data.name)
+        cfg = dataclasses.replace(self, data=data, model=model, attack=attack)
+        _check_scale(cfg)
+        cfg.method_cfg()  # validates optimizer / lr
+        return cfg
+
+    def stream_block(self) -> Optional[int]:
+        """Rows of V per streamed block: ``block_size``, or the largest that fits ``memory_budget``
+        (per device, for this run's vmapped seeds per device); ``None`` for dense V. Resolved configs."""
+        sc = self.scale
+        if sc.memory_budget is None:
+            return sc.block_size
+        return block_size_for(self.data.d, self.data.n, self.model.p, sc.memory_budget,
+                              seeds=-(-self.attack.seeds // sc.seed_shards),
+                              dtype="float64" if sc.x64 else "float32", shards=sc.shards)
+
+    def method_cfg(self):
+        """The attack's :class:`~jaxrecon.reconstruct.MethodConfig` (method, optimiser and lr overrides)."""
+        return method_config(self.attack.method, optimizer=self.attack.optimizer, lr=self.attack.lr)
+
+
+def default_d(data: str = "synthetic", model: str = "rf", image_size: Optional[int] = None) -> int:
+    """The input dimension when none is given: ``H*W*C`` of an image dataset (at ``image_size``); on
+    synthetic data 100, or 3072 (``3 x 32 x 32``, the paper's input) for the ResNet."""
+    if data == "synthetic":
+        return RESNET_D if model == "resnet" else SYNTHETIC_D
+    from ..data.registry import DATASETS, input_dim
+
+    _validate.choice("data", data, ("synthetic", *DATASETS))
+    return input_dim(data, image_size)
+
+
+def _resolve_data(data: DataConfig, model: str) -> DataConfig:
+    """Fill ``d``; image datasets fix it, so ``--d`` may be omitted or must agree."""
+    if data.name == "synthetic" and (data.image_size is not None or data.classes is not None):
+        raise ValueError("data: --image-size and --data-classes apply to image datasets, not synthetic data")
+    d = default_d(data.name, model, data.image_size)
+    if data.name != "synthetic" and data.d is not None and data.d != d:
+        raise ValueError(f"d: --data {data.name} has d = H*W*C = {d}; omit --d or give --d {d}, got {data.d}")
+    d = data.d if data.d is not None else d
+    _validate.positive_int("d", d)
+    _validate.positive_int("n", data.n)
+    _validate.positive_float("noise", data.noise, allow_zero=True)
+    return dataclasses.replace(data, d=d)
+
+
+def _resolve_model(m: ModelConfig, d: int, n: int) -> ModelConfig:
+    """Fill ``p`` (and a network's ``width``) and set ``p_over_dn = p / (d n)``."""
+    _validate.choice("model", m.name, MODELS)
+    width = m.width
+    if m.name == "rf":
+        p = _rf_params(m.p, m.p_over_dn, d, n)
+    else:
+        from ..models.train import check_network, head_params_per_width, width_for_params
+
+        _validate.choice("train", m.train, TRAIN_SUBSETS)
+        _validate.positive_int("train_steps", m.train_steps)
+        if m.train_lr is not None:
+            _validate.positive_float("train_lr", m.train_lr)
+        check_network(m.name, d, m.classes)
+        if width is None:  # the width whose head has p (or p_over_dn * d * n) parameters
+            if m.p is None and m.p_over_dn is None:
+                raise ValueError("width: give --width, --p or --p-over-dn")
+            wanted = m.p if m.p is not None else _validate.positive_float("p_over_dn", m.p_over_dn) * d * n
+            width = width_for_params(wanted, m.name, m.classes)
+        _validate.positive_int("width", width)
+        p = width * head_params_per_width(m.name, m.classes)
+    _validate.positive_int("p", p)
+    _validate.choice("activation", m.activation, ACTIVATIONS)
+    _validate.positive_float("ridge", m.ridge, allow_zero=True)
+    return dataclasses.replace(m, p=p, p_over_dn=p / (d * n), width=width)
+
+
+def _rf_params(p, p_over_dn, d: int, n: int):
+    """``p``, or ``round(p_over_dn * d * n)``; both may be given only if they agree (a resolved config)."""
+    if p is None and p_over_dn is None:
+        raise ValueError("p: give --p or --p-over-dn")
+    if p_over_dn is None:
+        return p
+    from_ratio = max(1, int(round(_validate.positive_float("p_over_dn", p_over_dn) * d * n)))
+    if p is not None and p != from_ratio:
+        raise ValueError("p: give only one of --p and --p-over-dn")
+    return from_ratio
+
+
+def _resolve_attack(a: AttackConfig, data: str) -> AttackConfig:
+    seeds = a.seeds if a.seeds is not None else (4 if data == "synthetic" else 1)
+    _validate.positive_int("seeds", seeds)
+    _validate.positive_int("steps", a.steps)
+    _validate.positive_int("chunk", a.chunk)
+    _validate.choice("method", a.method, METHODS)
+    return dataclasses.replace(a, seeds=seeds)
+
+
+def _check_scale(cfg: ReconstructConfig) -> None:
+    sc = cfg.scale
+    if sc.block_size is not None:
+        _validate.positive_int("block_size", sc.block_size)
+    _validate.choice("precision", sc.precision, PRECISIONS)
+    _validate.positive_int("shards", sc.shards)
+    _validate.positive_int("seed_shards", sc.seed_shards)
+    if not isinstance(sc.x64, bool):
+        raise ValueError(f"x64: must be true or false, got {sc.x64!r}")
+    if cfg.model.name != "rf" and (sc.memory_budget, sc.precision, sc.shards) != (None, "highest", 1):
+        raise ValueError("memory_budget / precision / shards: apply to --model rf only")
+    if sc.memory_budget is not None and sc.block_size is not None:
+        raise ValueError("memory_budget: give only one of --memory-budget and --block-size")
+    block = cfg.stream_block()  # a budget too small fails here, before any work
+    if sc.shards > 1 and block is None:
+        raise ValueError("shards: sharding the features needs a streamed map; give --block-size or "
+                         "--memory-budget")

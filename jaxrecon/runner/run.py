@@ -1,0 +1,162 @@
+"""One reconstruction experiment end to end: data -> model -> target -> attack -> metrics -> files.
+
+:func:`run_reconstruction` is what ``jaxrecon reconstruct`` calls; it is importable from notebooks.
+It never switches JAX's float64 mode: a config with ``x64`` runs inside
+:func:`jaxrecon.config.x64` (the CLI does this).
+Keys: ``key = jax.random.key(seed)`` is split into ``(data, features, attack)`` roles; attack seed
+``s`` starts from ``jax.random.split(attack_key, seeds)[s]``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from ..config import to_dict
+from ..data.synthetic import Dataset, synthetic
+from ..features.base import Target
+from ..features.random_features import RandomFeatures
+from ..io import out_dir, versions, write_json, write_npz
+from ..loss import report_loss
+from ..metrics import match
+from ..models.rf import fit_with_info
+from ..attack import reconstruct_seeds
+from .config import ReconstructConfig
+
+
+class Problem(NamedTuple):
+    """A fitted model seen by the attack: its target, training loss and a one-line description."""
+
+    target: Target
+    train_loss: float
+    description: str
+
+
+def load_data(cfg: ReconstructConfig, key):
+    """Training data for a run: synthetic sphere data, or ``n`` images of a named dataset.
+
+    Images come as :class:`~jaxrecon.data.registry.ImageData` (``x``, ``y`` first, as ``Dataset``):
+    standardised by the set's global mean and std, then each row rescaled to norm ``sqrt(d)``
+    (the sphere the theory and the attack assume; see :mod:`jaxrecon.data.registry`).
+    """
+    data = cfg.data
+    if data.name == "synthetic":
+        return synthetic(key, data.n, data.d, data.noise)
+    from ..data.registry import load_dataset
+
+    return load_dataset(data.name, key, data.n, data.dir, classes=data.classes, size=data.image_size)
+
+
+def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
+    """Fit the configured model on ``data`` and return the attack's target (``cfg`` resolved)."""
+    m = cfg.model
+    if m.name != "rf":
+        import jax.numpy as jnp
+
+        from ..models.train import build_network_problem
+
+        net = build_network_problem(key, data, m.name, m.width, classes=m.classes, activation=m.activation,
+                                    train_subset=m.train, train_steps=m.train_steps, train_lr=m.train_lr,
+                                    dtype=jnp.float64 if cfg.scale.x64 else jnp.float32)
+        return Problem(net.target, float(net.train.final_loss), net.description)
+    fmap = RandomFeatures(key, cfg.data.d, m.p, m.activation, cfg.stream_block(), shards=cfg.scale.shards)
+    # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
+    fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, m.ridge))(fmap, data.x, data.y)
+    fmap = fmap.replace(precision=cfg.scale.precision)
+    return Problem(Target(fmap, fitted.theta), float(fitted.train_loss), fmap.describe())
+
+
+def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, log=print) -> dict:
+    """Run one reconstruction experiment; write ``summary.json`` and ``arrays.npz`` into ``out``.
+
+    Returns the summary dict: ``config``, ``versions``, ``fit`` and ``results`` (one entry per seed
+    with ``seed, loss, error_abs, error_sign, recovered, flipped, train_loss, steps, seconds,
+    status``); ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...).
+
+    A config with ``x64`` needs float64 enabled by the caller (``with jaxrecon.config.x64(): ...``);
+    otherwise this raises a one-line ``ValueError`` before any work.
+    """
+    cfg = cfg.resolve()
+    if cfg.scale.x64 and not jax.config.jax_enable_x64:
+        raise ValueError("x64: float64 is not enabled; run inside `with jaxrecon.config.x64():` (the CLI does)")
+    out = out_dir(out) if out is not None else None  # fail before computing anything
+    k_data, k_model, k_attack = jax.random.split(jax.random.key(cfg.seed), 3)
+    t0 = time.perf_counter()
+    data = load_data(cfg, k_data)
+    problem = build_problem(cfg, k_model, data)
+    fit_seconds = time.perf_counter() - t0
+    train_loss = problem.train_loss
+    n, attack = cfg.data.n, cfg.attack
+    if log:
+        log(f"{problem.description}  n={n}  p/(dn)={cfg.model.p_over_dn:.3g}  train MSE={train_loss:.3g}  "
+            f"method={attack.method}")
+    res = reconstruct_seeds(problem.target, k_attack, n, attack.seeds,
+                            method=cfg.method_cfg(), steps=attack.steps, chunk=attack.chunk, progress=progress,
+                            seed_shards=cfg.scale.seed_shards)
+    x = np.asarray(data.x)
+    rows = []
+    for s in range(attack.seeds):
+        m = match(x, res.x_hat[s])
+        rows.append({
+            "seed": s, "loss": float(report_loss(res.loss[s])), "loss_raw": float(res.loss[s]),
+            "error_abs": m.error_abs, "error_sign": m.error_sign, "recovered": m.recovered,
+            "flipped": int(m.flipped.sum()), "train_loss": train_loss, "steps": int(res.steps[s]),
+            "seconds": float(res.seconds[s]), "status": res.status[s],
+        })
+    summary = {
+        "config": to_dict(cfg, flat=True), "versions": versions(),
+        "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
+        "compile_seconds": res.compile_seconds, "results": rows,
+    }
+    if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed
+        summary["images"] = _image_outputs(cfg, data, res.x_hat, rows, out, log)
+    if out is not None:
+        write_npz(out / "arrays.npz", x=x, y=np.asarray(data.y), x_hat=res.x_hat)
+        write_json(out / "summary.json", summary)
+    if log:
+        log(format_table(rows))
+    return summary
+
+
+def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, out, log) -> dict:
+    """Per-image PSNR/SSIM for every seed (added to ``rows``) and ``recon.png`` for the best seed."""
+    from ..image_plots import image_metrics, matched_pixels, save_recon
+
+    per_seed = []
+    for s, row in enumerate(rows):
+        m = match(data.x, x_hat[s])
+        met = image_metrics(*matched_pixels(data, x_hat[s], m))
+        row["psnr_median"], row["ssim_mean"] = float(np.median(met["psnr"])), float(np.mean(met["ssim"]))
+        per_seed.append({"psnr": [float(v) for v in met["psnr"]], "ssim": met["ssim"], "error": m.row_error,
+                         "flipped": m.flipped})
+    best = int(np.argmin([r["error_sign"] for r in rows]))
+    info = {"dataset": data.name, "shape": list(data.shape), "class_names": list(data.class_names),
+            "labels": data.labels, "mean": data.mean, "std": data.std, "normalize": data.normalize,
+            "per_seed": per_seed, "figure_seed": best}
+    if out is not None:
+        m = match(data.x, x_hat[best])
+        title = (f"{data.name}: n={cfg.data.n}, d={cfg.data.d}, p={cfg.model.p} (p/dn={cfg.model.p_over_dn:.3g}), "
+                 f"seed {best}, "
+                 f"error_sign={rows[best]['error_sign']:.3g}")
+        info["figure"] = save_recon(data, x_hat[best], m, out / "recon.png", title=title)
+        if log:
+            log(f"recon.png: seed {best}; per image (error, PSNR dB, SSIM):")
+            log("  ".join(f"[{r['index']}] {r['error']:.3g} {r['psnr']:.1f} {r['ssim']:.3f}" for r in info["figure"]))
+    return info
+
+
+def format_table(rows, columns=("seed", "loss", "error_abs", "error_sign", "recovered", "steps",
+                                "seconds", "status")) -> str:
+    """A plain-text table, one row per seed."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if v != 0 else "0"
+        return str(v)
+
+    cells = [[fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))
+    return "\n".join([line(columns)] + [line(r) for r in cells])

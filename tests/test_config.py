@@ -1,0 +1,116 @@
+"""Typed sectioned configs (jaxrecon.config) and the reconstruct command's config built with them."""
+
+import argparse
+import dataclasses
+from typing import Optional
+
+import jax
+import pytest
+
+from jaxrecon.config import (Config, add_arguments, from_args, from_dict, option, override, section, to_dict,
+                             x64)
+from jaxrecon.runner import ReconstructConfig, run_reconstruction
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    """inner section"""
+
+    lr: Optional[float] = option(None, "learning rate")
+    name: str = option("a", "a name", flat="inner_name", choices=("a", "b"))
+    flag: bool = option(False, "a switch")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class Outer(Config):
+    steps: int = option(10, "steps")
+    inner: Inner = section(Inner)
+
+
+def test_from_dict_nested_dotted_and_flat():
+    nested = from_dict(Outer, {"steps": 3, "inner": {"lr": 0.5, "name": "b"}})
+    assert nested == Outer(steps=3, inner=Inner(lr=0.5, name="b"))
+    assert from_dict(Outer, {"steps": 3, "inner.lr": 0.5, "inner_name": "b"}) == nested
+    assert Outer(steps=3, lr=0.5, inner_name="b") == nested  # flat keyword arguments
+    assert from_dict(Outer, {"steps": "3", "lr": "0.5", "inner_name": "b"}) == nested  # strings converted
+    assert from_dict(Outer, to_dict(nested)) == nested and from_dict(Outer, to_dict(nested, flat=True)) == nested
+    assert to_dict(nested) == {"steps": 3, "inner": {"lr": 0.5, "name": "b", "flag": False}}
+    assert to_dict(nested, flat=True) == {"steps": 3, "lr": 0.5, "inner_name": "b", "flag": False}
+    assert nested.lr == 0.5 and nested.inner_name == "b"  # flat names read through
+
+
+def test_unknown_key_is_one_line_error_listing_allowed():
+    with pytest.raises(ValueError, match=r"^lrr: unknown Outer key; allowed: flag, inner, inner_name, lr, steps"):
+        from_dict(Outer, {"lrr": 1})
+    with pytest.raises(ValueError, match="^colour: unknown ReconstructConfig key; allowed: .*memory_budget"):
+        ReconstructConfig(colour="red")
+
+
+def test_dotted_override_converts_by_annotation():
+    cfg = Outer()
+    assert override(cfg, "inner.lr", "0.1").inner.lr == 0.1
+    assert override(cfg, "inner.lr", "none").inner.lr is None  # Optional
+    assert override(cfg, "steps", "7").steps == 7
+    assert override(cfg, "inner.flag", "true").inner.flag is True and override(cfg, "flag", "no").inner.flag is False
+    assert cfg == Outer()  # overrides copy
+    with pytest.raises(ValueError, match="^steps: must be an int, got 'x'"):
+        override(cfg, "steps", "x")
+    with pytest.raises(ValueError, match="^inner.flag: must be true or false"):
+        override(cfg, "flag", "maybe")
+    r = override(ReconstructConfig(), "attack.lr", "0.1")
+    assert r.attack.lr == 0.1 and isinstance(r.attack.lr, float)
+    assert override(r, "scale.x64", "1").scale.x64 is True and override(r, "model.p", "80").model.p == 80
+
+
+def test_frozen():
+    cfg = ReconstructConfig(d=10, n=4, p=800, steps=50)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.attack.steps = 1
+    assert hash(cfg) == hash(ReconstructConfig(d=10, n=4, p=800, steps=50))
+
+
+def test_generated_flags_dotted_and_legacy():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ReconstructConfig)
+    options = {s for a in parser._actions for s in a.option_strings}
+    legacy = {"--d", "--n", "--p", "--p-over-dn", "--seeds", "--seed", "--steps", "--method", "--optimizer", "--lr",
+              "--activation", "--block-size", "--memory-budget", "--precision", "--shards", "--seed-shards",
+              "--ridge", "--noise", "--data", "--data-dir", "--data-classes", "--image-size", "--model", "--width",
+              "--classes", "--train", "--train-steps", "--train-lr", "--x64", "--chunk"}
+    assert legacy <= options
+    assert {"--attack.lr", "--model.p_over_dn", "--scale.memory_budget", "--data.name", "--model.name"} <= options
+    base = ReconstructConfig(n=7)
+    args = parser.parse_args(["--attack.lr", "0.1", "--p-over-dn", "3", "--data", "digits", "--x64"])
+    cfg = from_args(ReconstructConfig, args, base)
+    assert cfg == base.replace(lr=0.1, p_over_dn=3.0, data="digits", x64=True)  # flags not given keep base
+    assert from_args(ReconstructConfig, parser.parse_args([])) == ReconstructConfig()
+    text = parser.format_help()
+    assert text.count("(default: 10000)") == 1 and "(default: None)" not in text
+
+
+def test_resolve_returns_new_config_with_defaults_in_one_place():
+    cfg = ReconstructConfig(n=4, p_over_dn=2)
+    r = cfg.resolve()
+    assert cfg.data.d is None and cfg.model.p is None  # not mutated
+    assert (r.data.d, r.model.p, r.model.p_over_dn, r.attack.seeds) == (100, 800, 2.0, 4)
+    assert r.resolve() == r
+    assert ReconstructConfig(model="resnet", n=1, width=2).resolve().data.d == 3072
+    assert ReconstructConfig(data="digits", n=4, p=10).resolve().data.d == 64
+    net = ReconstructConfig(model="two_layer", d=6, n=2, classes=2, p_over_dn=5).resolve()
+    assert (net.model.width, net.model.p) == (30, 60) and net.resolve() == net
+    with pytest.raises(ValueError, match="^p: give only one of --p and --p-over-dn"):
+        ReconstructConfig(n=4, p=10, p_over_dn=2).resolve()
+
+
+def test_x64_context_and_run_refuses_x64_without_it():
+    before = bool(jax.config.jax_enable_x64)
+    with x64(False):
+        assert not jax.config.jax_enable_x64
+        with pytest.raises(ValueError, match="^x64: float64 is not enabled"):
+            run_reconstruction(ReconstructConfig(d=4, n=2, p=50, x64=True), progress=False, log=None)
+        with x64():
+            assert jax.config.jax_enable_x64
+        assert not jax.config.jax_enable_x64
+    assert bool(jax.config.jax_enable_x64) == before
