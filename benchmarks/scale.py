@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 
 import jaxrecon as jr
+from jaxrecon.scale import block_size_for
+from jaxrecon.data import project_to_sphere, sphere
 from jaxrecon.features.random_features import PRECISIONS
 
 from _common import block, machine, save, timed
@@ -44,17 +46,17 @@ def step_flops(d, n, p, cache):
 
 
 def measure(d, n, p, precision, budget, steps, cache, seeds=1):
-    B = jr.block_size_for(d, n, p, budget, seeds=seeds, cache_preactivations=cache)
+    B = block_size_for(d, n, p, budget, seeds=seeds, cache_preactivations=cache)
     fmap = jr.RandomFeatures(jax.random.key(2), d, p, block_size=B, dtype="float32", precision=precision,
                              cache_preactivations=cache, surrogate_slope=0.02)
     theta = jax.random.normal(jax.random.key(3), (p,), jnp.float32)
-    x = jr.sphere(jax.random.key(4), n, d).astype(jnp.float32)
+    x = sphere(jax.random.key(4), n, d).astype(jnp.float32)
     vg = jax.value_and_grad(lambda x: jr.projector_loss(fmap, theta, x))
 
     def step(x, m):
         loss, g = vg(x)
         m = 0.9 * m + g
-        return jr.project_to_sphere(x - 20.0 * m, d ** 0.5), m, loss
+        return project_to_sphere(x - 20.0 * m, d ** 0.5), m, loss
 
     t0 = time.perf_counter()
     compiled = jax.jit(step).lower(x, jnp.zeros_like(x)).compile()

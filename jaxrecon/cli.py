@@ -6,6 +6,7 @@ Errors in the user's input print one line (``jaxrecon: error: ...``) and exit wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from ._version import __version__
@@ -29,8 +30,6 @@ def _add_reconstruct(sub):
 
 
 def _cmd_reconstruct(args):
-    import contextlib
-
     from .config import from_args, x64
     from .runner import ReconstructConfig, run_reconstruction
 
@@ -89,7 +88,7 @@ def _add_sweep(sub):
 
 def _cmd_sweep(args):
     from .sweeps import SweepConfig, load_config, sweep
-    from .sweeps.run import _enable_x64_if
+    from .config import x64
 
     cfg = load_config(args.config) if args.config else SweepConfig()
     keys = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "seeds", "seed",
@@ -98,8 +97,8 @@ def _cmd_sweep(args):
     if not args.config and not any(getattr(args, k) is not None for k in ("p", "p_over_n", "p_over_dn")):
         raise ValueError("p: give a config file or one of --p, --p-over-n, --p-over-dn")
     out = args.out or f"runs/{cfg.name}"
-    _enable_x64_if(cfg.resolved())
-    sweep(cfg, out=out, progress=not args.quiet, plots=not args.no_plot, bootstrap=args.bootstrap)
+    with x64() if cfg.resolved().x64 else contextlib.nullcontext():
+        sweep(cfg, out=out, progress=not args.quiet, plots=not args.no_plot, bootstrap=args.bootstrap)
     return 0
 
 

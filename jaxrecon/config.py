@@ -270,7 +270,7 @@ def x64(enable: bool = True):
     """Run a block with ``jax_enable_x64`` set to ``enable``; the previous setting is restored after.
 
     The library never switches float64 itself: entry points (the CLI, scripts, notebooks) do, e.g.
-    ``with jaxrecon.config.x64(): run_reconstruction(cfg)`` for a config with ``x64=True``.
+    ``with jaxrecon.x64(): run_reconstruction(cfg)`` for a config with ``x64=True``.
     """
     before = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", bool(enable))

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import jaxrecon as jr
+from jaxrecon.models import fit_with_info
 from jaxrecon.metrics import image_metrics
 
 
@@ -13,7 +14,7 @@ def test_fit_equals_pinv(p, block_size):
     data = jr.synthetic(jax.random.key(1), 12, 4)
     F = np.asarray(fmap.features(data.x))
     expected = np.linalg.pinv(F) @ np.asarray(data.y)
-    info = jr.fit_with_info(fmap, data.x, data.y)
+    info = fit_with_info(fmap, data.x, data.y)
     np.testing.assert_allclose(info.theta, expected, rtol=1e-7, atol=1e-9)
     mse = np.mean((F @ expected - np.asarray(data.y)) ** 2)
     assert float(info.train_loss) == pytest.approx(mse, rel=1e-6, abs=1e-12)

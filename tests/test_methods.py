@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import jaxrecon as jr
+from jaxrecon.loss import projector_residual, residual_linearization
+from jaxrecon.data import project_to_sphere, sphere
 from jaxrecon.attack import METHODS, Phase, Status, attack_target, make_solver, method_config
 from jaxrecon.attack.lm import lm_direction, lm_system
 from jaxrecon.attack.loop import _start, advance, init_state
@@ -37,12 +39,12 @@ def test_lm_step_equals_dense_numpy_gauss_newton():
     _, target = problem(3, 2, 8)
     cfg = method_config("adam-lm", cg_iters=40)
     tgt = attack_target(target, cfg)
-    x = jr.project_to_sphere(jax.random.normal(jax.random.key(3), (2, 3)))
+    x = project_to_sphere(jax.random.normal(jax.random.key(3), (2, 3)))
     damping = jnp.asarray(1e-2)
     delta, loss, grad = lm_direction(tgt, x, damping, cfg.lm.cg_iters)
     system = lm_system(tgt, x, damping)
     # dense reference: the full Jacobian of the residual, materialised
-    r_fn = lambda xx: jr.projector_residual(tgt.fmap, tgt.theta, xx)
+    r_fn = lambda xx: projector_residual(tgt.fmap, tgt.theta, xx)
     J = np.asarray(jax.jacfwd(r_fn)(x)).reshape(-1, 6)
     r = np.asarray(r_fn(x))
     D = np.repeat(np.asarray(system.D)[:, 0], 3)
@@ -62,7 +64,7 @@ def test_multi_start_keeps_the_best_candidate():
     # looped reference: run each candidate alone and keep the lowest loss
     losses, xs = [], []
     for k in jax.random.split(key, 4):
-        x = jr.project_to_sphere(jax.random.normal(k, (3, 6)))
+        x = project_to_sphere(jax.random.normal(k, (3, 6)))
         s = solver.phases[0].init(x)
         for _ in range(15):
             x, s, _, _ = solver.phases[0].step(tgt, x, s)
@@ -79,7 +81,7 @@ def test_redraw_replaces_only_the_weakest_row():
     cfg = METHODS["adam-lm"]()
     tgt = attack_target(target, cfg)
     x = np.asarray(data.x).copy()
-    x[1] = np.asarray(jr.sphere(jax.random.key(4), 1, 6))[0]  # a wrong row; the others are exact
+    x[1] = np.asarray(sphere(jax.random.key(4), 1, 6))[0]  # a wrong row; the others are exact
     new = np.asarray(redraw_weakest_row(tgt, jnp.asarray(x), jax.random.key(0), np.sqrt(6)))
     changed = np.flatnonzero(np.any(new != x, axis=1))
     assert changed.tolist() == [1]
@@ -113,7 +115,7 @@ def test_closed_form_gauss_newton_equals_autodiff(activation, slope):
 
     @jax.jit
     def pieces(fmap):
-        lin = jr.residual_linearization(fmap, theta, x)
+        lin = residual_linearization(fmap, theta, x)
         return lin.residual, lin.coef, lin.grad, lin.gram_matvec(u), lin.gram_matvec(v)
 
     fast, slow = pieces(dense), pieces(streamed)

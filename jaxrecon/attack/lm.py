@@ -49,9 +49,8 @@ def full_precision(tgt: Target) -> Target:
     The LM phase always runs on it: reduced precision (TF32, bf16) speeds up the first-order
     phase, but the last digits of an exact reconstruction need exact products.
     """
-    fmap = tgt.fmap
-    if getattr(fmap, "precision", "highest") != "highest":
-        return Target(fmap.replace(precision="highest"), tgt.theta)
+    if tgt.fmap.precision != "highest":
+        return Target(tgt.fmap.with_precision("highest"), tgt.theta)
     return tgt
 
 

@@ -71,7 +71,7 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
 def attack_target(target: Target, method: Method) -> Target:
     """The target the attack differentiates: surrogate derivative if the method asks, map prepared."""
     fmap = target.fmap
-    if method.surrogate_slope is not None and hasattr(fmap, "with_surrogate"):
+    if method.surrogate_slope is not None:
         fmap = fmap.with_surrogate(method.surrogate_slope)
     return Target(fmap.prepare(), target.theta)
 

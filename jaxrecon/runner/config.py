@@ -87,7 +87,7 @@ class ScaleConfig:
     shards: int = option(1, "split the random features over this many devices (needs --block-size or "
                          "--memory-budget)")
     seed_shards: int = option(1, "split the vmapped seeds over this many devices")
-    x64: bool = option(False, "compute in float64 (library callers enable it: jaxrecon.config.x64())")
+    x64: bool = option(False, "compute in float64 (library callers enable it: jaxrecon.x64())")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -132,7 +132,7 @@ class ReconstructConfig(Config):
                               dtype="float64" if sc.x64 else "float32", shards=sc.shards)
 
     def method_cfg(self):
-        """The attack's :class:`~jaxrecon.reconstruct.MethodConfig` (method, optimiser and lr overrides)."""
+        """The attack's :class:`~jaxrecon.attack.Method` (method, optimiser and lr overrides)."""
         return method_config(self.attack.method, optimizer=self.attack.optimizer, lr=self.attack.lr)
 
 

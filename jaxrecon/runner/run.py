@@ -76,12 +76,12 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     with ``seed, loss, error_abs, error_sign, recovered, flipped, train_loss, steps, seconds,
     status``); ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...).
 
-    A config with ``x64`` needs float64 enabled by the caller (``with jaxrecon.config.x64(): ...``);
+    A config with ``x64`` needs float64 enabled by the caller (``with jaxrecon.x64(): ...``);
     otherwise this raises a one-line ``ValueError`` before any work.
     """
     cfg = cfg.resolve()
     if cfg.scale.x64 and not jax.config.jax_enable_x64:
-        raise ValueError("x64: float64 is not enabled; run inside `with jaxrecon.config.x64():` (the CLI does)")
+        raise ValueError("x64: float64 is not enabled; run inside `with jaxrecon.x64():` (the CLI does)")
     out = out_dir(out) if out is not None else None  # fail before computing anything
     k_data, k_model, k_attack = jax.random.split(jax.random.key(cfg.seed), 3)
     t0 = time.perf_counter()

@@ -20,14 +20,11 @@ from .points import GridPoint, ProgramCache, check_sizes, compiled_program, grid
 from .store import append_rows, finish_meta, prepare_out, read_results, to_table
 
 
-def _enable_x64_if(resolved: ResolvedSweep) -> None:
-    """Switch JAX to float64 when the sweep asks for it and it is not on yet.
-
-    This changes a process-wide JAX setting; the CLI calls it at its entry point and :func:`sweep`
-    calls it only for a float64 sweep in a float32 process (a context manager for library users
-    is to replace the second use)."""
+def _check_x64(resolved: ResolvedSweep) -> None:
+    """A float64 sweep needs float64 enabled by the caller (the CLI does; library users run it
+    inside ``with jaxrecon.x64():``): a one-line ``ValueError`` otherwise, before any work."""
     if resolved.x64 and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+        raise ValueError("x64: float64 is not enabled; run inside `with jaxrecon.x64():` (the CLI does)")
 
 
 def _as_config(config) -> SweepConfig:
@@ -65,7 +62,7 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     points = grid(resolved)
     _check_bootstrap(bootstrap)
     check_sizes(resolved, points)
-    _enable_x64_if(resolved)
+    _check_x64(resolved)
     log_to_stdout = log is print
     log = log or (lambda *a, **k: None)
     cache = ProgramCache() if cache is None else cache
