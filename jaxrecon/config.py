@@ -1,7 +1,8 @@
 """Frozen, typed, sectioned configs: built from dicts, overridden by dotted names, turned into flags.
 
-A config is a frozen dataclass whose fields are *leaves* (``int``, ``float``, ``str``, ``bool`` or
-``Optional`` of one) or *sections* (nested frozen dataclasses). Every leaf has two names:
+A config is a frozen dataclass whose fields are *leaves* (``int``, ``float``, ``str``, ``bool``, a
+tuple of one of them, ``tuple[int, ...]``, or ``Optional`` of any of these) or *sections* (nested
+frozen dataclasses). Every leaf has two names:
 
 * its dotted name, the path through the sections: ``attack.lr``;
 * its flat name, unique in the whole config: the field name, or ``metadata["flat"]`` where the
@@ -50,9 +51,10 @@ class Leaf(NamedTuple):
     path: tuple[str, ...]
     dotted: str
     flat: str
-    type: Any  # the base type: int, float, str or bool
+    type: Any  # the base type: int, float, str or bool (of the elements, for a tuple leaf)
     optional: bool
     field: dataclasses.Field
+    sequence: bool = False  # a tuple leaf, ``tuple[type, ...]``
 
 
 def _unwrap(tp) -> tuple[Any, bool]:
@@ -61,6 +63,16 @@ def _unwrap(tp) -> tuple[Any, bool]:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) != 1:
             raise TypeError(f"config fields may be Optional of one type, got {tp}")
+        return args[0], True
+    return tp, False
+
+
+def _element(tp) -> tuple[Any, bool]:
+    """``(element type, True)`` of ``tuple[int, ...]``; ``(tp, False)`` of anything else."""
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"config fields may be tuples of one type, tuple[T, ...], got {tp}")
         return args[0], True
     return tp, False
 
@@ -79,9 +91,10 @@ def leaves(cls, _prefix: tuple[str, ...] = ()) -> tuple[Leaf, ...]:
             out.extend(leaves(hints[f.name], path))
             continue
         base, optional = _unwrap(hints[f.name])
+        base, sequence = _element(base)
         if base not in (int, float, str, bool):
             raise TypeError(f"config field {'.'.join(path)}: type {base} is not int, float, str or bool")
-        out.append(Leaf(path, ".".join(path), f.metadata.get("flat") or f.name, base, optional, f))
+        out.append(Leaf(path, ".".join(path), f.metadata.get("flat") or f.name, base, optional, f, sequence))
     if not _prefix:
         flats = [l.flat for l in out]
         if len(set(flats)) != len(flats):
@@ -94,14 +107,25 @@ def _sections(cls) -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if _is_section(hints[f.name])}
 
 
-def convert(name: str, value, leaf_type, optional: bool = False):
+def convert(name: str, value, leaf_type, optional: bool = False, sequence: bool = False):
     """``value`` as the leaf's type: strings are parsed (``"none"`` is ``None`` for Optional leaves,
-    ``true/false/yes/no/1/0`` for booleans); other values are kept as given."""
+    ``true/false/yes/no/1/0`` for booleans, comma-separated values for tuple leaves: ``"10,20"``);
+    lists given to a tuple leaf become tuples; other values are kept as given (checking them is the
+    config's job)."""
+    if sequence and isinstance(value, list):
+        return tuple(value)
     if not isinstance(value, str):
         return value
     text = value.strip()
     if optional and text.lower() == "none":
         return None
+    if sequence:
+        items = [v for v in text.split(",") if v.strip()]
+        try:
+            return tuple(convert(name, v.strip(), leaf_type) for v in items)
+        except ValueError:
+            raise ValueError(f"{name}: must be a comma-separated list of {leaf_type.__name__}, "
+                             f"got {value!r}") from None
     if leaf_type is str:
         return value
     if leaf_type is bool:
@@ -115,11 +139,13 @@ def convert(name: str, value, leaf_type, optional: bool = False):
                          f"got {value!r}") from None
 
 
-def _assign(cls, values: Mapping) -> dict[str, Any]:
-    """Direct field values of ``cls`` from nested, dotted or flat keys (missing fields: defaults).
+def _assign(cls, values: Mapping, current=None) -> dict[str, Any]:
+    """Direct field values of ``cls`` from nested, dotted or flat keys (fields not given are left out).
 
     A key naming a section takes a mapping (merged into the section) or a section instance; a flat
     name that equals a section's name (``data``) is the flat leaf when its value is not a mapping.
+    Leaves of a section are set on ``current``'s section (a config of ``cls``), or on the section's
+    defaults when ``current`` is ``None``.
     """
     sections, by_flat = _sections(cls), {l.flat: l for l in leaves(cls)}
     by_dotted = {l.dotted: l for l in by_flat.values()}
@@ -136,20 +162,20 @@ def _assign(cls, values: Mapping) -> dict[str, Any]:
             allowed = sorted({*by_flat, *(d for d in by_dotted if "." not in d), *sections})
             more = " (or section.field)" if sections else ""
             raise ValueError(f"{key}: unknown {cls.__name__} key; allowed: {', '.join(allowed)}{more}")
-        value = convert(leaf.dotted, value, leaf.type, leaf.optional)
+        value = convert(leaf.dotted, value, leaf.type, leaf.optional, leaf.sequence)
         if len(leaf.path) == 1:
             direct[leaf.path[0]] = value
         else:
             nested[leaf.path[0]][".".join(leaf.path[1:])] = value
     for name, sub in nested.items():
         if sub:
-            base = direct.get(name)
+            base = direct.get(name, None if current is None else getattr(current, name))
             direct[name] = from_dict(sections[name], sub) if base is None else _update(base, sub)
     return direct
 
 
 def _update(cfg, values: Mapping):
-    return dataclasses.replace(cfg, **_assign(type(cfg), values)) if values else cfg
+    return dataclasses.replace(cfg, **_assign(type(cfg), values, cfg)) if values else cfg
 
 
 def from_dict(cls, values: Mapping):
@@ -221,17 +247,28 @@ class Config:
 
 def _parser_type(leaf: Leaf):
     def parse(text):
-        return convert(leaf.dotted, text, leaf.type, leaf.optional)
+        if not leaf.sequence:
+            return convert(leaf.dotted, text, leaf.type, leaf.optional)
+        try:
+            return convert(leaf.dotted, text, leaf.type, leaf.optional, sequence=True)
+        except ValueError as e:  # argparse prints this message as it is
+            raise argparse.ArgumentTypeError(str(e)) from None
     parse.__name__ = leaf.type.__name__  # argparse names it in "invalid int value"
     return parse
+
+
+def _default_text(default) -> str:
+    return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """Add one flag per leaf of ``cls``: ``--section.field`` and its flat spelling (``--p-over-dn``).
 
     Flags are grouped by section (the section's docstring heads the group); help is the field's
-    ``metadata["help"]`` and the default, shown once. Flags not given are absent from the parsed
-    namespace, so :func:`from_args` keeps the base config's values for them.
+    ``metadata["help"]`` and the default, shown once. Boolean leaves are switches with a negative
+    (``--x64`` / ``--no-x64``); tuple leaves take comma-separated values (``--d 10,20``). Flags not
+    given are absent from the parsed namespace, so :func:`from_args` keeps the base config's values
+    for them (and :func:`given_args` lists only those given).
     """
     groups = {}
     for name, sec in _sections(cls).items():
@@ -248,21 +285,27 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
             text += f" ({', '.join(map(str, choices))})"
         default = leaf.field.default
         if default is not None and default is not dataclasses.MISSING and leaf.type is not bool:
-            text += f" (default: {default})"
+            text += f" (default: {_default_text(default)})"
         kw = dict(dest=leaf.dotted, default=argparse.SUPPRESS, help=text)
-        if leaf.type is bool and default is False:
-            target.add_argument(*names, action="store_true", **kw)
+        if leaf.type is bool and not leaf.sequence and isinstance(default, bool):
+            target.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
             continue
+        if leaf.sequence:  # the choices apply to each element: the config checks them
+            choices = None
         target.add_argument(*names, type=_parser_type(leaf), metavar=leaf.path[-1].upper(),
                             choices=None if choices is None else list(choices), **kw)
 
 
+def given_args(cls, namespace: argparse.Namespace) -> dict[str, Any]:
+    """``{dotted name: value}`` of the flags of ``cls`` given on the command line (see :func:`add_arguments`)."""
+    given = vars(namespace)
+    return {l.dotted: given[l.dotted] for l in leaves(cls) if l.dotted in given}
+
+
 def from_args(cls, namespace: argparse.Namespace, base=None):
     """The config from parsed flags (see :func:`add_arguments`) over ``base`` (default ``cls()``)."""
-    given = vars(namespace)
-    values = {l.dotted: given[l.dotted] for l in leaves(cls) if l.dotted in given}
     base = cls() if base is None else base
-    return _update(base, values)
+    return _update(base, given_args(cls, namespace))
 
 
 @contextlib.contextmanager

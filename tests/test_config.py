@@ -114,3 +114,46 @@ def test_x64_context_and_run_refuses_x64_without_it():
             assert jax.config.jax_enable_x64
         assert not jax.config.jax_enable_x64
     assert bool(jax.config.jax_enable_x64) == before
+
+
+@dataclasses.dataclass(frozen=True)
+class Axes:
+    """grid axes"""
+
+    d: tuple[int, ...] = option((20,), "input dimensions")
+    ratio: Optional[tuple[float, ...]] = option(None, "ratios")
+    act: tuple[str, ...] = option(("relu",), "activations")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class Grid(Config):
+    axes: Axes = section(Axes)
+    on: bool = option(False, "a switch")
+
+
+def test_tuple_leaves_parse_comma_separated_values():
+    assert Grid(d="10, 20", ratio="0.5,1", act="relu,tanh").axes == Axes(d=(10, 20), ratio=(0.5, 1.0),
+                                                                          act=("relu", "tanh"))
+    assert Grid(d=[10, 20]).axes.d == (10, 20)  # lists become tuples: the config stays hashable
+    assert override(Grid(), "axes.ratio", "none").axes.ratio is None
+    assert override(Grid(), "d", "").axes.d == ()  # empty: the config's own check refuses it
+    with pytest.raises(ValueError, match="^axes.d: must be a comma-separated list of int, got '1,x'"):
+        Grid(d="1,x")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Grid)
+    args = parser.parse_args(["--d", "10,20", "--axes.ratio", "0.5,1,2", "--act", "tanh"])
+    assert from_args(Grid, args).axes == Axes(d=(10, 20), ratio=(0.5, 1.0, 2.0), act=("tanh",))
+    assert "(default: 20)" in parser.format_help() and "(default: relu)" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--d", "1,x"])
+
+
+def test_switches_have_a_negative_and_flags_keep_the_base():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Grid)
+    base = Grid(on=True, d=[3])
+    assert from_args(Grid, parser.parse_args(["--no-on"]), base) == Grid(on=False, d=[3])
+    assert from_args(Grid, parser.parse_args(["--on", "--ratio", "2"]), Grid(d=[3])) == Grid(on=True, d=[3], ratio=[2.0])
+    # setting one leaf of a section keeps the section's other leaves
+    cfg = ReconstructConfig(n=7, d=5)
+    assert cfg.replace(data="digits").data.n == 7 and override(cfg, "noise", "0.1").data.d == 5
