@@ -14,6 +14,12 @@ Full size (paper; GPU)::
 Reduced size (CPU, bundled images)::
 
     python experiments/fig4_sign.py --data photos16 --n 10 --ratio 10 --seeds 2 --steps 2000 --out runs/fig4_photos
+
+The configuration of one activation's run is :func:`get_config` (a
+:class:`~jaxrecon.runner.ReconstructConfig`); the same run from the command line::
+
+    jaxrecon reconstruct --data cifar10 --data-dir DIR --n 100 --p-over-dn 10 --seeds 4 --method adam \
+        --steps 4000 --activation relu_tanh --block-size 65536 --out runs/fig4/relu_tanh
 """
 
 from __future__ import annotations
@@ -25,10 +31,19 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fig1_cifar import parser, run_point  # noqa: E402
+from jaxrecon.runner import ReconstructConfig  # noqa: E402
+
+#: The figure's runs: 100 CIFAR-10 images, Adam, p = 10 d n, one run per activation.
+FIG4 = dict(data="cifar10", n=100, seeds=4, method="adam", steps=4000)
+
+
+def get_config(ratio: float = 10.0, activation: str = "relu", **overrides) -> ReconstructConfig:
+    """One activation's run at ``p = ratio * d n`` (flat or sectioned overrides)."""
+    return ReconstructConfig(**{**FIG4, "p_over_dn": ratio, "activation": activation, **overrides})
 
 
 def main(argv=None):
-    a = parser(data="cifar10", n=100, method="adam", steps=4000, out="runs/fig4")
+    a = parser(**FIG4, out="runs/fig4")
     a.add_argument("--ratio", type=float, default=10.0)
     a.add_argument("--activations", default="relu,relu_tanh")
     args = a.parse_args(argv)
@@ -36,11 +51,11 @@ def main(argv=None):
     import jax
     import jaxrecon as jr
     from jaxrecon.image_plots import save_recon
-    from jaxrecon.runner import ReconstructConfig, load_data
+    from jaxrecon.runner import load_data
 
     for act in args.activations.split(","):
         out = os.path.join(args.out, act)
-        s = run_point(args, args.ratio, out, activation=act)
+        s = run_point(args, args.ratio, out, activation=act, config=get_config)
         flips = [row["flipped"] for row in s["results"]]
         print(f"{act}: flipped matches per seed {flips}, error_sign {[round(r['error_sign'], 4) for r in s['results']]}")
         # the raw figure: reload the data the run used and its reconstructions

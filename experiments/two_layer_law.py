@@ -12,7 +12,11 @@ final projector loss. Expect error near its random-guess level (~0.5-0.6) below 
 to ~0 a few multiples above (the paper's Sec. 5, at CPU size).
 
 Uses :func:`jaxrecon.runner.run_reconstruction`, i.e. exactly what ``jaxrecon reconstruct --model
-two_layer`` runs. Writes ``OUT/results.csv`` (one row per attack) and prints a markdown table.
+two_layer`` runs on :func:`get_config`; one point from the command line::
+
+    jaxrecon reconstruct --model two_layer --d 10 --n 4 --p-over-dn 2 --seeds 2 --steps 3000
+
+Writes ``OUT/results.csv`` (one row per attack) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ import numpy as np
 
 import jaxrecon as jr
 from jaxrecon.runner import ReconstructConfig, run_reconstruction
+
+#: One point of the table at CPU size (the script's defaults).
+CPU = dict(model="two_layer", d=10, n=4, classes=1, seeds=2, steps=3000, method=jr.DEFAULT_METHOD, train="head",
+           train_steps=100)
+
+
+def get_config(ratio: float = 1.0, **overrides) -> ReconstructConfig:
+    """One model of the table, ``p = ratio * d n`` head parameters (flat or sectioned overrides)."""
+    return ReconstructConfig(**{**CPU, "p_over_dn": ratio, **overrides})
 
 
 def main(argv=None):
@@ -47,9 +60,9 @@ def main(argv=None):
     rows = []
     for r in [float(v) for v in args.ratios.split(",")]:
         for trial in range(args.trials):
-            cfg = ReconstructConfig(d=args.d, n=args.n, p_over_dn=r, model="two_layer", classes=args.classes,
-                                    seeds=args.seeds, seed=trial, steps=args.steps, method=args.method,
-                                    train=args.train, train_steps=args.train_steps).resolve()  # fills p, width
+            cfg = get_config(r, d=args.d, n=args.n, classes=args.classes, seeds=args.seeds, seed=trial,
+                             steps=args.steps, method=args.method, train=args.train,
+                             train_steps=args.train_steps).resolve()  # fills p, width
             t0 = time.perf_counter()
             summary = run_reconstruction(cfg, out=None, progress=False, log=None)
             for row in summary["results"]:

@@ -42,43 +42,19 @@ def _cmd_reconstruct(args):
     return 0
 
 
-def _list(kind):
-    def parse(text):
-        try:
-            return [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
-    parse.__name__ = f"{kind.__name__} list"
-    return parse
-
-
 def _add_sweep(sub):
+    from .config import add_arguments
+    from .sweeps import SweepConfig
+
     p = sub.add_parser(
         "sweep", help="run a (p, d, n) x seeds grid, resumable; writes results.csv, thresholds and figures",
         description="Run a sweep from a config file (experiments/*.py) and/or flags; flags override the "
                     "config. Seeds of a grid point run vmapped in one compiled program. Re-running the "
-                    "same command resumes; a different config into the same --out is refused.")
+                    "same command resumes; a different config into the same --out is refused. Every "
+                    "setting has a flag --section.field (e.g. --attack.steps) and its short spelling "
+                    "(--steps); grid flags take comma-separated values (--d 50,100).")
     p.add_argument("config", nargs="?", default=None, help="config file with get_config() (optional)")
-    p.add_argument("--name", default=None, help="sweep name (default out: runs/NAME)")
-    p.add_argument("--d", type=_list(int), default=None, help="input dimensions, e.g. 50,100")
-    p.add_argument("--n", type=_list(int), default=None, help="training set sizes, e.g. 10,20")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--p", type=_list(int), default=None, help="feature counts")
-    g.add_argument("--p-over-n", type=_list(float), default=None, help="p as multiples of n")
-    g.add_argument("--p-over-dn", type=_list(float), default=None, help="p as multiples of d*n")
-    p.add_argument("--activation", type=_list(str), default=None, help="activations, e.g. relu,tanh")
-    p.add_argument("--method", type=_list(str), default=None, help="attack methods (default: the library default)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per grid point (vmapped)")
-    p.add_argument("--seed", type=int, default=None, help="base seed")
-    p.add_argument("--steps", type=int, default=None, help="attack step budget per seed")
-    p.add_argument("--optimizer", default=None, help="optax optimiser overriding the method's")
-    p.add_argument("--lr", type=float, default=None, help="learning rate overriding the method's")
-    p.add_argument("--x64", default=None, action=argparse.BooleanOptionalAction, help="compute in float64")
-    p.add_argument("--block-size", type=int, default=None, help="stream V in blocks of this many rows")
-    p.add_argument("--noise", type=float, default=None, help="label noise std")
-    p.add_argument("--ridge", type=float, default=None, help="ridge of the least-squares fit")
-    p.add_argument("--pad-p", default=None, choices=["auto", "max", "none"],
-                   help="one compiled program per (d, n) curve, p padded to its largest value")
+    add_arguments(p, SweepConfig)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the threshold spread")
     p.add_argument("--out", default=None, help="results directory (default: runs/NAME)")
     p.add_argument("--no-plot", action="store_true", help="do not write figures")
@@ -87,14 +63,12 @@ def _add_sweep(sub):
 
 
 def _cmd_sweep(args):
+    from .config import given_args, x64
     from .sweeps import SweepConfig, load_config, sweep
-    from .config import x64
 
-    cfg = load_config(args.config) if args.config else SweepConfig()
-    keys = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "seeds", "seed",
-            "steps", "optimizer", "lr", "x64", "block_size", "noise", "ridge", "pad_p")
-    cfg = cfg.replace(**{k: getattr(args, k) for k in keys})
-    if not args.config and not any(getattr(args, k) is not None for k in ("p", "p_over_n", "p_over_dn")):
+    given = given_args(SweepConfig, args)
+    cfg = (load_config(args.config) if args.config else SweepConfig()).override(given)
+    if not args.config and not any(f"grid.{k}" in given for k in ("p", "p_over_n", "p_over_dn")):
         raise ValueError("p: give a config file or one of --p, --p-over-n, --p-over-dn")
     out = args.out or f"runs/{cfg.name}"
     with x64() if cfg.resolved().x64 else contextlib.nullcontext():

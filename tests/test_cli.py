@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -77,3 +78,62 @@ def test_scale_flags_bad_input(args, msg, capsys):
     assert main(["reconstruct", "--d", "4", "--n", "2", "--p", "50", *args, "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0], err
+
+
+SWEEP_FLAGS = {"--name", "--d", "--n", "--p", "--p-over-n", "--p-over-dn", "--activation", "--method", "--seeds",
+               "--seed", "--steps", "--optimizer", "--lr", "--x64", "--no-x64", "--block-size", "--noise", "--ridge",
+               "--pad-p", "--bootstrap", "--out", "--no-plot", "--quiet"}
+
+
+def _sweep_config(argv, tmp_path=None):
+    """The SweepConfig `jaxrecon sweep ARGV` would run (built as _cmd_sweep builds it, nothing run)."""
+    from jaxrecon.cli import build_parser
+    from jaxrecon.config import given_args
+    from jaxrecon.sweeps import SweepConfig, load_config
+
+    args = build_parser().parse_args(["sweep", *argv])
+    base = load_config(args.config) if args.config else SweepConfig()
+    return base.override(given_args(SweepConfig, args)), args
+
+
+def test_sweep_flags_generated_keep_the_old_spellings(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    options = set(re.findall(r"--[a-z][a-z0-9_.-]*", capsys.readouterr().out))
+    assert SWEEP_FLAGS <= options
+    assert {"--grid.d", "--grid.p_over_dn", "--attack.steps", "--attack.lr", "--scale.pad_p", "--data.noise",
+            "--model.ridge"} <= options
+
+
+def test_sweep_list_and_dotted_flags():
+    cfg, args = _sweep_config(["--d", "10,20", "--n", "4", "--p-over-dn", "0.5,1,2", "--activation", "relu,tanh",
+                               "--method", "adam", "--attack.steps", "500", "--lr", "0.1", "--x64", "--pad-p", "max",
+                               "--bootstrap", "7", "--quiet"])
+    assert (cfg.grid.d, cfg.grid.n, cfg.grid.p_over_dn) == ((10, 20), (4,), (0.5, 1.0, 2.0))
+    assert cfg.grid.activation == ("relu", "tanh") and cfg.grid.method == ("adam",)
+    assert (cfg.attack.steps, cfg.attack.lr, cfg.scale.x64, cfg.scale.pad_p) == (500, 0.1, True, "max")
+    assert args.bootstrap == 7 and args.quiet and not args.no_plot
+    assert _sweep_config(["--grid.d", "7", "--steps", "3"])[0].d == (7,)
+    with pytest.raises(SystemExit):
+        _sweep_config(["--d", "1,x"])  # argparse: "grid.d: must be a comma-separated list of int"
+    with pytest.raises(SystemExit):
+        _sweep_config(["--pad-p", "sometimes"])
+
+
+def test_sweep_flags_override_a_config_file(tmp_path):
+    """A user's file may return a dict (flat or in sections); --p-over-n replaces its p_over_dn."""
+    f = tmp_path / "cfg.py"
+    f.write_text("def get_config():\n    return {'name': 'mine', 'grid': {'d': [4], 'n': [2], 'p_over_dn': [1, 2]},"
+                 " 'x64': True, 'steps': 9}\n")
+    cfg, _ = _sweep_config([str(f), "--p-over-n", "3", "--no-x64", "--seeds", "2"])
+    assert cfg.name == "mine" and cfg.steps == 9 and cfg.seeds == 2 and cfg.d == (4,)
+    assert (cfg.p_over_n, cfg.p_over_dn, cfg.x64) == ((3.0,), None, False)
+    r = _sweep_config([str(f)])[0].resolved()
+    assert r.p_over_dn == (1.0, 2.0) and r.x64 is True
+
+
+def test_sweep_two_ways_of_p_is_one_line_error(tmp_path, capsys):
+    assert main(["sweep", "--d", "4", "--n", "2", "--p", "5", "--p-over-dn", "1", "--out", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "p: give only one of p, p_over_n, p_over_dn" in err[0], err

@@ -15,7 +15,7 @@ import pytest
 from jaxrecon.cli import main
 from jaxrecon.io import write_json, write_npz
 from jaxrecon.sweeps import (COLUMNS, PointOutput, ProgramCache, SweepConfig, append_rows, compiled_program,
-                             grid, load_config, pad_width, plot_dir, prepare_out, read_results, rows_text,
+                             config_hash, grid, load_config, pad_width, plot_dir, prepare_out, read_results, rows_text,
                              run_point, sweep)
 from jaxrecon.sweeps import points as sweeps_points
 from jaxrecon.sweeps import lock
@@ -176,6 +176,7 @@ def test_experiment_configs_load_and_resolve():
     for name in ("law_quick", "fig3_synthetic", "fig2_residuals"):
         path = ROOT / "experiments" / f"{name}.py"
         cfg = load_config(path)
+        assert isinstance(cfg, SweepConfig)  # typed, not a dict
         r = cfg.resolved()
         assert r.name == name and len(grid(r)) >= 6
         assert f"jaxrecon sweep experiments/{name}.py" in path.read_text()
@@ -191,6 +192,45 @@ def test_config_overrides():
     assert list(r.n) == list(cfg.n) and list(r.method) == list(cfg.method)  # None leaves a value alone
     with pytest.raises(ValueError, match="unknown key"):
         cfg.replace(colour="red")
+
+
+# sweep.json of experiments/law_quick.py as written before SweepConfig had sections: resuming an old
+# directory compares this hash, so the config's resolved form must keep it byte for byte.
+LAW_QUICK_HASH = "77ca12046ee26cdd"
+LAW_QUICK_JSON = (
+    '{"name": "law_quick", "d": [10, 20], "n": [4, 5], "p": null, "p_over_n": null, "p_over_dn": [0.02, 0.05, '
+    '0.25, 0.5, 1.0, 2.0, 4.0, 8.0], "activation": ["relu"], "method": ["adam-lm"], "seeds": 4, "seed": 0, '
+    '"steps": 3000, "optimizer": null, "lr": null, "x64": false, "block_size": null, "noise": 0.5, '
+    '"ridge": 0.0, "pad_p": "auto"}')
+
+
+def test_config_hash_and_sweep_json_pinned():
+    r = load_config(ROOT / "experiments" / "law_quick.py").resolved()
+    assert json.dumps(r.to_dict()) == LAW_QUICK_JSON
+    assert r.config_hash() == LAW_QUICK_HASH == config_hash(json.loads(LAW_QUICK_JSON))
+    # the same config as the flat dict experiment files used to return
+    flat = dict(name="law_quick", d=[10, 20], n=[4, 5], p_over_dn=[0.02, 0.05, 0.25, 0.5, 1, 2, 4, 8],
+                activation=["relu"], method=["adam-lm"], seeds=4, seed=0, steps=3000)
+    assert SweepConfig.from_dict(flat).resolved() == r and SweepConfig(**flat).resolved().config_hash() == LAW_QUICK_HASH
+
+
+def test_config_flat_sectioned_and_dotted_agree():
+    flat = SweepConfig(d=[10], n=[4], p_over_dn=[1, 2], steps=300, x64=True)
+    nested = SweepConfig(grid={"d": [10], "n": [4], "p_over_dn": [1, 2]}, attack={"steps": 300}, scale={"x64": True})
+    dotted = SweepConfig.from_dict({"grid.d": "10", "n": [4], "grid.p_over_dn": "1,2", "attack.steps": 300,
+                                    "scale": {"x64": True}})
+    assert flat == nested and flat.grid.d == (10,) and flat.steps == 300 and flat.attack.steps == 300
+    assert dotted.resolved() == flat.resolved()
+    r = flat.resolved()
+    assert (r.d, r.p_over_dn, r.method) == ((10,), (1.0, 2.0), (__import__("jaxrecon").DEFAULT_METHOD,))
+    assert r.attack.steps == 300 and r.scale.x64 is True and hash(r) == hash(flat.resolved())
+    # replace keeps the sections' other values; one way of giving p replaces the others
+    over = flat.replace(lr=0.1, p=[7], noise=None)
+    assert over.grid.d == (10,) and over.attack.steps == 300 and over.attack.lr == 0.1
+    assert (over.p, over.p_over_dn, over.noise) == ((7,), None, 0.5)
+    assert flat.override({"grid.p_over_n": "1,3"}).resolved().p_over_n == (1.0, 3.0)
+    with pytest.raises(ValueError, match=r"^config: unknown key\(s\) \['grid.colour'\]"):
+        SweepConfig.from_dict({"grid": {"colour": 1}})
 
 
 def _cfg_file(tmp_path, body):

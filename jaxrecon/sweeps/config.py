@@ -1,10 +1,14 @@
 """Sweep configs: :class:`SweepConfig` (what a user writes) and :class:`ResolvedSweep` (validated).
 
-An experiment file's ``get_config()`` returns a :class:`SweepConfig` or a dict of its fields;
-:func:`load_config` reads it. :meth:`SweepConfig.resolved` validates every value, turns grids into
-tuples and fills in the default method, giving the :class:`ResolvedSweep` the rest of the sweep
-reads. Both configs are flat (18 fields, one per command-line flag): grouping them into sections
-would break ``SweepConfig(d=..., steps=...)`` and the flat dicts the experiment files return.
+A :class:`SweepConfig` is a frozen config in sections (see :mod:`jaxrecon.config`): ``grid`` (the
+axes ``d x n x p x activation x method``), ``data``, ``model``, ``attack`` and ``scale``, plus the
+sweep's ``name``. It is built from flat names (``SweepConfig(d=[10], n=[4], p_over_dn=[1, 2],
+steps=300)``), sections (``attack={"steps": 300}``) or dotted names (``"attack.steps"``), and each
+leaf is a ``jaxrecon sweep`` flag (``--attack.steps`` / ``--steps``). An experiment file's
+``get_config()`` returns one (or a dict of its fields); :func:`load_config` reads it.
+:meth:`SweepConfig.resolved` validates every value, turns grids into tuples and fills in the
+default method, giving the :class:`ResolvedSweep` the rest of the sweep reads; its flat
+:meth:`~ResolvedSweep.to_dict` is what ``sweep.json`` records and :func:`config_hash` hashes.
 """
 
 from __future__ import annotations
@@ -13,22 +17,89 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from .. import _validate
 from ..activations import ACTIVATIONS
 from ..attack import METHODS, method_config
+from ..config import Config, leaves, option, section
+from ..config import to_dict as config_to_dict
 
 #: Config keys that are grids (lists); every other key is a scalar.
 GRID_KEYS = ("d", "n", "p", "p_over_n", "p_over_dn", "activation", "method")
 P_KEYS = ("p", "p_over_n", "p_over_dn")
 # Keys that do not change a single number of the results (left out of the config hash).
 NON_IDENTITY = ("name", "block_size")
+#: The flat keys in the order ``sweep.json`` lists them (and older sweep directories hold them).
+FLAT_KEYS = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "seeds", "seed", "steps",
+             "optimizer", "lr", "x64", "block_size", "noise", "ridge", "pad_p")
+PAD_P = ("auto", "max", "none")
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepConfig:
+class SweepGrid:
+    """the grid d x n x p x activation x method; p by exactly one of p, p_over_n, p_over_dn"""
+
+    d: tuple[int, ...] = option((20,), "input dimensions, e.g. 50,100")
+    n: tuple[int, ...] = option((5,), "training set sizes, e.g. 10,20")
+    p: Optional[tuple[int, ...]] = option(None, "feature counts")
+    p_over_n: Optional[tuple[float, ...]] = option(None, "p as multiples of n")
+    p_over_dn: Optional[tuple[float, ...]] = option(None, "p as multiples of d*n (p = max(1, round(r*d*n)))")
+    activation: tuple[str, ...] = option(("relu",), "activations, e.g. relu,tanh")
+    method: Optional[tuple[str, ...]] = option(None, "attack methods (default: the library default)")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepData:
+    """the synthetic training data: n points of the sphere of radius sqrt(d), noisy linear labels"""
+
+    noise: float = option(0.5, "label noise std")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepModel:
+    """the random-features model fitted on the data"""
+
+    ridge: float = option(0.0, "ridge of the least-squares fit")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepAttack:
+    """the attack at every grid point: seeds (vmapped), step budget, optimiser overrides"""
+
+    seeds: int = option(4, "seeds per grid point (vmapped)")
+    seed: int = option(0, "base seed")
+    steps: int = option(4000, "attack step budget per seed")
+    optimizer: Optional[str] = option(None, "optax optimiser overriding the method's")
+    lr: Optional[float] = option(None, "learning rate overriding the method's")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepScale:
+    """precision, memory and compiled programs"""
+
+    x64: bool = option(False, "compute in float64")
+    block_size: Optional[int] = option(None, "stream V in blocks of this many rows")
+    pad_p: str = option("auto", "one compiled program per (d, n) curve, p padded to its largest value",
+                        choices=PAD_P)
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class _Sweep(Config):
+    """The fields of a sweep config, resolved or not."""
+
+    name: str = option("sweep", "sweep name; --out defaults to runs/NAME")
+    grid: SweepGrid = section(SweepGrid)
+    data: SweepData = section(SweepData)
+    model: SweepModel = section(SweepModel)
+    attack: SweepAttack = section(SweepAttack)
+    scale: SweepScale = section(SweepScale)
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class SweepConfig(_Sweep):
     """A sweep: the grid ``d x n x p x activation x method`` and ``seeds`` seeds per point.
 
     ``p`` is given by exactly one of ``p`` (feature counts), ``p_over_n`` (multiples of ``n``) or
@@ -37,58 +108,45 @@ class SweepConfig:
     every method's. ``block_size`` streams ``V`` (same numbers as dense, less memory).
     ``pad_p`` (``"auto"``, ``"max"``, ``"none"``): run every ``p`` of a ``(d, n)`` curve in one
     program compiled for the curve's largest ``p`` (see :func:`jaxrecon.sweeps.pad_width`).
-    """
 
-    name: str = "sweep"
-    d: Sequence[int] = (20,)
-    n: Sequence[int] = (5,)
-    p: Optional[Sequence[int]] = None
-    p_over_n: Optional[Sequence[float]] = None
-    p_over_dn: Optional[Sequence[float]] = None
-    activation: Sequence[str] = ("relu",)
-    method: Optional[Sequence[str]] = None
-    seeds: int = 4
-    seed: int = 0
-    steps: int = 4000
-    optimizer: Optional[str] = None
-    lr: Optional[float] = None
-    x64: bool = False
-    block_size: Optional[int] = None
-    noise: float = 0.5
-    ridge: float = 0.0
-    pad_p: str = "auto"
+    Flat, sectioned and dotted keys mix: ``SweepConfig(d=[10], n=[4], p_over_dn=[1, 2], steps=300)``
+    is ``SweepConfig(grid={"d": [10], "n": [4], "p_over_dn": [1, 2]}, attack={"steps": 300})``.
+    Lists become tuples; strings are parsed (``d="10,20"``).
+    """
 
     @classmethod
     def from_dict(cls, values: dict) -> "SweepConfig":
-        """Build from plain data, refusing unknown keys (``ValueError`` naming them)."""
+        """Build from plain data (flat, dotted or sectioned keys), refusing unknown keys
+        (``ValueError`` naming them)."""
         if not isinstance(values, dict):
             raise ValueError(f"config: get_config() must return a dict, got {type(values).__name__}")
-        fields = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"config: unknown key(s) {unknown}; allowed: {fields}")
-        return cls(**values)
+        return cls(**_flat_values(values))
+
+    def override(self, values: Mapping) -> "SweepConfig":
+        """A copy with ``values`` set (flat, dotted or sectioned keys; strings parsed). Giving any of
+        ``p``, ``p_over_n``, ``p_over_dn`` replaces the config's way of giving ``p``."""
+        flat = _flat_values(values)
+        if any(k in flat for k in P_KEYS):
+            for k in P_KEYS:
+                flat.setdefault(k, None)
+        return Config.replace(self, **flat)
 
     def replace(self, **overrides) -> "SweepConfig":
-        """A copy with overrides applied (``None`` values are ignored). Giving any of ``p``,
-        ``p_over_n``, ``p_over_dn`` replaces the config's way of giving ``p``."""
-        overrides = {k: v for k, v in overrides.items() if v is not None}
-        SweepConfig.from_dict(overrides)  # unknown keys
-        if any(k in overrides for k in P_KEYS):
-            for k in P_KEYS:
-                overrides.setdefault(k, None)
-        return dataclasses.replace(self, **overrides)
+        """:meth:`override` with keyword arguments, ignoring ``None`` values (so ``method=None``
+        leaves the config's method alone)."""
+        return self.override({k: v for k, v in overrides.items() if v is not None})
 
     def resolved(self) -> "ResolvedSweep":
         """The validated config: grids as tuples, the method names filled in."""
         from ..attack import DEFAULT_METHOD  # read at run time: the default may change
 
+        flat = config_to_dict(self, flat=True)
         out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name in GRID_KEYS and v is not None:
-                v = _as_list(f.name, v)
-            out[f.name] = v
+        for k in FLAT_KEYS:
+            v = flat[k]
+            if k in GRID_KEYS and v is not None:
+                v = _as_list(k, v)
+            out[k] = v
         if out["method"] is None:
             out["method"] = [DEFAULT_METHOD]
         for name in ("d", "n"):
@@ -98,39 +156,22 @@ class SweepConfig:
             _validate.choice("activation", a, ACTIVATIONS)
         for m in out["method"]:
             _validate.choice("method", m, METHODS)
-            method_config(m, optimizer=self.optimizer, lr=self.lr)  # validates optimizer / lr
+            method_config(m, optimizer=self.attack.optimizer, lr=self.attack.lr)  # validates optimizer / lr
         _check_scalars(out)
         return ResolvedSweep(**{k: tuple(v) if k in GRID_KEYS and v is not None else v
                                 for k, v in out.items()})
 
 
-@dataclasses.dataclass(frozen=True)
-class ResolvedSweep:
-    """A validated :class:`SweepConfig`: the same fields, grids as tuples, ``method`` filled in."""
+@dataclasses.dataclass(frozen=True, init=False)
+class ResolvedSweep(_Sweep):
+    """A validated :class:`SweepConfig`: the same sections, grids as tuples, ``method`` filled in.
 
-    name: str
-    d: tuple
-    n: tuple
-    p: Optional[tuple]
-    p_over_n: Optional[tuple]
-    p_over_dn: Optional[tuple]
-    activation: tuple
-    method: tuple
-    seeds: int
-    seed: int
-    steps: int
-    optimizer: Optional[str]
-    lr: Optional[float]
-    x64: bool
-    block_size: Optional[int]
-    noise: float
-    ridge: float
-    pad_p: str
+    Flat names read through (``resolved.steps`` is ``resolved.attack.steps``)."""
 
     def to_dict(self) -> dict:
-        """Plain data for ``sweep.json`` (grids as lists), in field order."""
-        return {f.name: list(v) if isinstance(v, tuple) else v
-                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+        """Plain flat data for ``sweep.json`` (grids as lists), keys in :data:`FLAT_KEYS` order."""
+        flat = config_to_dict(self, flat=True)
+        return {k: list(v) if isinstance(v, tuple) else v for k in FLAT_KEYS for v in [flat[k]]}
 
     def config_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of the values that determine the results."""
@@ -146,6 +187,30 @@ def config_hash(resolved) -> str:
     ident = {k: v for k, v in values.items() if k not in NON_IDENTITY}
     blob = json.dumps(ident, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _flat_values(values: Mapping) -> dict:
+    """``values`` keyed by flat names: dotted keys renamed, sections (dicts or section objects)
+    spread out; unknown keys raise one ``ValueError`` naming them all."""
+    names = {}
+    for leaf in leaves(SweepConfig):
+        names[leaf.flat] = names[leaf.dotted] = leaf.flat
+    sections = {f.name for f in dataclasses.fields(_Sweep)} - set(names)
+    out, unknown = {}, []
+    for key, value in values.items():
+        if key in sections and dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        if key in sections and isinstance(value, Mapping):
+            inner = {f"{key}.{k}": v for k, v in value.items()}
+            unknown += [k for k in inner if k not in names]
+            out.update({names[k]: v for k, v in inner.items() if k in names})
+        elif key in names:
+            out[names[key]] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(f"config: unknown key(s) {sorted(unknown)}; allowed: {list(FLAT_KEYS)}")
+    return out
 
 
 def _as_list(name, v) -> list:
@@ -187,7 +252,7 @@ def _check_scalars(out: dict) -> None:
         raise ValueError(f"x64: must be true or false, got {out['x64']!r}")
     out["noise"] = _validate.positive_float("noise", out["noise"], allow_zero=True)
     out["ridge"] = _validate.positive_float("ridge", out["ridge"], allow_zero=True)
-    _validate.choice("pad_p", out["pad_p"], ("auto", "max", "none"))
+    _validate.choice("pad_p", out["pad_p"], PAD_P)
     if out["lr"] is not None:
         out["lr"] = _validate.positive_float("lr", out["lr"])
 
