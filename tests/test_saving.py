@@ -65,10 +65,28 @@ def test_plain_progress_lines_when_not_a_terminal(key, capsys):
 
 
 def test_chunks_sized_to_the_update_interval():
-    from jaxrecon.attack.progress import next_chunk
+    from jaxrecon.attack.progress import GROWTH, UNTIMED_SLOWDOWN, ChunkSizer
 
-    assert next_chunk(prev=0, seconds=0.0, cap=250) == 1  # the first chunk probes the step time
-    assert next_chunk(prev=1, seconds=0.001, cap=250) == 4  # grows at most 4x a chunk
-    assert next_chunk(prev=64, seconds=0.01, cap=250) == 250  # never past the configured chunk
-    assert next_chunk(prev=100, seconds=50.0, cap=250, target=5.0) == 10  # slow steps: ~5 s chunks
-    assert next_chunk(prev=1, seconds=30.0, cap=250) == 1  # one slow step: one step per update
+    fo, lm = frozenset({0}), frozenset({1})
+    one = ChunkSizer(cap=250, phases=1, target=5.0)
+    assert one.next() == 1  # the first two chunks probe the overhead
+    one.timed(1, 0.5, fo)  # the first pays one-time costs
+    assert one.next() == 1
+    one.timed(1, 0.01, fo)
+    assert one.next() == GROWTH  # then grows at most GROWTH times a chunk
+    one.timed(4, 0.01 + 4 * 0.001, fo)
+    assert [one.next() for _ in range(3)] == [16, 64, 250]  # never past the configured chunk
+    one.timed(250, 0.01 + 250 * 1.0, fo)  # slow steps: chunks of about 5 s
+    assert one.next() == 4
+    one.timed(4, 0.01 + 4 * 30.0, fo)  # one step over the target: one step per update
+    assert one.next() == 1
+    # two phases: while the LM phase is untimed, chunks are sized as if it were 8x slower
+    two = ChunkSizer(cap=10_000, phases=2, target=5.0)
+    for t in (0.3, 0.1):
+        two.next()
+        two.timed(1, t, fo)
+    two.next()
+    two.timed(4, 0.1 + 4 * 0.01, fo)
+    assert [two.next() for _ in range(3)] == [16, 61, 61] and 61 == int(4.9 / (0.01 * UNTIMED_SLOWDOWN))
+    two.timed(61, 0.1 + 61 * 0.2, lm)  # LM timed: 0.2 s a step
+    assert two.next() == int(4.9 / 0.2)

@@ -19,7 +19,7 @@ from ..features.base import Target
 from .loop import advance, attack_target, finalize, init_state, make_solver
 from .methods import DEFAULT_METHOD, method_config
 from ..signals import stop_requested
-from .progress import Progress, next_chunk, phases_running
+from .progress import ChunkSizer, Progress, phases_running
 from .state import STATUS_NAMES, Status
 
 #: Status code of seeds still running when a signal stopped the host loop (results only: a seed's
@@ -101,30 +101,28 @@ def run_chunks(program: Program, steps: int, chunk: int, t0: float, progress: bo
     (:func:`jaxrecon.signals.stop_requested`, checked before every chunk).
 
     Chunks are sized to take a few seconds each and at most ``chunk`` steps
-    (:func:`~jaxrecon.attack.progress.next_chunk`); the results do not depend on the sizes.
-    Returns ``(final state, seconds until each seed stopped, interrupted)``."""
+    (:class:`~jaxrecon.attack.progress.ChunkSizer`); the results do not depend on the sizes. Returns ``(final state, seconds until each seed stopped, interrupted)``."""
     state = program.state
     seeds = int(np.asarray(state.status).shape[0])
     seconds = np.full(seeds, np.nan)
+    sizer = ChunkSizer(chunk, len(state.phase_states))
     shown = Progress(steps, seeds, progress)
-    done_steps, size, took, phases, interrupted = 0, 0, 0.0, None, False
+    done_steps, interrupted = 0, False
+    before = phases_running(state)
     try:
         while done_steps < steps:
             if stop_requested():
                 interrupted = True
                 break
-            size = min(next_chunk(size, took, chunk), steps - done_steps)
+            size = min(sizer.next(), steps - done_steps)
             t_chunk = time.perf_counter()
             state = program.advance(program.tgt, state, done_steps + size)
             status = np.asarray(state.status)
-            took = time.perf_counter() - t_chunk
-            done_steps += size
+            after = phases_running(state)
+            sizer.timed(size, time.perf_counter() - t_chunk, before | after)
+            done_steps, before = done_steps + size, after
             now = time.perf_counter() - t0
             seconds[(status != Status.RUNNING) & np.isnan(seconds)] = now
-            now_phases = phases_running(state)
-            if phases is not None and not now_phases <= phases:  # a phase not timed yet: probe again
-                size, took = 0, 0.0
-            phases = now_phases if phases is None else phases | now_phases
             shown.update(done_steps, state)
             if callback is not None:
                 callback(now, state)

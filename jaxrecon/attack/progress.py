@@ -1,11 +1,15 @@
 """Progress of the multi-seed host loop: chunk sizing and what is shown after each chunk.
 
 The number of steps a compiled chunk runs is a runtime argument, so the host loop sizes each
-chunk from the time the previous one took: the first chunk is one step (a probe), later ones grow
-at most :data:`GROWTH` times per chunk toward :data:`TARGET_SECONDS`, never past the configured
-``chunk``. Progress is thus updated about every few seconds, or after every step when one step
-takes longer. A seed entering a phase not timed yet (the first Levenberg-Marquardt steps after
-cheap first-order ones) restarts the probe.
+chunk (:class:`ChunkSizer`) to take about :data:`TARGET_SECONDS`, never more than the configured
+``chunk`` steps: progress is updated every few seconds, or after every step when one step takes
+longer. A chunk costs a fixed overhead (entering the compiled loop; under vmap every round also
+evaluates the stall actions) plus a time per step that depends on the phase. The first two chunks
+are one step each (the faster one bounds the overhead; the first also pays one-time costs); then a
+chunk grows at most :data:`GROWTH` times over the one before.
+A seed may enter a costlier phase inside a chunk (Levenberg-Marquardt after cheap first-order
+steps), so the next chunk is sized for the slowest step of any phase of the method, a phase not
+timed yet counting :data:`UNTIMED_SLOWDOWN` times the slowest timed one.
 
 On a terminal the progress is a tqdm bar; otherwise one plain line per update at most every
 :data:`LINE_SECONDS` (and a last one), on stderr. No time left is shown: seeds stop when they
@@ -22,21 +26,54 @@ import numpy as np
 from .state import Phase, Status
 
 #: Seconds a chunk is sized to take (progress updates come at least about this often).
-TARGET_SECONDS = 5.0
+TARGET_SECONDS = 6.0
 #: A chunk is at most this many times longer (in steps) than the one before.
 GROWTH = 4
+#: A phase not timed yet may be this many times slower per step than the slowest timed one (an LM
+#: step with 30 CG iterations took 8 first-order steps at d=100, n=20, p=20000, 4 seeds, CPU).
+UNTIMED_SLOWDOWN = 8.0
 #: Plain progress lines (output not a terminal) come at most this often, in seconds.
-LINE_SECONDS = 10.0
+LINE_SECONDS = 2.0
 
 
-def next_chunk(prev: int, seconds: float, cap: int, target: float = TARGET_SECONDS) -> int:
-    """Steps of the next chunk after one of ``prev`` steps that took ``seconds`` (``prev = 0``:
-    nothing timed yet, probe with one step); between 1 and ``cap``."""
-    if prev <= 0:
-        return 1
-    per_step = max(seconds, 1e-9) / prev
-    want = int(target / per_step)
-    return int(max(1, min(cap, GROWTH * prev, want)))
+class ChunkSizer:
+    """Sizes the host loop's chunks from the times of the previous ones (see the module docstring).
+
+    ``phases`` is the number of phases of the method (kinds ``0 .. phases-1``)."""
+
+    def __init__(self, cap: int, phases: int = 1, target: float = TARGET_SECONDS):
+        self.cap, self.phases, self.target = int(cap), int(phases), float(target)
+        self.overhead = None  # seconds per chunk besides its steps
+        self.probes = 0  # one-step chunks timed
+        self.per_step = {}  # phase -> seconds per step
+        self.last = 0
+
+    def next(self) -> int:
+        """Steps of the next chunk."""
+        if self.probes < 2 or not self.per_step:
+            self.last = 1 if self.probes < 2 else min(self.cap, GROWTH)
+            return self.last
+        slowest = max(self.per_step.values())
+        per_step = max(self.per_step.get(p, slowest * UNTIMED_SLOWDOWN) for p in range(self.phases))
+        room = self.target - self.overhead
+        want = int(room / per_step) if room > 0 else self.cap  # overhead-bound: longer chunks pay
+        self.last = int(max(1, min(self.cap, GROWTH * self.last, want)))
+        return self.last
+
+    def timed(self, steps: int, seconds: float, phases: frozenset) -> None:
+        """Record a chunk of ``steps`` that took ``seconds`` with seeds running in ``phases``
+        (at its start or end)."""
+        if self.probes < 2:  # a one-step probe: an upper bound of the overhead
+            self.probes += 1
+            self.overhead = seconds if self.overhead is None else min(self.overhead, seconds)
+            return
+        per_step = max(seconds - self.overhead, 0.1 * seconds) / max(1, steps)
+        phases = {min(int(p), self.phases - 1) for p in phases} or {0}  # stalled seeds restart phase 0
+        if len(phases) == 1:
+            self.per_step[phases.pop()] = per_step
+        else:  # a mixed chunk: a lower bound for its costlier phases
+            for p in phases:
+                self.per_step[p] = max(self.per_step.get(p, 0.0), per_step)
 
 
 def _phase_counts(state) -> str:
