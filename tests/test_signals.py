@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -30,18 +31,36 @@ def _reconstruct(out, *args, **env):
 
 
 def test_sigint_at_any_moment_never_crashes(tmp_path):
-    # Five runs signalled at 0.5..3 s: start-up, imports, the fit and compilation (no cache, so
-    # every run compiles). Exit 130 after saving, or 0 if the run ended first; never a signal death.
-    delays = [0.5, 1.0, 1.7, 2.3, 3.0]
-    procs = [_reconstruct(tmp_path / f"r{i}", "--steps", "50", "--quiet", JAXRECON_CACHE_DIR="off")
-             for i in range(len(delays))]
+    # Runs signalled 0.5..3 s after start (start-up, imports, the fit) and 0.1..1.5 s after the
+    # model line, printed just before compilation (no cache, so every run compiles). Exit 130
+    # after saving, or 0 if the run ended first; never a signal death or a native crash.
+    plan = [("start", 0.5), ("start", 2.0), ("compile", 0.1), ("compile", 0.6), ("compile", 1.5)]
+    procs = [_reconstruct(tmp_path / f"r{i}", "--steps", "50", "--quiet", JAXRECON_CACHE_DIR="off",
+                          PYTHONUNBUFFERED="1") for i in range(len(plan))]
     t0 = time.monotonic()
-    for delay, p in zip(delays, procs):
-        time.sleep(max(0.0, t0 + delay - time.monotonic()))
+    outputs = [None] * len(procs)
+
+    def drive(i):
+        when, delay = plan[i]
+        p = procs[i]
+        if when == "compile":
+            for line in p.stdout:
+                if "method=" in line:  # the model line: compilation starts now
+                    break
+            time.sleep(delay)
+        else:
+            time.sleep(max(0.0, t0 + delay - time.monotonic()))
         p.send_signal(signal.SIGINT)
+        outputs[i] = p.communicate(timeout=300)
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(len(procs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     for i, p in enumerate(procs):
-        out, err = p.communicate(timeout=300)
-        assert p.returncode in (0, 130), (delays[i], p.returncode, err[-2000:])
+        out, err = outputs[i]
+        assert p.returncode in (0, 130), (plan[i], p.returncode, err[-2000:])
         assert "Traceback" not in err and "Fatal" not in err, err[-2000:]
         if p.returncode == 130:
             assert "stopping after the current chunk" in err
@@ -50,6 +69,8 @@ def test_sigint_at_any_moment_never_crashes(tmp_path):
             else:  # the seeds still running were saved as interrupted
                 summary = json.loads((tmp_path / f"r{i}" / "summary.json").read_text())
                 assert len(summary["results"]) == 4
+        if plan[i][0] == "compile":
+            assert p.returncode == 130 and "nothing written" not in err, err[-2000:]
 
 
 def test_sigterm_mid_run_saves_per_seed_statuses(tmp_path):
