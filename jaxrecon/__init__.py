@@ -23,25 +23,37 @@ experiments
 """
 
 from ._version import __version__
-from .attack import DEFAULT_METHOD, METHODS, Method, method_config, reconstruct, reconstruct_seeds
-from .config import x64
-from .data import synthetic
-from .data.registry import load_dataset
-from .features import NetworkFeatures, RandomFeatures, Target, network_target
-from .loss import projector_loss, span_residuals
-from .metrics import match
-from .models import fit
-from .runner import ReconstructConfig, run_reconstruction
-from .sweeps import SweepConfig, read_results, sweep
-from .thresholds import estimate_thresholds
+
+# Names are imported on first use (PEP 562), so ``import jaxrecon.cli`` is fast and the command
+# line installs its signal handlers before JAX is imported.
+_LAZY = {
+    "DEFAULT_METHOD": "attack", "METHODS": "attack", "Method": "attack", "method_config": "attack",
+    "reconstruct": "attack", "reconstruct_seeds": "attack", "x64": "config", "synthetic": "data",
+    "load_dataset": "data.registry", "NetworkFeatures": "features", "RandomFeatures": "features",
+    "Target": "features", "network_target": "features", "projector_loss": "loss",
+    "span_residuals": "loss", "match": "metrics", "fit": "models", "ReconstructConfig": "runner",
+    "run_reconstruction": "runner", "SweepConfig": "sweeps", "read_results": "sweeps", "sweep": "sweeps",
+    "estimate_thresholds": "thresholds", "plot_law": "plotting",
+}
 
 
-def __getattr__(name):  # matplotlib is imported on first use of a plotting function
-    if name == "plot_law":
-        from .plotting import plot_law
+def __getattr__(name):
+    import importlib
 
-        return plot_law
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    try:  # a submodule not imported yet: jaxrecon.attack, jaxrecon.io, ...
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'jaxrecon' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -1,13 +1,19 @@
 """The ``jaxrecon`` command.
 
-Errors in the user's input print one line (``jaxrecon: error: ...``) and exit with status 2.
+Errors in the user's input print one line (``jaxrecon: error: ...``) and exit with status 2;
+file-system errors (read-only or full disk) one line naming the path and the reason, status 1.
+A first Ctrl-C or SIGTERM stops the run after its current chunk (or grid point) and saves what is
+done, exiting 130 or 143; a second quits at once (:mod:`jaxrecon.signals`). Compiled programs are
+kept in JAX's persistent cache (:mod:`jaxrecon.cache`; ``JAXRECON_CACHE_DIR=off`` disables it).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+import time
 
 from ._version import __version__
 
@@ -24,21 +30,43 @@ def _add_reconstruct(sub):
                     "--section.field (e.g. --attack.lr) and its short spelling (--lr).",
     )
     add_arguments(p, ReconstructConfig)
-    p.add_argument("--out", default=None, help="directory for summary.json and arrays.npz")
+    save = p.add_mutually_exclusive_group()
+    save.add_argument("--out", default=None,
+                      help="directory for summary.json and arrays.npz (default: runs/reconstruct-<date>-<time>)")
+    save.add_argument("--no-save", action="store_true", help="print the results only; write no files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_reconstruct)
+    p.set_defaults(func=_cmd_reconstruct, stops_after="chunk")
+
+
+def default_run_dir(command: str = "reconstruct", root: str = "runs") -> str:
+    """``runs/<command>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken)."""
+    base = os.path.join(root, f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, k = base, 1
+    while os.path.exists(path):
+        k += 1
+        path = f"{base}-{k}"
+    return path
 
 
 def _cmd_reconstruct(args):
     from .config import from_args, x64
     from .runner import ReconstructConfig, run_reconstruction
+    from .signals import current_request
 
     cfg = from_args(ReconstructConfig, args)
+    out = None if args.no_save else (args.out or default_run_dir())
     with x64() if cfg.scale.x64 else contextlib.nullcontext():
-        run_reconstruction(cfg, out=args.out, progress=not args.quiet)
-    if args.out:
-        print(f"wrote {args.out}/summary.json and {args.out}/arrays.npz"
-              + (f" and {args.out}/recon.png" if cfg.data.name != "synthetic" else ""))
+        summary = run_reconstruction(cfg, out=out, progress=not args.quiet)
+    files = "summary.json and arrays.npz" + (" and recon.png" if "images" in summary else "")
+    interrupted = [r["seed"] for r in summary["results"] if r["status"] == "interrupted"]
+    request = current_request()
+    if interrupted or (request is not None and request.signum is not None):
+        finished = len(summary["results"]) - len(interrupted)
+        where = f"wrote {out}/{files}" if out else "nothing written (--no-save)"
+        print(f"jaxrecon: interrupted: {finished} seed(s) finished, {len(interrupted)} interrupted; {where}",
+              file=sys.stderr)
+        return request.exit_code if request is not None and request.exit_code else 130
+    print(f"wrote {out}/{files}" if out else "results not saved (--no-save)")
     return 0
 
 
@@ -110,19 +138,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.func(args) or 0
-    except ValueError as e:
-        print(f"jaxrecon: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("jaxrecon: interrupted", file=sys.stderr)
-        return 130
+    from .signals import Interrupted, handle_signals
+
+    with handle_signals() as request:  # before the heavy imports: a signal during them is handled too
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        if request is not None:
+            request.what = getattr(args, "stops_after", "grid point" if args.command == "sweep" else "step")
+        from .cache import enable_compilation_cache
+
+        enable_compilation_cache()
+        try:
+            code = args.func(args) or 0
+        except ValueError as e:
+            print(f"jaxrecon: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:  # read-only or full disk, a missing file: the path and the reason
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"jaxrecon: error: {where}{e.strerror or e}", file=sys.stderr)
+            return 1
+        except Interrupted as e:
+            print(f"jaxrecon: {e}", file=sys.stderr)
+            return request.exit_code if request is not None and request.exit_code else 130
+        except KeyboardInterrupt:  # outside the main thread, where signals are not handled
+            print("jaxrecon: interrupted", file=sys.stderr)
+            return 130
+        if request is not None and request.exit_code:  # stopped early by a signal; finished work is saved
+            return request.exit_code
+        return code
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Each figure comes with per-image PSNR and SSIM of the matched pairs
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Optional, Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from .metrics import image_metrics, psnr, ssim  # noqa: F401  (psnr, ssim: re-exported)
 
 FLIP_COLOR = (1.0, 0.0, 0.0)  # frame of a sign-flipped match (pure red, so tests can find it)
+TITLE_PT = 9  # title font size
 
 
 def matched_pixels(data, x_hat, m, unflip: bool = True):
@@ -53,7 +55,8 @@ def recon_figure(truth: np.ndarray, recon: np.ndarray, path=None, *, errors: Opt
       flipped: per-pair bool; flipped matches get a red frame and a ``-`` mark.
       captions: extra per-pair text (e.g. PSNR) appended to the error.
       ncols, cell, dpi: columns, inches per image cell and resolution; the PNG is exactly
-        ``ncols*cell*dpi`` by ``2*ceil(m/ncols)*cell*dpi`` pixels (plus ``0.4*dpi`` for a title).
+        ``ncols*cell*dpi`` by ``2*ceil(m/ncols)*cell*dpi`` pixels (plus ``0.4*dpi`` for a title,
+        and ``0.16*dpi`` for each line more when it wraps to the figure's width).
 
     Returns the matplotlib figure.
     """
@@ -65,11 +68,14 @@ def recon_figure(truth: np.ndarray, recon: np.ndarray, path=None, *, errors: Opt
     m = truth.shape[0]
     ncols = max(1, min(int(ncols), m))
     blocks = math.ceil(m / ncols)
-    top = 0.4 if title else 0.0
+    # the title wraps to the figure's width (about 0.6 em per character at 9 pt), 0.16 inch a line
+    lines = textwrap.wrap(title, width=max(12, int(ncols * cell * 72 / (0.6 * TITLE_PT)))) if title else []
+    top = 0.4 + 0.16 * (len(lines) - 1) if lines else 0.0
     fig_h = 2 * blocks * cell + top
     fig = Figure(figsize=(ncols * cell, fig_h), dpi=dpi)
-    if title:
-        fig.text(0.5, 1 - 0.5 * top / fig_h, title, ha="center", va="center", fontsize=9)
+    if lines:
+        fig.text(0.5, 1 - 0.5 * top / fig_h, "\n".join(lines), ha="center", va="center", fontsize=TITLE_PT,
+                 linespacing=1.2)
     pad = 0.06  # fraction of a cell left blank on each side (room for captions)
     label_h = 0.16
 

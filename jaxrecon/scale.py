@@ -44,6 +44,38 @@ def parse_bytes(name: str, value) -> int:
     return int(out)
 
 
+def format_bytes(size: float, up: bool = True) -> str:
+    """``size`` bytes in the largest decimal unit that keeps it >= 1, to 3 significant digits,
+    rounded up (``up``) so that the text, parsed back by :func:`parse_bytes`, is at least ``size``."""
+    size = max(0.0, float(size))
+    unit, scale = "B", 1
+    for name in ("kB", "MB", "GB", "TB"):
+        if size >= _UNITS[name.lower()]:
+            unit, scale = name, _UNITS[name.lower()]
+    value = size / scale
+    digits = max(0, 2 - int(math.floor(math.log10(value)))) if value > 0 else 0
+    step = 10.0 ** -digits
+    value = (math.ceil(value / step - 1e-9) if up else math.floor(value / step + 1e-9)) * step
+    if digits > 0 and value >= 10 ** (3 - digits):  # rounding reached the next decade: 9.999 -> 10.0
+        digits -= 1
+    if unit == "B":
+        return f"{int(math.ceil(size) if up else size)} B"
+    return f"{value:.{digits}f} {unit}"
+
+
+def smallest_block(d: int, n: int, p: int, seeds: int = 1, dtype="float32",
+                   cache_preactivations: bool = False) -> int:
+    """The block size with the smallest modelled step (:func:`step_bytes`): ``a B + c ceil(p / B)``
+    is smallest near ``B0 = sqrt(c p / a)``; the exact minimum is among the block sizes near
+    ``B0`` and those that split ``p`` into a number of blocks near ``p / B0``."""
+    a, c = 4 * d + n * seeds, 2 * seeds * (n * n + n)
+    b0 = max(1, min(p, int(math.sqrt(c * p / a))))
+    blocks = math.ceil(p / b0)
+    candidates = {b0 + k for k in range(-2, 3)} | {math.ceil(p / max(1, blocks + k)) for k in range(-2, 3)}
+    return min((B for B in candidates if 1 <= B <= p),
+               key=lambda B: (step_bytes(d, n, p, B, seeds, dtype, cache_preactivations), -B))
+
+
 def step_bytes(d: int, n: int, p: int, block_size: int, seeds: int = 1, dtype="float32",
                cache_preactivations: bool = False) -> int:
     """Modelled temporaries (bytes) of one streamed gradient step (see the module docstring)."""
@@ -70,15 +102,13 @@ def block_size_for(d: int, n: int, p: int, memory_budget, seeds: int = 1, dtype=
     def fits(B):
         return step_bytes(d, n, p_local, B, seeds, dtype, cache_preactivations) <= budget
 
-    # The model is a*B + c*ceil(p/B) + const: convex, smallest near B0 = sqrt(c p / a); the
-    # largest fitting B lies between B0 and p_local, where the model increases.
-    item_free_a = 4 * d + n * seeds
-    item_free_c = 2 * seeds * (n * n + n)
-    b0 = max(1, min(p_local, int(math.sqrt(item_free_c * p_local / item_free_a))))
+    # The model is a*B + c*ceil(p/B) + const, smallest at b0 (smallest_block); the largest
+    # fitting B lies between b0 and p_local, where the model increases.
+    b0 = smallest_block(d, n, p_local, seeds, dtype, cache_preactivations)
     if not fits(b0):
         need = MARGIN * step_bytes(d, n, p_local, b0, seeds, dtype, cache_preactivations)
         raise ValueError(f"memory_budget: {memory_budget!r} is too small for d={d}, n={n}, p={p}, "
-                         f"seeds={seeds}; need at least about {need / 1e6:.1f} MB per device")
+                         f"seeds={seeds}; need at least {format_bytes(need)} per device")
     lo, hi = b0, p_local
     while lo < hi:
         mid = (lo + hi + 1) // 2

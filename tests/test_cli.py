@@ -137,3 +137,17 @@ def test_sweep_two_ways_of_p_is_one_line_error(tmp_path, capsys):
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "p: give only one of p, p_over_n, p_over_dn" in err[0], err
+
+def test_jax_floor_is_the_version_tested():
+    import re
+    from pathlib import Path
+
+    import jax
+    import jaxlib
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    for name, mod in (("jax", jax), ("jaxlib", jaxlib)):
+        floor = re.search(rf'"{name}>=([0-9.]+)"', text).group(1)
+        as_tuple = lambda v: tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+        # the floor is the oldest version tested (0.10.2) and not above the one installed
+        assert (0, 10, 2) <= as_tuple(floor) <= as_tuple(mod.__version__), floor

@@ -75,3 +75,19 @@ def test_cli_data_flags(tmp_path, capsys, monkeypatch):
     assert "does not exist" in capsys.readouterr().err
     assert main(["reconstruct", "--data", "nope", "--n", "4", "--p", "10"]) == 2
     assert "data: unknown value 'nope'" in capsys.readouterr().err
+
+
+def test_long_title_fits_a_narrow_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    title = ("digits: n=4, d=64, p=2048 (p/dn=8), seed 0, error_sign=0.0123 and a little more text to "
+             "make it long")
+    fig = recon_figure(np.zeros((4, 8, 8, 1)), np.zeros((4, 8, 8, 1)), ncols=10, title=title)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig.texts[0].get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    assert " ".join(fig.texts[0].get_text().split()) == title  # wrapped, nothing dropped
+    lines = fig.texts[0].get_text().count("\n") + 1
+    top = (0.4 + 0.16 * (lines - 1)) * fig.dpi  # the band above the first row of images
+    assert box.y0 >= fig.bbox.height - top - 1

@@ -190,3 +190,19 @@ def test_cli_memory_budget_and_shards_errors(tmp_path):
         ReconstructConfig(d=10, n=3, p=100, shards=2).resolve()
     with pytest.raises(ValueError, match="precision: unknown value"):
         ReconstructConfig(d=10, n=3, p=100, precision="fp8").resolve()
+
+
+@pytest.mark.parametrize("d,n,p,seeds", [(4, 2, 50, 1), (100, 20, 20000, 4), (10, 3, 7, 2)])
+def test_too_small_budget_names_the_real_minimum(d, n, p, seeds):
+    import re
+
+    from jaxrecon.scale import parse_bytes
+
+    with pytest.raises(ValueError) as e:
+        block_size_for(d, n, p, "1B", seeds=seeds)
+    need = re.search(r"need at least (\d[\d.]*) (\w+) per device", str(e.value))
+    assert need and float(need.group(1)) > 0, str(e.value)
+    budget = parse_bytes("b", need.group(1) + need.group(2))
+    assert block_size_for(d, n, p, budget, seeds=seeds) >= 1  # the named minimum works
+    with pytest.raises(ValueError):
+        block_size_for(d, n, p, int(budget * 0.99), seeds=seeds)  # and is close to the real one

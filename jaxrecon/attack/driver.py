@@ -18,7 +18,13 @@ from .. import _validate
 from ..features.base import Target
 from .loop import advance, attack_target, finalize, init_state, make_solver
 from .methods import DEFAULT_METHOD, method_config
+from ..signals import stop_requested
+from .progress import ChunkSizer, Progress, phases_running
 from .state import STATUS_NAMES, Status
+
+#: Status code of seeds still running when a signal stopped the host loop (results only: a seed's
+#: state never holds it). Reported as ``"interrupted"``.
+INTERRUPTED = max(int(s) for s in Status) + 100
 
 
 class SeedsResult(NamedTuple):
@@ -90,34 +96,41 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
 
 def run_chunks(program: Program, steps: int, chunk: int, t0: float, progress: bool = True,
                time_budget: Optional[float] = None, callback: Optional[Callable] = None):
-    """The host loop: advance in chunks of ``chunk`` steps until every seed stopped, ``steps`` are
-    spent or the wall-clock ``time_budget`` (seconds since ``t0``) is passed.
-    Returns ``(final state, seconds until each seed stopped)``."""
+    """The host loop: advance in chunks until every seed stopped, ``steps`` are spent, the
+    wall-clock ``time_budget`` (seconds since ``t0``) is passed or a signal asked to stop
+    (:func:`jaxrecon.signals.stop_requested`, checked before every chunk).
+
+    Chunks are sized to take a few seconds each and at most ``chunk`` steps
+    (:class:`~jaxrecon.attack.progress.ChunkSizer`); the results do not depend on the sizes. Returns ``(final state, seconds until each seed stopped, interrupted)``."""
     state = program.state
     seeds = int(np.asarray(state.status).shape[0])
     seconds = np.full(seeds, np.nan)
-    bar = _progress_bar(steps, seeds, progress)
-    done_steps = 0
+    sizer = ChunkSizer(chunk, len(state.phase_states))
+    shown = Progress(steps, seeds, progress)
+    done_steps, interrupted = 0, False
+    before = phases_running(state)
     try:
         while done_steps < steps:
-            done_steps = min(done_steps + chunk, steps)
-            state = program.advance(program.tgt, state, done_steps)
+            if stop_requested():
+                interrupted = True
+                break
+            size = min(sizer.next(), steps - done_steps)
+            t_chunk = time.perf_counter()
+            state = program.advance(program.tgt, state, done_steps + size)
             status = np.asarray(state.status)
+            after = phases_running(state)
+            sizer.timed(size, time.perf_counter() - t_chunk, before | after)
+            done_steps, before = done_steps + size, after
             now = time.perf_counter() - t0
             seconds[(status != Status.RUNNING) & np.isnan(seconds)] = now
-            if bar is not None:
-                bar.n = done_steps
-                bar.set_postfix(stopped=f"{int((status != Status.RUNNING).sum())}/{seeds}",
-                                loss_median=f"{np.median(np.asarray(state.loss)):.3g}", refresh=False)
-                bar.refresh()
+            shown.update(done_steps, state)
             if callback is not None:
                 callback(now, state)
             if np.all(status != Status.RUNNING) or (time_budget is not None and now >= time_budget):
                 break
     finally:
-        if bar is not None:
-            bar.close()
-    return state, seconds
+        shown.close()
+    return state, seconds, interrupted
 
 
 def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, method=DEFAULT_METHOD,
@@ -135,7 +148,8 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
     it; running seeds then report status ``"budget"``. ``callback(elapsed_seconds, state)`` is
     called after every chunk with the vmapped state (for traces of loss vs time).
     ``seed_shards=k`` splits the seeds over the first ``k`` devices (``seeds`` a multiple of
-    ``k``): same numbers as one device.
+    ``k``): same numbers as one device. Inside :func:`jaxrecon.signals.handle_signals`, a SIGINT
+    or SIGTERM stops the loop before its next chunk; seeds still running report ``"interrupted"``.
     """
     seeds = _validate.positive_int("seeds", seeds)
     seed_shards = _validate.positive_int("seed_shards", seed_shards)
@@ -147,19 +161,15 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
     t0 = time.perf_counter()
     program = build_program(target, key, n, seeds, method, steps, radius, target_axis, seed_shards)
     compile_seconds = time.perf_counter() - t0
-    state, seconds = run_chunks(program, steps, chunk, t0, progress, time_budget, callback)
+    state, seconds, interrupted = run_chunks(program, steps, chunk, t0, progress, time_budget, callback)
     res = program.finalize(program.tgt, state)
     seconds[np.isnan(seconds)] = time.perf_counter() - t0
-    if time_budget is not None:  # seeds cut by the wall-clock budget ran out of budget too
+    if time_budget is not None and not interrupted:  # seeds cut by the wall-clock budget ran out of it
         res = res._replace(status=jnp.where(res.status == Status.RUNNING, Status.BUDGET, res.status))
+    names = {**STATUS_NAMES, INTERRUPTED: "interrupted"}
+    status = np.asarray(res.status)
+    if interrupted:  # seeds still running when a signal stopped the loop
+        status = np.where(status == Status.RUNNING, INTERRUPTED, status)
     return SeedsResult(np.asarray(res.x_hat), np.asarray(res.loss), np.asarray(res.steps),
-                       [STATUS_NAMES[int(s)] for s in np.asarray(res.status)], seconds, compile_seconds,
-                       np.asarray(res.stalls))
+                       [names[int(s)] for s in status], seconds, compile_seconds, np.asarray(res.stalls))
 
-
-def _progress_bar(total, seeds, enabled):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"reconstruct ({seeds} seeds)", unit="step", dynamic_ncols=True)

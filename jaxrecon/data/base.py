@@ -34,3 +34,12 @@ class ImageData(NamedTuple):
     row_norm: np.ndarray  # (n,) norm of each standardised row before sphere rescaling
     name: str
     normalize: str
+
+
+def check_not_a_file(data_dir: str) -> None:
+    """A one-line ``ValueError`` when ``data_dir`` exists but is not a directory (a file given by
+    mistake); a missing directory is left to the loader's own message."""
+    import os
+
+    if os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"data_dir: {data_dir!r} is not a directory; give the directory that holds the dataset")

@@ -16,7 +16,7 @@ import pickle
 
 import numpy as np
 
-from .base import RawImages
+from .base import RawImages, check_not_a_file
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
@@ -63,6 +63,7 @@ def read_batch(path: str):
 
 def load_cifar10(data_dir: str, split: str = "train") -> RawImages:
     """All images of a split: ``train`` (the 5 data batches, 50000) or ``test`` (10000)."""
+    check_not_a_file(data_dir)
     if not os.path.isdir(data_dir):
         raise ValueError(
             f"data_dir: directory {data_dir!r} does not exist. Put the extracted CIFAR-10 python batches "

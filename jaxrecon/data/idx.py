@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .base import RawImages
+from .base import RawImages, check_not_a_file
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -67,6 +67,7 @@ def _find(data_dir: str, stem: str, kind: str) -> str:
 
 def load_idx_dataset(data_dir: str, split: str = "train", kind: str = "mnist") -> RawImages:
     """Images ``(N, H, W)`` and labels of an IDX dataset (``kind``: ``mnist`` or ``fashion_mnist``)."""
+    check_not_a_file(data_dir)
     if not os.path.isdir(data_dir):
         raise ValueError(f"data_dir: directory {data_dir!r} does not exist. Put the {kind} IDX files "
                          f"({', '.join(FILES['train'] + FILES['test'])}, plain or .gz) there; nothing is downloaded")

@@ -17,13 +17,14 @@ import os
 
 import numpy as np
 
-from .base import RawImages
+from .base import RawImages, check_not_a_file
 
 SUBDIR = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
 def _root(data_dir: str) -> str:
+    check_not_a_file(data_dir)
     if not os.path.isdir(data_dir):
         raise ValueError(f"data_dir: directory {data_dir!r} does not exist. Put the extracted {SUBDIR}/ ({URL}: "
                          f"wnids.txt, train/<wnid>/images/*.JPEG, val/val_annotations.txt) there; nothing is downloaded")

@@ -19,12 +19,14 @@ from ..config import to_dict
 from ..data.synthetic import Dataset, synthetic
 from ..features.base import Target
 from ..features.random_features import RandomFeatures
-from ..io import out_dir, versions, write_json, write_npz
+from ..io import commit_files, json_writer, made_dir, npz_writer, versions
 from ..loss import report_loss
 from ..metrics import match
 from ..models.rf import fit_with_info
 from ..attack import reconstruct_seeds
+from ..signals import Interrupted, stop_requested
 from .config import ReconstructConfig
+from .preflight import check_sizes
 
 
 class Problem(NamedTuple):
@@ -76,13 +78,28 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     with ``seed, loss, error_abs, error_sign, recovered, flipped, train_loss, steps, seconds,
     status``); ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...).
 
+    Every check (values, int32 sizes, memory: :mod:`jaxrecon.runner.preflight`) runs before any
+    work or file. The files of ``out`` are committed as a unit (``summary.json`` last); a failed
+    run leaves no directory it created empty. Inside :func:`jaxrecon.signals.handle_signals` a
+    signal stops the attack before its next chunk and seeds still running are saved with status
+    ``"interrupted"``; a signal before the attack raises :class:`~jaxrecon.signals.Interrupted`.
+
     A config with ``x64`` needs float64 enabled by the caller (``with jaxrecon.x64(): ...``);
     otherwise this raises a one-line ``ValueError`` before any work.
     """
     cfg = cfg.resolve()
     if cfg.scale.x64 and not jax.config.jax_enable_x64:
         raise ValueError("x64: float64 is not enabled; run inside `with jaxrecon.x64():` (the CLI does)")
-    out = out_dir(out) if out is not None else None  # fail before computing anything
+    check_sizes(cfg)
+    if out is None:
+        return _run(cfg, None, progress, log)
+    with made_dir(out) as out:
+        if log:
+            log(f"saving to {out}/")
+        return _run(cfg, out, progress, log)
+
+
+def _run(cfg: ReconstructConfig, out, progress: bool, log) -> dict:
     k_data, k_model, k_attack = jax.random.split(jax.random.key(cfg.seed), 3)
     t0 = time.perf_counter()
     data = load_data(cfg, k_data)
@@ -93,6 +110,8 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     if log:
         log(f"{problem.description}  n={n}  p/(dn)={cfg.model.p_over_dn:.3g}  train MSE={train_loss:.3g}  "
             f"method={attack.method}")
+    if stop_requested():
+        raise Interrupted("interrupted before the attack started; nothing written")
     res = reconstruct_seeds(problem.target, k_attack, n, attack.seeds,
                             method=cfg.method_cfg(), steps=attack.steps, chunk=attack.chunk, progress=progress,
                             seed_shards=cfg.scale.seed_shards)
@@ -111,18 +130,23 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
         "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
         "compile_seconds": res.compile_seconds, "results": rows,
     }
+    files = []
     if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed
-        summary["images"] = _image_outputs(cfg, data, res.x_hat, rows, out, log)
+        summary["images"] = _image_outputs(cfg, data, res.x_hat, rows, files, out is not None, log)
     if out is not None:
-        write_npz(out / "arrays.npz", x=x, y=np.asarray(data.y), x_hat=res.x_hat)
-        write_json(out / "summary.json", summary)
+        files += [("arrays.npz", npz_writer(x=x, y=np.asarray(data.y), x_hat=res.x_hat), "wb"),
+                  ("summary.json", json_writer(summary), "w")]
+        commit_files(out, files)
     if log:
         log(format_table(rows))
     return summary
 
 
-def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, out, log) -> dict:
-    """Per-image PSNR/SSIM for every seed (added to ``rows``) and ``recon.png`` for the best seed."""
+def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, files: list, figure: bool, log) -> dict:
+    """Per-image PSNR/SSIM for every seed (added to ``rows``) and, with ``figure``, ``recon.png``
+    of the best seed (appended to ``files`` for :func:`~jaxrecon.io.commit_files`)."""
+    import io
+
     from ..image_plots import image_metrics, matched_pixels, save_recon
 
     per_seed = []
@@ -136,12 +160,14 @@ def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, out, log) -> dict:
     info = {"dataset": data.name, "shape": list(data.shape), "class_names": list(data.class_names),
             "labels": data.labels, "mean": data.mean, "std": data.std, "normalize": data.normalize,
             "per_seed": per_seed, "figure_seed": best}
-    if out is not None:
+    if figure:
         m = match(data.x, x_hat[best])
         title = (f"{data.name}: n={cfg.data.n}, d={cfg.data.d}, p={cfg.model.p} (p/dn={cfg.model.p_over_dn:.3g}), "
                  f"seed {best}, "
                  f"error_sign={rows[best]['error_sign']:.3g}")
-        info["figure"] = save_recon(data, x_hat[best], m, out / "recon.png", title=title)
+        png = io.BytesIO()
+        info["figure"] = save_recon(data, x_hat[best], m, png, title=title)
+        files.append(("recon.png", lambda f: f.write(png.getvalue()), "wb"))
         if log:
             log(f"recon.png: seed {best}; per image (error, PSNR dB, SSIM):")
             log("  ".join(f"[{r['index']}] {r['error']:.3g} {r['psnr']:.1f} {r['ssim']:.3f}" for r in info["figure"]))

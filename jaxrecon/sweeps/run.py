@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ..io import out_dir
+from ..signals import stop_requested
 from . import lock
 from .config import ResolvedSweep, SweepConfig, load_config
 from .points import GridPoint, ProgramCache, check_sizes, compiled_program, grid, pad_width, point_rows, \
@@ -56,6 +57,10 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
       compile_workers: programs compiled at once, ahead of the points that need them.
       cache: compiled programs to reuse and fill (default: a fresh cache for this run).
 
+    Inside :func:`jaxrecon.signals.handle_signals`, a SIGINT or SIGTERM stops the sweep before its
+    next grid point (finished points are already in ``results.csv``); the report and figures are
+    then skipped and the table holds the finished points.
+
     Every check of the config and its sizes runs before anything is written.
     """
     resolved = _as_config(config).resolved()
@@ -74,7 +79,9 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
             done = prepare_out(out, resolved, points)
         done, todo, (total, compile_total) = _run(resolved, points, done, out, cache, progress, log,
                                                   log_to_stdout, compile_workers)
-        table = to_table([r for pt in points for r in done[pt.key()]])
+        table = to_table([r for pt in points for r in done.get(pt.key(), [])])
+        if stop_requested():  # stopped by a signal between points: what is done is in results.csv
+            return table
         if out is not None:
             finish_meta(out, len(todo), total, compile_total)
         report(table, out, plots=plots, bootstrap=bootstrap, seed=resolved.seed, log=log)
@@ -114,7 +121,12 @@ def _run(resolved: ResolvedSweep, points: list[GridPoint], done: dict, out: Opti
         stack.callback(pool.shutdown, wait=False, cancel_futures=True)
         if bar is not None:
             stack.callback(bar.close)
-        for pt in todo:
+        for i, pt in enumerate(todo):
+            if stop_requested():
+                where = f"in {str(out / 'results.csv')!r}; run the same command again to resume" if out else \
+                    "(not saved: no out)"
+                emit(f"interrupted: {len(points) - len(todo) + i}/{len(points)} grid points done {where}")
+                break
             w = pad_width(pt, resolved, points)
             pk = program_key(pt, resolved, w)
             exe, cs = futures[pk].result()

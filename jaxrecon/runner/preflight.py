@@ -1,0 +1,75 @@
+"""Checks of a reconstruction's sizes before any work or file: int32 indexing and memory.
+
+XLA indexes arrays with 32-bit integers on the paths the attack takes, so ``d``, ``p`` and the
+products ``n d``, ``n p``, ``p d`` must stay below ``2**31``. A dense random-features map holds
+``V`` (``p x d``) and every vmapped seed holds its features (``n x p``); when that exceeds the
+memory of the device (or the host, on CPU) the run would die inside XLA, so it is refused with a
+hint to stream ``V`` (``--memory-budget``). Streamed maps are sized by :mod:`jaxrecon.scale`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from ..scale import format_bytes
+
+#: The largest size an int32 index reaches.
+INT32_MAX = 2**31 - 1
+
+
+def available_memory() -> Optional[int]:
+    """Bytes a program may use: the first device's memory limit where JAX reports one (GPUs),
+    else the host's available (or physical) memory; ``None`` where neither is known."""
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # backends without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_int32(d: int, n: int, p: int) -> None:
+    """One-line ``ValueError`` when a size the attack indexes overflows int32."""
+    for name, label, size in (("d", "d", d), ("p", "p", p), ("d", "n*d", n * d), ("p", "p*n", p * n),
+                              ("p", "p*d", p * d)):
+        if size > INT32_MAX:
+            raise ValueError(f"{name}: {label} = {size} is over the int32 limit {INT32_MAX} "
+                             f"(d={d}, n={n}, p={p}); use smaller sizes")
+
+
+def dense_bytes(d: int, n: int, p: int, seeds: int, itemsize: int) -> int:
+    """A lower bound on a dense random-features attack's memory: ``V`` once, the features of the
+    ``n`` rows for every seed."""
+    return itemsize * (p * d + seeds * n * p)
+
+
+def check_sizes(cfg, memory: Optional[int] = None) -> None:
+    """Refuse a resolved :class:`~jaxrecon.runner.ReconstructConfig` whose sizes overflow int32
+    indexing, or whose dense feature map cannot fit ``memory`` bytes (default
+    :func:`available_memory`); one-line ``ValueError`` naming the field and what to change."""
+    d, n, p = cfg.data.d, cfg.data.n, cfg.model.p
+    check_int32(d, n, p)
+    if cfg.model.name != "rf" or cfg.stream_block() is not None:
+        return  # streamed maps are sized by their memory budget or block size
+    memory = available_memory() if memory is None else memory
+    seeds = -(-cfg.attack.seeds // cfg.scale.seed_shards)
+    need = dense_bytes(d, n, p, seeds, 8 if cfg.scale.x64 else 4)
+    if memory is not None and need > memory:
+        raise ValueError(f"p: a dense feature map with d={d}, n={n}, p={p} and {seeds} seeds needs at least "
+                         f"{format_bytes(need)}, more than the {format_bytes(memory)} of memory available; stream "
+                         f"it with --memory-budget (e.g. --memory-budget {format_bytes(memory // 2, up=False)}) "
+                         f"or use smaller p or seeds")

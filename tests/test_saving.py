@@ -1,0 +1,92 @@
+"""Results saved by default, file modes, help text and progress lines."""
+
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxrecon as jr
+from jaxrecon.cli import build_parser, main
+
+SMALL = ["--d", "4", "--n", "2", "--p", "50", "--steps", "5", "--method", "adam", "--seeds", "1", "--quiet"]
+
+
+def test_results_saved_by_default_in_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reconstruct", *SMALL]) == 0
+    out = capsys.readouterr().out
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and re.fullmatch(r"reconstruct-\d{8}-\d{6}", runs[0].name)
+    assert {"summary.json", "arrays.npz"} <= {p.name for p in runs[0].iterdir()}
+    first = out.splitlines()[0]
+    assert "saving to" in first and f"runs/{runs[0].name}" in first
+    assert main(["reconstruct", *SMALL]) == 0  # a second run in the same second gets its own directory
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_no_save(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reconstruct", *SMALL, "--no-save"]) == 0
+    assert not (tmp_path / "runs").exists()
+    assert "not saved" in capsys.readouterr().out
+
+
+def test_files_get_the_umask_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert main(["reconstruct", *SMALL, "--out", str(tmp_path / "o")]) == 0
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "arrays.npz"):
+        assert stat.S_IMODE((tmp_path / "o" / name).stat().st_mode) == 0o644, name
+
+
+def test_help_shows_each_default_once():
+    sub = build_parser()._subparsers._group_actions[0].choices["reconstruct"]
+    for action in sub._actions:
+        assert len(re.findall(r"\(default\b", action.help or "")) <= 1, action.help
+
+
+def test_plain_progress_lines_when_not_a_terminal(key, capsys):
+    x = jr.synthetic(key, 3, 5).x
+    fm = jr.RandomFeatures(jax.random.key(1), 5, 60, "relu")
+    target = jr.Target(fm, jr.fit(fm, x, jnp.ones(3)))
+    jr.reconstruct_seeds(target, key, 3, 2, method="adam", steps=300, chunk=50, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert lines and all(l.startswith("reconstruct") for l in lines), lines
+    assert re.search(r"step \d+/300", lines[-1]) and "loss" in lines[-1] and "eta" not in lines[-1].lower()
+
+
+def test_chunks_sized_to_the_update_interval():
+    from jaxrecon.attack.progress import GROWTH, UNTIMED_SLOWDOWN, ChunkSizer
+
+    fo, lm = frozenset({0}), frozenset({1})
+    one = ChunkSizer(cap=250, phases=1, target=5.0)
+    assert one.next() == 1  # the first two chunks probe the overhead
+    one.timed(1, 0.5, fo)  # the first pays one-time costs
+    assert one.next() == 1
+    one.timed(1, 0.01, fo)
+    assert one.next() == GROWTH  # then grows at most GROWTH times a chunk
+    one.timed(4, 0.01 + 4 * 0.001, fo)
+    assert [one.next() for _ in range(3)] == [16, 64, 250]  # never past the configured chunk
+    one.timed(250, 0.01 + 250 * 1.0, fo)  # slow steps: chunks of about 5 s
+    assert one.next() == 4
+    one.timed(4, 0.01 + 4 * 30.0, fo)  # one step over the target: one step per update
+    assert one.next() == 1
+    # two phases: while the LM phase is untimed, chunks are sized as if it were 8x slower
+    two = ChunkSizer(cap=10_000, phases=2, target=5.0)
+    for t in (0.3, 0.1):
+        two.next()
+        two.timed(1, t, fo)
+    two.next()
+    two.timed(4, 0.1 + 4 * 0.01, fo)
+    assert [two.next() for _ in range(3)] == [16, 61, 61] and 61 == int(4.9 / (0.01 * UNTIMED_SLOWDOWN))
+    two.timed(61, 0.1 + 61 * 0.2, lm)  # LM timed: 0.2 s a step
+    assert two.next() == int(4.9 / 0.2)
