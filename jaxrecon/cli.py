@@ -106,8 +106,9 @@ def _cmd_sweep(args):
 
 def _add_plot(sub):
     p = sub.add_parser("plot", help="figures and thresholds from a sweep's results.csv",
-                       description="Write law.png/.pdf, residuals.png, collapse.png and thresholds.csv "
-                                   "for a sweep directory, and print the threshold table.")
+                       description="Write law.png/.pdf, residuals.png, collapse.png, thresholds.csv and, "
+                                   "with two or more (d, n) curves, finite_size.png for a sweep directory, "
+                                   "and print the threshold table.")
     p.add_argument("dir", help="sweep directory holding results.csv")
     p.add_argument("--out", default=None, help="where to write (default: DIR)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the threshold spread")

@@ -26,6 +26,11 @@ def test_reconstruct_end_to_end(tmp_path, capsys):
         for k in ("seed", "loss", "error_abs", "error_sign", "train_loss", "steps", "seconds"):
             assert k in row
         assert row["error_sign"] < 1e-2
+        # solved / identified with the tolerances the summary records
+        assert row["solved"] == (row["loss"] <= summary["solved_tolerance"])
+        assert row["identified"] == (row["error_sign"] <= summary["identified_tolerance"])
+    assert summary["solved_tolerance"] == 1e-10 and summary["identified_tolerance"] == 1e-3  # adam, float32
+    assert "solved" in printed and "identified" in printed
     arrays = np.load(out / "arrays.npz")
     assert arrays["x"].shape == (3, 8) and arrays["y"].shape == (3,) and arrays["x_hat"].shape == (2, 3, 8)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left

@@ -102,6 +102,9 @@ def test_sweep_writes_table_and_resumes(tmp_path):
     assert text.splitlines()[0] == ",".join(COLUMNS) and text.endswith("\n")
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["finished"] and meta["config"]["seeds"] == 2 and "jax" in meta["versions"]
+    assert meta["solved_tolerance"] == {"adam": 1e-10} and meta["identified_tolerance"] == 1e-3
+    assert t1["solved"].tolist() == (t1["loss"] <= 1e-10).tolist()
+    assert t1["identified"].tolist() == (t1["error_sign"] <= 1e-3).tolist()
     assert (out / "thresholds.csv").read_text().startswith("d,n,activation")
     # rerun: nothing recomputed, same table
     lines = []
@@ -173,7 +176,7 @@ def test_thresholds_on_a_known_curve():
 
 
 def test_experiment_configs_load_and_resolve():
-    for name in ("law_quick", "fig3_synthetic", "fig2_residuals"):
+    for name in ("law_quick", "fig3_synthetic", "fig2_residuals", "sharp_law"):
         path = ROOT / "experiments" / f"{name}.py"
         cfg = load_config(path)
         assert isinstance(cfg, SweepConfig)  # typed, not a dict
@@ -182,6 +185,16 @@ def test_experiment_configs_load_and_resolve():
         assert f"jaxrecon sweep experiments/{name}.py" in path.read_text()
     quick = load_config(ROOT / "experiments" / "law_quick.py")
     assert len(grid(quick.resolved())) * quick.seeds <= 200  # the main job stays small
+
+
+def test_sharp_law_config():
+    """The finite-size study: >= 4 (d, n) with d*n from ~50 to ~2000, p/(dn) around 1, 20 seeds."""
+    r = load_config(ROOT / "experiments" / "sharp_law.py").resolved()
+    pts = grid(r)
+    dn = sorted({pt.d * pt.n for pt in pts})
+    assert len({(pt.d, pt.n) for pt in pts}) >= 4 and dn[0] <= 60 and dn[-1] >= 2000
+    assert list(r.p_over_dn) == [0.5, 0.75, 1, 1.25, 1.5, 2, 3] and r.seeds >= 20
+    assert len(r.method) == 1 and "METHOD = " in (ROOT / "experiments" / "sharp_law.py").read_text()
 
 
 def test_config_overrides():

@@ -22,6 +22,7 @@ from ..features.random_features import RandomFeatures
 from ..io import commit_files, json_writer, made_dir, npz_writer, versions
 from ..loss import report_loss
 from ..metrics import match
+from ..outcomes import IDENTIFIED_TOL, identified, solved, solved_tolerance
 from ..models.rf import fit_with_info
 from ..attack import reconstruct_seeds
 from ..signals import Interrupted, stop_requested
@@ -74,9 +75,11 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
 def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, log=print) -> dict:
     """Run one reconstruction experiment; write ``summary.json`` and ``arrays.npz`` into ``out``.
 
-    Returns the summary dict: ``config``, ``versions``, ``fit`` and ``results`` (one entry per seed
+    Returns the summary dict: ``config``, ``versions``, ``fit``, ``results`` (one entry per seed
     with ``seed, loss, error_abs, error_sign, recovered, flipped, train_loss, steps, seconds,
-    status``); ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...).
+    status, solved, identified``) and the two tolerances ``solved_tolerance`` (of the method's
+    loss form in the run's dtype) and ``identified_tolerance`` (see :mod:`jaxrecon.outcomes`);
+    ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...).
 
     Every check (values, int32 sizes, memory: :mod:`jaxrecon.runner.preflight`) runs before any
     work or file. The files of ``out`` are committed as a unit (``summary.json`` last); a failed
@@ -116,19 +119,23 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log) -> dict:
                             method=cfg.method_cfg(), steps=attack.steps, chunk=attack.chunk, progress=progress,
                             seed_shards=cfg.scale.seed_shards)
     x = np.asarray(data.x)
+    tol = solved_tolerance("float64" if cfg.scale.x64 else "float32", cfg.method_cfg().loss_form)
     rows = []
     for s in range(attack.seeds):
         m = match(x, res.x_hat[s])
+        loss = float(report_loss(res.loss[s]))
         rows.append({
-            "seed": s, "loss": float(report_loss(res.loss[s])), "loss_raw": float(res.loss[s]),
+            "seed": s, "loss": loss, "loss_raw": float(res.loss[s]),
             "error_abs": m.error_abs, "error_sign": m.error_sign, "recovered": m.recovered,
             "flipped": int(m.flipped.sum()), "train_loss": train_loss, "steps": int(res.steps[s]),
             "seconds": float(res.seconds[s]), "status": res.status[s],
+            "solved": bool(solved(loss, tol)), "identified": bool(identified(m.error_sign)),
         })
     summary = {
         "config": to_dict(cfg, flat=True), "versions": versions(),
         "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
-        "compile_seconds": res.compile_seconds, "results": rows,
+        "compile_seconds": res.compile_seconds, "solved_tolerance": tol, "identified_tolerance": IDENTIFIED_TOL,
+        "results": rows,
     }
     files = []
     if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed
@@ -174,10 +181,14 @@ def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, files: list, figur
     return info
 
 
-def format_table(rows, columns=("seed", "loss", "error_abs", "error_sign", "recovered", "steps",
-                                "seconds", "status")) -> str:
-    """A plain-text table, one row per seed."""
+def format_table(rows, columns=("seed", "loss", "error_abs", "error_sign", "recovered", "solved",
+                                "identified", "steps", "seconds", "status")) -> str:
+    """A plain-text table, one row per seed (columns a row lacks are left out)."""
+    columns = [c for c in columns if all(c in r for r in rows)]
+
     def fmt(v):
+        if isinstance(v, bool):
+            return "yes" if v else "no"
         if isinstance(v, float):
             return f"{v:.3g}" if v != 0 else "0"
         return str(v)

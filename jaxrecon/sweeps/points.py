@@ -32,6 +32,7 @@ from ..features.base import Target
 from ..features.random_features import RandomFeatures
 from ..loss import report_loss, span_residuals
 from ..metrics import match
+from ..outcomes import identified, method_tolerance, solved
 from ..models.rf import fit_with_info
 from ..attack import STATUS_NAMES as _STATUS
 from ..attack import method_config, reconstruct
@@ -267,17 +268,22 @@ def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = 
 
 def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
     """Results rows (see :data:`jaxrecon.sweeps.COLUMNS`) of one grid point, with Hungarian
-    matching per seed."""
+    matching per seed; ``solved`` uses the tolerance of the method's loss form in the dtype the
+    point ran in (:func:`jaxrecon.outcomes.method_tolerance`)."""
     rows = []
+    dtype = np.asarray(po.loss).dtype
+    tol = method_tolerance(point.method, dtype if dtype.kind == "f" else np.float32)
     for s in range(po.x.shape[0]):
         m = match(po.x[s], po.x_hat[s])
+        loss = float(report_loss(po.loss[s]))
         rows.append({
             "d": point.d, "n": point.n, "p": point.p, "p_over_dn": point.p_over_dn,
             "activation": point.activation, "method": point.method, "seed": s,
-            "train_loss": float(po.train_loss[s]), "loss": float(report_loss(po.loss[s])),
+            "train_loss": float(po.train_loss[s]), "loss": loss,
             "error_abs": m.error_abs, "error_sign": m.error_sign, "residual": float(po.residual[s]),
             "recovered": m.recovered, "steps": int(po.steps[s]),
             "status": _STATUS.get(int(po.status[s]), str(int(po.status[s]))),
             "seconds": po.seconds, "compile_seconds": po.compile_seconds,
+            "solved": bool(solved(loss, tol)), "identified": bool(identified(m.error_sign)),
         })
     return rows

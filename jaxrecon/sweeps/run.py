@@ -167,7 +167,7 @@ def report(table: dict, out=None, plots: bool = True, bootstrap: int = 1000, see
         if plots:
             from ..plotting import plot_all
 
-            files += plot_all(table, out)
+            files += plot_all(table, out, thresholds=thr)
         log("wrote " + ", ".join(str(out / f) for f in files))
     return thr
 

@@ -2,10 +2,15 @@
 
 ``results.csv`` has one row per grid point and seed (see :data:`COLUMNS`); the rows of a grid
 point are appended in one write, flushed and ``fsync``-ed, so a sweep killed at any moment loses
-at most the point in flight. ``sweep.json`` holds the resolved config, its hash and versions.
+at most the point in flight. ``sweep.json`` holds the resolved config, its hash and versions, and
+the tolerances of the ``solved`` / ``identified`` columns (:mod:`jaxrecon.outcomes`).
 Resuming (:func:`prepare_out`) keeps every finished point (rows of a point repeated by an earlier
 double run are merged), drops a partial last line or an incomplete point, and refuses an ``OUT``
 that holds a sweep with a different config.
+
+Files written before the ``solved`` and ``identified`` columns existed (:data:`OLD_COLUMNS`) still
+read: the two columns are derived from ``loss`` and ``error_sign``. Resuming such a file first
+rewrites it atomically in the current format, so appended rows never mix two headers.
 """
 
 from __future__ import annotations
@@ -20,39 +25,69 @@ from typing import Sequence
 import numpy as np
 
 from ..io import atomic_write, fsync_dir, out_dir, versions, write_json
+from ..outcomes import IDENTIFIED_TOL, identified, method_tolerance, solved
 from .config import NON_IDENTITY, ResolvedSweep
 
-#: Columns of ``results.csv``, in order.
-COLUMNS = ("d", "n", "p", "p_over_dn", "activation", "method", "seed", "train_loss", "loss",
-           "error_abs", "error_sign", "residual", "recovered", "steps", "status", "seconds",
-           "compile_seconds")
+#: Columns of ``results.csv`` before ``solved`` and ``identified`` (files with them still read).
+OLD_COLUMNS = ("d", "n", "p", "p_over_dn", "activation", "method", "seed", "train_loss", "loss",
+               "error_abs", "error_sign", "residual", "recovered", "steps", "status", "seconds",
+               "compile_seconds")
+#: Columns of ``results.csv``, in order. ``solved``: the loss is at most the method's solved
+#: tolerance; ``identified``: ``error_sign <= 1e-3`` (0/1 in the file, booleans in a table).
+COLUMNS = OLD_COLUMNS + ("solved", "identified")
 _INT_COLUMNS = ("d", "n", "p", "seed", "steps")
 _STR_COLUMNS = ("activation", "method", "status")
+_BOOL_COLUMNS = ("solved", "identified")
 _HEADER = ",".join(COLUMNS) + "\n"
 
 
 def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
     if isinstance(v, float):
         return repr(v)  # round-trips exactly
     return str(v)
 
 
+def with_outcomes(row: dict, tolerance=None) -> dict:
+    """``row`` with ``solved`` / ``identified`` derived from ``loss`` / ``error_sign`` where missing.
+
+    ``tolerance(method) -> float`` gives the solved tolerance (default: the method's float32
+    tolerance, :func:`jaxrecon.outcomes.method_tolerance`)."""
+    if "solved" in row and "identified" in row:
+        return row
+    tol = (tolerance or method_tolerance)(row["method"])
+    return {**row, "solved": bool(solved(row["loss"], tol)),
+            "identified": bool(identified(row["error_sign"], IDENTIFIED_TOL))}
+
+
 def rows_text(rows) -> str:
-    """Rows as ``results.csv`` lines (no header)."""
+    """Rows as ``results.csv`` lines (no header); rows without ``solved`` / ``identified`` get
+    them derived (:func:`with_outcomes`)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for r in rows:
+        r = with_outcomes(r)
         w.writerow([_fmt(r[c]) for c in COLUMNS])
     return buf.getvalue()
 
 
-def _parse_row(fields: list) -> dict:
-    if len(fields) != len(COLUMNS):
-        raise ValueError(f"expected {len(COLUMNS)} fields, got {len(fields)}")
+def _parse_bool(v: str) -> bool:
+    if v in ("1", "True", "true"):
+        return True
+    if v in ("0", "False", "false"):
+        return False
+    raise ValueError(f"not a 0/1 value: {v!r}")
+
+
+def _parse_row(fields: list, columns: tuple = COLUMNS, tolerance=None) -> dict:
+    if len(fields) != len(columns):
+        raise ValueError(f"expected {len(columns)} fields, got {len(fields)}")
     row = {}
-    for c, v in zip(COLUMNS, fields):
-        row[c] = v if c in _STR_COLUMNS else int(v) if c in _INT_COLUMNS else float(v)
-    return row
+    for c, v in zip(columns, fields):
+        row[c] = (v if c in _STR_COLUMNS else int(v) if c in _INT_COLUMNS else _parse_bool(v)
+                  if c in _BOOL_COLUMNS else float(v))
+    return with_outcomes(row, tolerance)
 
 
 def _point_key(row: dict) -> tuple:
@@ -70,26 +105,42 @@ def _merge_duplicates(rows: list[dict]) -> tuple[list[dict], bool]:
     return kept, len(kept) < len(rows)
 
 
+def _file_tolerance(path: Path):
+    """``method -> solved tolerance`` for a results file: what the ``sweep.json`` beside it
+    records, else the float32/float64 tolerance its config implies, else float32's."""
+    dtype = "float32"
+    try:
+        meta = json.loads((path.parent / "sweep.json").read_text())
+        recorded = meta.get("solved_tolerance") or {}
+        dtype = "float64" if meta["config"].get("x64") else "float32"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        recorded = {}
+    return lambda method: float(recorded[method]) if method in recorded else method_tolerance(method, dtype)
+
+
 def read_results(path) -> dict:
     """Read ``results.csv`` (or a sweep directory) into a table: a dict of NumPy arrays, one per
     column of :data:`COLUMNS`. A partial last line (a killed write) is ignored and a repeated row
-    of a point and seed counts once. Only reads: safe while a sweep is writing the file."""
+    of a point and seed counts once. A file without ``solved`` / ``identified`` gets them derived
+    with the tolerances of its ``sweep.json``. Only reads: safe while a sweep is writing the file."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.csv"
     if not path.is_file():
         raise ValueError(f"results: no results file at {str(path)!r}")
-    rows, _ = _read_rows(path)
+    rows, _, _ = _read_rows(path, _file_tolerance(path))
     return to_table(_merge_duplicates(rows)[0])
 
 
 def to_table(rows: list[dict]) -> dict:
-    """A list of rows as a table (dict of NumPy arrays keyed by column)."""
+    """A list of rows as a table (dict of NumPy arrays keyed by column); rows without ``solved`` /
+    ``identified`` get them derived (:func:`with_outcomes`)."""
+    rows = [with_outcomes(r) for r in rows]
     table = {}
     for c in COLUMNS:
         vals = [r[c] for r in rows]
-        table[c] = np.asarray(vals, dtype=object if c in _STR_COLUMNS else
-                              np.int64 if c in _INT_COLUMNS else np.float64)
+        table[c] = np.asarray(vals, dtype=object if c in _STR_COLUMNS else np.int64 if c in _INT_COLUMNS
+                              else bool if c in _BOOL_COLUMNS else np.float64)
         if c in _STR_COLUMNS:
             table[c] = table[c].astype(str) if rows else np.asarray([], dtype=str)
     return table
@@ -102,8 +153,10 @@ def table_rows(table: dict) -> list[dict]:
             for i in range(n)]
 
 
-def _read_rows(path: Path) -> tuple[list[dict], bool]:
-    """Complete rows of a results file and whether the file had a torn/garbled tail."""
+def _read_rows(path: Path, tolerance=None) -> tuple[list[dict], bool, bool]:
+    """Complete rows of a results file, whether the file had a torn/garbled tail, and whether it
+    is in the old format (:data:`OLD_COLUMNS`; ``tolerance`` derives ``solved``, see
+    :func:`with_outcomes`)."""
     text = path.read_bytes().decode("utf-8", errors="replace")
     torn = False
     if text and not text.endswith("\n"):  # killed mid-write: drop the partial last line
@@ -111,17 +164,17 @@ def _read_rows(path: Path) -> tuple[list[dict], bool]:
         torn = True
     lines = text.splitlines()
     if not lines:
-        return [], torn
-    header = next(csv.reader([lines[0]]))
-    if tuple(header) != COLUMNS:
+        return [], torn, False
+    header = tuple(next(csv.reader([lines[0]])))
+    if header not in (COLUMNS, OLD_COLUMNS):
         raise ValueError(f"out: {str(path)!r} is not a jaxrecon results file (unexpected header)")
     rows = []
     for i, fields in enumerate(csv.reader(lines[1:])):
         try:
-            rows.append(_parse_row(fields))
+            rows.append(_parse_row(fields, header, tolerance))
         except ValueError as e:
             raise ValueError(f"out: {str(path)!r} line {i + 2} is corrupted ({e})") from None
-    return rows, torn
+    return rows, torn, header == OLD_COLUMNS
 
 
 def complete_points(rows: list[dict], seeds: int) -> tuple[dict, bool]:
@@ -154,7 +207,8 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 
 def _check_meta(out: Path, resolved: ResolvedSweep, points: Sequence) -> None:
-    """Write ``sweep.json`` for a new sweep; check an existing one holds the same config."""
+    """Write ``sweep.json`` for a new sweep; check an existing one holds the same config (and give
+    one written before the outcome tolerances were recorded its :func:`outcome_tolerances`)."""
     meta_path, res_path = out / "sweep.json", out / "results.csv"
     h = resolved.config_hash()
     if meta_path.exists():
@@ -172,7 +226,18 @@ def _check_meta(out: Path, resolved: ResolvedSweep, points: Sequence) -> None:
         raise ValueError(f"out: {str(res_path)!r} exists without sweep.json; use another --out")
     else:
         write_json(meta_path, {"config": resolved.to_dict(), "config_hash": h, "versions": versions(),
-                               "points": len(points), "finished": False})
+                               "points": len(points), "finished": False, **outcome_tolerances(resolved)})
+        return
+    if "solved_tolerance" not in meta:  # written before the solved/identified columns
+        write_json(meta_path, {**meta, **outcome_tolerances(resolved)})
+
+
+def outcome_tolerances(resolved: ResolvedSweep) -> dict:
+    """What ``sweep.json`` records of the ``solved`` / ``identified`` columns: the solved
+    tolerance per method (by the sweep's dtype and the method's loss form) and ``error_sign``'s."""
+    dtype = "float64" if resolved.x64 else "float32"
+    return {"solved_tolerance": {m: method_tolerance(m, dtype) for m in resolved.method},
+            "identified_tolerance": IDENTIFIED_TOL}
 
 
 def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
@@ -180,8 +245,9 @@ def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
 
     A new directory gets ``sweep.json`` and a header-only ``results.csv``. An existing one must hold
     the same config (by hash); its results are cleaned of a partial last line, of repeated rows and
-    of incomplete points (rewritten atomically), and the finished points are returned. The caller
-    holds the directory's lock (:func:`jaxrecon.sweeps.lock.hold`).
+    of incomplete points, and brought to the current columns (rewritten atomically), and the
+    finished points are returned. The caller holds the directory's lock
+    (:func:`jaxrecon.sweeps.lock.hold`).
     """
     out = out_dir(out)
     res_path = out / "results.csv"
@@ -189,13 +255,14 @@ def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
     if not res_path.exists():
         _write_text(res_path, _HEADER)
         return {}
-    rows, torn = _read_rows(res_path)
+    tol = outcome_tolerances(resolved)["solved_tolerance"]
+    rows, torn, old = _read_rows(res_path, lambda m: tol.get(m, method_tolerance(m)))
     done, dropped = complete_points(rows, resolved.seeds)
     valid = {pt.key() for pt in points}
     stray = [k for k in done if k not in valid]
     if stray:
         raise ValueError(f"out: {str(res_path)!r} has rows for points outside this grid, e.g. {stray[0]}")
-    if torn or dropped:  # rewrite without the partial line / repeats / incomplete points
+    if torn or dropped or old:  # rewrite without the partial line / repeats / incomplete points
         keep = [r for pt in points if pt.key() in done for r in done[pt.key()]]
         _write_text(res_path, _HEADER + rows_text(keep))
     return done

@@ -1,0 +1,94 @@
+"""Solved vs identified: tolerances, the results.csv columns, old files read and resumed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxrecon.outcomes import IDENTIFIED_TOL, identified, method_tolerance, solved, solved_tolerance
+from jaxrecon.sweeps import COLUMNS, SweepConfig, append_rows, grid, prepare_out, read_results, rows_text, to_table
+from jaxrecon.sweeps.store import OLD_COLUMNS
+
+TINY = dict(name="tiny", d=[4], n=[2], p_over_dn=[0.5, 2, 8], method=["adam"], seeds=2, steps=2000,
+            pad_p="max", x64=True)
+
+
+def test_solved_tolerance_by_form_and_dtype():
+    # 1e-10 wherever the loss resolves it; only the kernel form in float32 has a higher floor (8 eps)
+    assert solved_tolerance("float32", "residual") == 1e-10
+    assert solved_tolerance("float64", "residual") == 1e-10
+    assert solved_tolerance("float64", "kernel") == 1e-10
+    assert solved_tolerance(np.float32, "kernel") == pytest.approx(8 * np.finfo(np.float32).eps)
+    assert 4.8e-7 < solved_tolerance("float32", "kernel") < 1e-6  # above the measured |L(X)| <= 4.8e-7
+    assert method_tolerance("published") == solved_tolerance("float32", "kernel")
+    assert method_tolerance("adam-lm", "float64") == method_tolerance("adam", "float32") == 1e-10
+    assert method_tolerance("no-longer-a-method") == solved_tolerance("float32", "kernel")
+    with pytest.raises(ValueError, match="loss_form: must be one of"):
+        solved_tolerance("float32", "dense")
+    with pytest.raises(ValueError, match="dtype: must be a floating dtype"):
+        solved_tolerance("int32")
+
+
+def test_solved_and_identified_elementwise():
+    assert solved([0.0, 1e-10, 2e-10, np.nan, np.inf], 1e-10).tolist() == [True, True, False, False, False]
+    assert identified([0.0, IDENTIFIED_TOL, 2e-3, np.nan]).tolist() == [True, True, False, False]
+
+
+def _rows(pt, seeds=2, loss=(1e-12, 1e-4), err=(1e-6, 0.5)):
+    return [{"d": pt.d, "n": pt.n, "p": pt.p, "p_over_dn": pt.p_over_dn, "activation": pt.activation,
+             "method": pt.method, "seed": s, "train_loss": 0.0, "loss": loss[s], "error_abs": err[s],
+             "error_sign": err[s], "residual": 0.1, "recovered": 0.0, "steps": 10, "status": "budget",
+             "seconds": 1.0, "compile_seconds": 0.0} for s in range(seeds)]
+
+
+def _old_text(rows):
+    """``rows`` as a results.csv written before the solved/identified columns."""
+    new = rows_text(rows).splitlines()
+    k = len(OLD_COLUMNS)
+    return ",".join(OLD_COLUMNS) + "\n" + "".join(",".join(line.split(",")[:k]) + "\n" for line in new)
+
+
+def test_columns_written_and_derived():
+    assert COLUMNS[:len(OLD_COLUMNS)] == OLD_COLUMNS and COLUMNS[-2:] == ("solved", "identified")
+    pt = grid(SweepConfig(**TINY).resolved())[0]
+    t = to_table(_rows(pt))  # rows without the columns get them derived
+    assert t["solved"].tolist() == [True, False] and t["identified"].tolist() == [True, False]
+    assert t["solved"].dtype == bool
+    assert rows_text(_rows(pt)).splitlines()[0].endswith(",1,1")
+
+
+def test_old_results_file_reads_and_resumes_in_the_new_format(tmp_path):
+    r = SweepConfig(**TINY).resolved()
+    pts = grid(r)
+    out = tmp_path / "o"
+    prepare_out(out, r, pts)
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["solved_tolerance"] == {"adam": 1e-10} and meta["identified_tolerance"] == IDENTIFIED_TOL
+    # an old directory: no tolerances in sweep.json, results.csv without the two columns
+    del meta["solved_tolerance"], meta["identified_tolerance"]
+    (out / "sweep.json").write_text(json.dumps(meta))
+    old_rows = _rows(pts[0]) + _rows(pts[1], loss=(1e-4, 1e-11), err=(2e-3, 1e-4))
+    (out / "results.csv").write_text(_old_text(old_rows))
+    t = read_results(out)  # reads, deriving the columns
+    assert t["solved"].tolist() == [True, False, False, True]
+    assert t["identified"].tolist() == [True, False, False, True]
+    # resuming: the config hash still matches; the file is rewritten in the new format first
+    done = prepare_out(out, r, pts)
+    assert set(done) == {pts[0].key(), pts[1].key()}
+    text = (out / "results.csv").read_text()
+    assert text == ",".join(COLUMNS) + "\n" + rows_text(old_rows)
+    assert "solved_tolerance" in json.loads((out / "sweep.json").read_text())
+    append_rows(out / "results.csv", _rows(pts[2]))  # appended rows match the header
+    t = read_results(out)
+    assert len(t["p"]) == 6 and t["solved"].tolist()[4:] == [True, False]
+
+
+def test_old_file_without_sweep_json_reads_with_float32_tolerances(tmp_path):
+    r = SweepConfig(**{**TINY, "method": ["published"]}).resolved()
+    pt = grid(r)[0]
+    # 5e-7 is a zero of the published (kernel-form) loss in float32, 2e-6 is not
+    (tmp_path / "results.csv").write_text(_old_text(_rows(pt, loss=(5e-7, 2e-6))))
+    assert read_results(tmp_path)["solved"].tolist() == [True, False]
+    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n" + "4,2,4,0.5,relu,adam,0" + ",0" * 11 + ",2\n")
+    with pytest.raises(ValueError, match="line 2 is corrupted .*not a 0/1 value"):
+        read_results(tmp_path)
