@@ -19,6 +19,7 @@ iterate: the attack never returns NaNs silently.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable, NamedTuple, Optional
 
@@ -32,6 +33,7 @@ from ..loss import projector_loss
 from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .methods import DEFAULT_METHOD, Method, method_config
+from .population import advance_population, best_member, init_population, summarize
 from .state import AttackState, Phase, ReconResult, Status
 
 
@@ -84,10 +86,14 @@ def _with(states: tuple, i: int, value) -> tuple:
     return states[:i] + (value,) + states[i + 1:]
 
 
-def _start(solver: Solver, key: jax.Array, target: Target, dtype):
+def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None):
     """``(x0, first phase state, loss, steps)``; with ``starts = S > 1`` the best of ``S`` candidates
-    (vmapped) after ``start_steps`` first-order steps, with its optimiser state."""
+    (vmapped) after ``start_steps`` first-order steps, with its optimiser state. A given ``x0``
+    (rows put back on the sphere) replaces the random start."""
     method, d, first = solver.method, target.fmap.input_dim, solver.phases[0]
+    if x0 is not None:
+        x0 = solver.project(jnp.asarray(x0, dtype))
+        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
     if method.starts <= 1:
         x0 = solver.fresh_x(key, d, dtype)
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
@@ -109,10 +115,30 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype):
     return xs[best], take(states), losses[best].astype(dtype), method.start_steps
 
 
-def init_state(solver: Solver, key: jax.Array, target: Target) -> AttackState:
-    """The initial state of one seed (``target`` prepared by :func:`attack_target`)."""
+def init_state(solver: Solver, key: jax.Array, target: Target, x0=None):
+    """The initial state of one seed (``target`` prepared by :func:`attack_target`): an
+    :class:`AttackState`, or a :class:`~jaxrecon.attack.population.PopulationState` for a method
+    with a population (``x0``, if given, is then the first member's start)."""
+    if solver.method.population is not None:
+        pop = solver.method.population
+        keys_x0 = None if x0 is None else jnp.zeros(pop.size, bool).at[0].set(True)
+        if x0 is None:
+            return init_population(lambda k: _init_one(solver, k, target, None), key, pop.size)
+        members = jax.vmap(lambda k, first: _init_one_maybe(solver, k, target, x0, first))(
+            jax.random.split(key, pop.size), keys_x0)
+        return summarize(members)
+    return _init_one(solver, key, target, x0)
+
+
+def _init_one_maybe(solver, key, target, x0, use_x0):
+    given = _init_one(solver, key, target, x0)
+    fresh = _init_one(solver, key, target, None)
+    return _where(use_x0, given, fresh)
+
+
+def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None) -> AttackState:
     dtype = jnp.result_type(target.theta.dtype, jnp.float32)
-    x0, first_state, loss, steps = _start(solver, key, target, dtype)
+    x0, first_state, loss, steps = _start(solver, key, target, dtype, x0)
     later = tuple(ph.init(x0, dtype) for ph in solver.phases[1:])
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
@@ -168,8 +194,14 @@ def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
                       phase_start=jnp.where(stalled, s.steps, s.phase_start).astype(jnp.int32), stalls=stalls)
 
 
-def advance(solver: Solver, tgt: Target, state: AttackState, max_steps) -> AttackState:
+def advance(solver: Solver, tgt: Target, state, max_steps):
     """Run until the seed stops or has taken ``max_steps`` steps in total (prepared target)."""
+    if solver.method.population is not None:
+        return advance_population(solver, tgt, state, max_steps, _advance_one)
+    return _advance_one(solver, tgt, state, max_steps)
+
+
+def _advance_one(solver: Solver, tgt: Target, state: AttackState, max_steps) -> AttackState:
     loops = [_phase_loop(solver, tgt, i, max_steps) for i in range(len(solver.phases))]
     if len(loops) == 1:
         return loops[0](state)
@@ -189,8 +221,16 @@ def run_steps(solver: Solver, target: Target, state: AttackState, max_steps) -> 
     return advance(solver, attack_target(target, solver.method), state, max_steps)
 
 
-def finalize(solver: Solver, tgt: Target, state: AttackState, max_steps) -> ReconResult:
-    """Evaluate the loss at the final iterate and mark seeds that ran out of steps."""
+def finalize(solver: Solver, tgt: Target, state, max_steps) -> ReconResult:
+    """Evaluate the loss at the final iterate and mark seeds that ran out of steps (for a
+    population: the best member, with the round clock as its steps and all members' stalls)."""
+    if solver.method.population is not None:
+        best = jax.tree_util.tree_map(lambda a: a[best_member(state.members)], state.members)
+        res = finalize(solver._replace(method=dataclasses.replace(solver.method, population=None)), tgt, best,
+                       max_steps)
+        status = jnp.where((res.status == Status.BUDGET) & (state.status == Status.RUNNING) & (state.steps < max_steps),
+                           Status.RUNNING, res.status)
+        return res._replace(steps=state.steps, stalls=state.stalls, status=status.astype(jnp.int32))
     final = solver.loss_fn(tgt, state.x_hat)
     final = jnp.where(jnp.isfinite(final), final, state.loss)
     status = jnp.where((state.status == Status.RUNNING) & (state.steps >= max_steps), Status.BUDGET, state.status)
@@ -199,7 +239,7 @@ def finalize(solver: Solver, tgt: Target, state: AttackState, max_steps) -> Reco
 
 
 def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD, steps: int = 10_000,
-                radius: float | None | str = "sphere", **method_options) -> ReconResult:
+                radius: float | None | str = "sphere", x0=None, **method_options) -> ReconResult:
     """Reconstruct ``n`` training inputs from a target (pure; jit- and vmap-compatible).
 
     Args:
@@ -209,6 +249,8 @@ def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD
       method: a name from :data:`~jaxrecon.attack.METHODS` or a :class:`~jaxrecon.attack.Method`.
       steps: step budget.
       radius: row norm kept after each step (``"sphere"`` = ``sqrt(d)``; ``None`` = free rows).
+      x0: optional start (``n x d``) instead of a random one (a prior guess, or a planted start
+        near the training set to probe local identifiability).
       **method_options: overrides of the method's options (``lr=0.1``, ``cg_iters=40`` ...).
 
     Returns:
@@ -218,6 +260,6 @@ def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD
     method = method_config(method, **method_options)
     solver = make_solver(target, n, method, steps, radius)
     tgt = attack_target(target, method)  # prepared once: a dense V is generated once per call
-    state = init_state(solver, key, tgt)
+    state = init_state(solver, key, tgt, x0)
     state = advance(solver, tgt, state, steps)
     return finalize(solver, tgt, state, steps)

@@ -35,6 +35,8 @@ NON_IDENTITY = ("name", "block_size")
 #: The flat keys in the order ``sweep.json`` lists them (and older sweep directories hold them).
 FLAT_KEYS = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "seeds", "seed", "steps",
              "optimizer", "lr", "x64", "block_size", "noise", "ridge", "pad_p")
+#: Keys recorded (and hashed) only when set, so configs from before they existed keep their hash.
+OPTIONAL_KEYS = ("planted",)
 PAD_P = ("auto", "max", "none")
 
 
@@ -74,6 +76,8 @@ class SweepAttack:
     steps: int = option(4000, "attack step budget per seed")
     optimizer: Optional[str] = option(None, "optax optimiser overriding the method's")
     lr: Optional[float] = option(None, "learning rate overriding the method's")
+    planted: Optional[float] = option(None, "start at X + PLANTED * N(0, I) (rows back on the sphere) "
+                                            "instead of at random: probes local identifiability")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +146,7 @@ class SweepConfig(_Sweep):
 
         flat = config_to_dict(self, flat=True)
         out = {}
-        for k in FLAT_KEYS:
+        for k in FLAT_KEYS + OPTIONAL_KEYS:
             v = flat[k]
             if k in GRID_KEYS and v is not None:
                 v = _as_list(k, v)
@@ -171,7 +175,8 @@ class ResolvedSweep(_Sweep):
     def to_dict(self) -> dict:
         """Plain flat data for ``sweep.json`` (grids as lists), keys in :data:`FLAT_KEYS` order."""
         flat = config_to_dict(self, flat=True)
-        return {k: list(v) if isinstance(v, tuple) else v for k in FLAT_KEYS for v in [flat[k]]}
+        keys = FLAT_KEYS + tuple(k for k in OPTIONAL_KEYS if flat[k] is not None)
+        return {k: list(v) if isinstance(v, tuple) else v for k in keys for v in [flat[k]]}
 
     def config_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of the values that determine the results."""
@@ -209,7 +214,7 @@ def _flat_values(values: Mapping) -> dict:
         else:
             unknown.append(key)
     if unknown:
-        raise ValueError(f"config: unknown key(s) {sorted(unknown)}; allowed: {list(FLAT_KEYS)}")
+        raise ValueError(f"config: unknown key(s) {sorted(unknown)}; allowed: {list(FLAT_KEYS + OPTIONAL_KEYS)}")
     return out
 
 
@@ -251,6 +256,8 @@ def _check_scalars(out: dict) -> None:
     if not isinstance(out["x64"], bool):
         raise ValueError(f"x64: must be true or false, got {out['x64']!r}")
     out["noise"] = _validate.positive_float("noise", out["noise"], allow_zero=True)
+    if out["planted"] is not None:
+        out["planted"] = _validate.positive_float("planted", out["planted"], allow_zero=True)
     out["ridge"] = _validate.positive_float("ridge", out["ridge"], allow_zero=True)
     _validate.choice("pad_p", out["pad_p"], PAD_P)
     if out["lr"] is not None:

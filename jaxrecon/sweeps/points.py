@@ -149,6 +149,7 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
     dtype = "float64" if resolved.x64 else "float32"
     mcfg = method_config(point.method, optimizer=resolved.optimizer, lr=resolved.lr)
     steps, noise, ridge, block = resolved.steps, resolved.noise, resolved.ridge, resolved.block_size
+    planted = resolved.planted
     width = point.p if width is None else width
     padded = block is None and resolved.pad_p != "none"  # a no-op mask when width == p
 
@@ -160,7 +161,10 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
             keep = (jnp.arange(width) < p)[:, None]
             fmap = fmap.replace(V=jnp.where(keep, fmap.weights(), 0))
         fitted = fit_with_info(fmap, data.x, data.y, ridge)
-        res = reconstruct(Target(fmap, fitted.theta), k_attack, point.n, method=mcfg, steps=steps)
+        x0 = None
+        if planted is not None:  # a start near the training set: is it a locally isolated zero?
+            x0 = data.x + planted * jax.random.normal(jax.random.fold_in(k_attack, 1), data.x.shape, data.x.dtype)
+        res = reconstruct(Target(fmap, fitted.theta), k_attack, point.n, method=mcfg, steps=steps, x0=x0)
         # span_residuals divides by sqrt(width); the paper's normalisation is sqrt(p)
         residual = span_residuals(fmap, res.x_hat, data.x).mean() * jnp.sqrt(width / p).astype(dtype)
         return {"x": data.x, "x_hat": res.x_hat, "train_loss": fitted.train_loss, "loss": res.loss,
@@ -205,7 +209,7 @@ class ProgramCache:
 def program_key(point: GridPoint, resolved: ResolvedSweep, width: int, vmapped: bool = True) -> tuple:
     """What makes two points share a compiled program."""
     static = {k: getattr(resolved, k) for k in ("steps", "optimizer", "lr", "x64", "block_size", "noise",
-                                                "ridge", "pad_p")}
+                                                "ridge", "pad_p", "planted")}
     return (point.d, point.n, width, point.activation, point.method, json.dumps(static, sort_keys=True),
             resolved.seeds if vmapped else None, bool(jax.config.jax_enable_x64))
 
