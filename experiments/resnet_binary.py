@@ -37,7 +37,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="ResNet binary reconstruction")
     ap.add_argument("--full", action="store_true", help="paper scale (GPU)")
     ap.add_argument("--train", default="head", choices=["head", "all"])
-    ap.add_argument("--data", default="synthetic", help="synthetic or an image dataset (issue 8 loaders)")
+    ap.add_argument("--data", default="synthetic", help="synthetic or an image dataset (see jaxrecon.data.registry)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default="runs/resnet_binary")
     args = ap.parse_args(argv)
