@@ -411,3 +411,23 @@ def test_results_files_get_the_umask_mode(tmp_path):
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == want
     assert (tmp_path / "a.npz").stat().st_mode & 0o777 == want
     assert sorted(f.name for f in tmp_path.iterdir()) == ["a.json", "a.npz", "ref.txt"]  # no temporaries
+
+
+def test_config_files_that_are_not_python_files(tmp_path):
+    from jaxrecon.sweeps import load_config
+
+    with pytest.raises(ValueError, match="is a directory"):
+        load_config(tmp_path)
+    (tmp_path / "c.txt").write_text("x")
+    with pytest.raises(ValueError, match="must be a .py file"):
+        load_config(tmp_path / "c.txt")
+    (tmp_path / "c.json").write_text('{"d": [6], "n": [2], "p_over_dn": [2], "steps": 5}')
+    cfg = load_config(tmp_path / "c.json")
+    assert cfg.d == (6,) and cfg.steps == 5
+    (tmp_path / "bad.json").write_text("[1, 2")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_config(tmp_path / "bad.json")
+    # a sweep directory's sweep.json is a config too (rerun a sweep elsewhere)
+    resolved = cfg.resolved()
+    (tmp_path / "sweep.json").write_text(json.dumps({"config": resolved.to_dict(), "config_hash": "x"}))
+    assert load_config(tmp_path / "sweep.json").resolved().config_hash() == resolved.config_hash()

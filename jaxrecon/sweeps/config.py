@@ -265,11 +265,19 @@ def _check_scalars(out: dict) -> None:
 
 
 def load_config(path) -> SweepConfig:
-    """Load ``get_config()`` (a :class:`SweepConfig` or a dict of its fields) from a Python file
-    (``experiments/*.py``); ``ValueError`` if unreadable."""
+    """Load a sweep config: ``get_config()`` (a :class:`SweepConfig` or a dict of its fields) from a
+    Python file (``experiments/*.py``), or a JSON file holding the dict (or a ``sweep.json``, whose
+    ``config`` is reused); a one-line ``ValueError`` if it cannot."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config: {str(path)!r} is a directory; give a config file (a .py with get_config() "
+                         f"or a .json)")
     if not path.is_file():
         raise ValueError(f"config: no such file {str(path)!r}")
+    if path.suffix == ".json":
+        return _load_json(path)
+    if path.suffix != ".py":
+        raise ValueError(f"config: {str(path)!r} must be a .py file with get_config() or a .json file")
     try:
         spec = importlib.util.spec_from_file_location(f"_jaxrecon_config_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
@@ -287,4 +295,16 @@ def load_config(path) -> SweepConfig:
         return values
     if not isinstance(values, dict):
         raise ValueError(f"config: get_config() must return a dict or a SweepConfig, got {type(values).__name__}")
+    return SweepConfig.from_dict(values)
+
+
+def _load_json(path: Path) -> SweepConfig:
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"config: cannot read {str(path)!r}: {e}") from None
+    if isinstance(values, dict) and isinstance(values.get("config"), dict) and "config_hash" in values:
+        values = {k: v for k, v in values["config"].items() if v is not None}  # a sweep.json
+    if not isinstance(values, dict):
+        raise ValueError(f"config: {str(path)!r} must hold a JSON object of config fields")
     return SweepConfig.from_dict(values)
