@@ -81,6 +81,16 @@ def test_vmapped_seeds_equal_looped_seeds():
     np.testing.assert_array_equal(a.steps, b.steps)
 
 
+def test_a_seed_row_does_not_depend_on_the_number_of_seeds():
+    """Mapped seeds (the CPU default): seed s of a point is the same bits with seeds=2 and seeds=4."""
+    base = dict(name="repro", d=[10], n=[4], p_over_dn=[1.5], method=["adam-lm"], steps=600)
+    r2, r4 = SweepConfig(**base, seeds=2).resolved(), SweepConfig(**base, seeds=4).resolved()
+    pt = grid(r2)[0]
+    a, b = run_point(pt, r2, pt.p, cache=CACHE), run_point(pt, r4, pt.p, cache=CACHE)
+    for field in ("x_hat", "loss", "steps", "status", "residual", "train_loss"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field)[:2], err_msg=field)
+
+
 def test_padded_program_matches_unpadded(key):
     """One program for a whole curve (p zero-padded) gives the p-feature model's numbers."""
     r_pad, r_none = SweepConfig(**TINY).resolved(), SweepConfig(**{**TINY, "pad_p": "none"}).resolved()

@@ -6,7 +6,9 @@
 * :mod:`~jaxrecon.attack.stall` -- stall actions (pair repair, row redraw, restart);
 * :mod:`~jaxrecon.attack.loop` -- the generic loop and :func:`reconstruct` (pure);
 * :mod:`~jaxrecon.attack.driver` -- many seeds in one compiled program (:func:`reconstruct_seeds`);
-* :mod:`~jaxrecon.attack.state` -- typed state, :class:`Status` and :class:`Phase` enums.
+* :mod:`~jaxrecon.attack.state` -- typed state, :class:`Status` and :class:`Phase` enums;
+* :mod:`~jaxrecon.attack.degenerate` -- problems that identify nothing (zero ``theta``, ``p <= n``,
+  ``d = 1``): status ``"degenerate"`` and a warning.
 """
 
 from .driver import SeedsResult, reconstruct_seeds

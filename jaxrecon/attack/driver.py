@@ -1,4 +1,4 @@
-"""The multi-seed driver: many seeds vmapped in one compiled program, advanced in chunks.
+"""The multi-seed driver: many seeds in one compiled program (mapped or vmapped), advanced in chunks.
 
 :func:`build_program` compiles the program (vmapped seeds, optional sharding of the seeds over
 devices); :func:`run_chunks` is the host loop (chunks of steps, progress, wall-clock budget);
@@ -7,6 +7,7 @@ devices); :func:`run_chunks` is the host loop (chunks of steps, progress, wall-c
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, NamedTuple, Optional
 
@@ -17,6 +18,7 @@ import numpy as np
 from .. import _validate
 from ..features.base import Target
 from .loop import advance, attack_target, finalize, init_state, make_solver
+from .degenerate import warn_if_degenerate
 from .methods import DEFAULT_METHOD, method_config
 from ..signals import stop_requested
 from .progress import ChunkSizer, Progress, phases_running
@@ -58,36 +60,80 @@ def _check_seed_shards(seeds: int, seed_shards: int) -> None:
         raise ValueError(f"seed_shards: seeds={seeds} must be a multiple of seed_shards={seed_shards}")
 
 
+#: How the seeds of one program are batched: ``"map"`` (``lax.map``, one seed after another
+#: through the same one-seed program), ``"vmap"`` (one batched program), ``"auto"`` (map on
+#: CPUs, vmap on accelerators).
+BATCHINGS = ("auto", "map", "vmap")
+
+
+def seed_batching(batching: str = "auto") -> str:
+    """Resolve ``"auto"``: ``"map"`` on CPUs, ``"vmap"`` on accelerators.
+
+    With ``"map"`` a seed's numbers do not depend on how many seeds run beside it: every seed runs
+    the same one-seed program, so ``seeds=1``, ``2`` and ``10`` give seed 0 the same bits. With
+    ``"vmap"`` XLA picks kernels by the batch size, so the last bits of a seed's iterates change
+    with the number of seeds, and chaotic trajectories (the LM phase near the threshold) then end
+    in different places: d=25, n=6, p=1.5dn, ``adam-lm``, 2000 steps, seed 1 ends at loss 4.1e-3,
+    1.7e-3, 2.0e-3 with 2, 4, 10 seeds (max ``|dx|`` up to 4.3) on a CPU, and seeds 0-1 move by
+    up to 2.6 between 2 and 4 seeds on an H200. Measured cost of ``"map"`` (d=25, n=6, p=10dn, 8
+    seeds): on a 2-core CPU none (run 0.7-0.9 s vs 1.0-1.2 s for ``"vmap"``, compile 4.3-6.0 s vs
+    5.8-8.1 s; 8000 steps without stopping 2.1 s vs 3.1 s); on an H200 about 4 times slower (0.78 s
+    vs 0.20 s; 5.1 s vs 1.2 s at p=1.5dn), since one seed does not fill the device.
+    """
+    _validate.choice("batching", batching, BATCHINGS)
+    if batching == "auto":
+        return "map" if jax.default_backend() == "cpu" else "vmap"
+    return batching
+
+
+def over_seeds(fn: Callable, target_axis: Optional[int], batching: str) -> Callable:
+    """``fn(tgt, state, *rest)`` of one seed applied to every seed (leading axis of ``state``, and
+    of ``tgt`` when ``target_axis=0``), by ``lax.map`` or ``vmap`` (:func:`seed_batching`)."""
+    if batching == "vmap":
+        return lambda t, s, *rest: jax.vmap(lambda tt, ss: fn(tt, ss, *rest), in_axes=(target_axis, 0))(t, s)
+    if target_axis is None:
+        return lambda t, s, *rest: jax.lax.map(lambda ss: fn(t, ss, *rest), s)
+    return lambda t, s, *rest: jax.lax.map(lambda ts: fn(ts[0], ts[1], *rest), (t, s))
+
+
 def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, steps: int, radius,
-                  target_axis: Optional[int] = None, seed_shards: int = 1) -> Program:
+                  target_axis: Optional[int] = None, seed_shards: int = 1, batching: str = "auto") -> Program:
     """Prepare the target, initialise ``seeds`` states and compile the chunk program.
 
-    Seed ``s`` starts from ``jax.random.split(key, seeds)[s]``. ``target_axis=0`` vmaps over a
-    batched target (one per seed); ``None`` shares one target. ``seed_shards=k`` splits the seeds
-    over the first ``k`` devices (XLA partitions the vmapped program along the seed axis). One
-    seed with a shared target runs an unbatched program (``lax.cond`` then skips untaken branches).
+    Seed ``s`` starts from ``jax.random.split(key, seeds)[s]``. ``target_axis=0`` maps over a
+    batched target (one per seed); ``None`` shares one target. ``batching``: see
+    :func:`seed_batching`. ``seed_shards=k`` splits the seeds over the first ``k`` devices (each
+    device maps over its own seeds with ``batching="map"``; XLA partitions the batched program
+    with ``"vmap"``). With ``"vmap"``, one seed with a shared target runs an unbatched program
+    (``lax.cond`` then skips untaken branches).
     """
+    batching = seed_batching(batching)
     one_target = target if target_axis is None else jax.tree_util.tree_map(lambda a: a[0], target)
     solver = make_solver(one_target, n, method, steps, radius)
     keys = jax.random.split(key, seeds)
     prep = lambda t: attack_target(t, solver.method)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
-    init = jax.jit(jax.vmap(lambda k, t: init_state(solver, k, t), in_axes=(0, target_axis)))
-    advance_fn = jax.vmap(lambda t, s, m: advance(solver, t, s, m), in_axes=(target_axis, 0, None))
-    if seeds == 1 and target_axis is None:
+    init = jax.jit(over_seeds(lambda t, k: init_state(solver, k, t), target_axis, batching))
+    advance_fn = over_seeds(lambda t, s, m: advance(solver, t, s, m), target_axis, batching)
+    if seeds == 1 and target_axis is None and batching == "vmap":
         tree = jax.tree_util.tree_map
         advance_fn = lambda t, s, m: tree(lambda a: a[None], advance(solver, t, tree(lambda a: a[0], s), m))
     step_fn = jax.jit(advance_fn)
-    fin = jax.jit(jax.vmap(lambda t, s: finalize(solver, t, s, steps), in_axes=(target_axis, 0)))
+    fin = jax.jit(over_seeds(lambda t, s: finalize(solver, t, s, steps), target_axis, batching))
     if seed_shards > 1:  # seeds split over devices, the target replicated (or split, when batched)
+        P = jax.sharding.PartitionSpec
         mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:seed_shards]), ("seeds",))
-        by_seed = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
-        whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        by_seed, whole = jax.sharding.NamedSharding(mesh, P("seeds")), jax.sharding.NamedSharding(mesh, P())
+        tgt_spec = P() if target_axis is None else P("seeds")
         tgt = jax.device_put(tgt, whole if target_axis is None else by_seed)
         keys = jax.device_put(keys, by_seed)
-        step_fn = jax.jit(advance_fn, in_shardings=(whole if target_axis is None else by_seed, by_seed, whole),
-                          out_shardings=by_seed)
-    state = init(keys, tgt)
+        if batching == "map":
+            step_fn = jax.jit(jax.shard_map(advance_fn, mesh=mesh, in_specs=(tgt_spec, P("seeds"), P()),
+                                            out_specs=P("seeds"), check_vma=False))
+        else:
+            step_fn = jax.jit(advance_fn, in_shardings=(whole if target_axis is None else by_seed, by_seed, whole),
+                              out_shardings=by_seed)
+    state = init(tgt, keys)
     if seed_shards > 1:
         state = jax.device_put(state, by_seed)
     compiled = step_fn.lower(tgt, state, 0).compile()
@@ -137,8 +183,8 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
                       steps: int = 10_000, radius: float | None | str = "sphere", chunk: int = 250,
                       progress: bool = True, target_axis: Optional[int] = None,
                       time_budget: Optional[float] = None, callback: Optional[Callable] = None,
-                      seed_shards: int = 1, **method_options) -> SeedsResult:
-    """Run ``seeds`` attacks vmapped in one compiled program, in chunks of steps.
+                      seed_shards: int = 1, batching: str = "auto", **method_options) -> SeedsResult:
+    """Run ``seeds`` attacks in one compiled program (``batching``: :func:`seed_batching`), in chunks of steps.
 
     Seed ``s`` starts from ``jax.random.split(key, seeds)[s]``, so results equal those of
     :func:`~jaxrecon.attack.reconstruct` called with that key. ``target_axis=0`` vmaps over a batched
@@ -148,7 +194,15 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
     it; running seeds then report status ``"budget"``. ``callback(elapsed_seconds, state)`` is
     called after every chunk with the vmapped state (for traces of loss vs time).
     ``seed_shards=k`` splits the seeds over the first ``k`` devices (``seeds`` a multiple of
-    ``k``): same numbers as one device. Inside :func:`jaxrecon.signals.handle_signals`, a SIGINT
+    ``k``): same numbers as one device.
+
+    Reproducibility: seed ``s``'s result depends only on its key, the target and the options when
+    the seeds are mapped (``batching="map"``, the default on CPUs: :func:`seed_batching`), so a
+    seed rerun alone (``key=split(key, seeds)[s]``, one seed) or among any number of seeds gives
+    the same bits on the same machine and JAX version. With ``"vmap"`` (the default on
+    accelerators) the same command with the same number of seeds gives the same bits, and another
+    number of seeds the same result only up to rounding, which a chaotic trajectory can amplify.
+    A degenerate problem (:mod:`~jaxrecon.attack.degenerate`) warns with its cause. Inside :func:`jaxrecon.signals.handle_signals`, a SIGINT
     or SIGTERM stops the loop before its next chunk; seeds still running report ``"interrupted"``.
     """
     seeds = _validate.positive_int("seeds", seeds)
@@ -158,8 +212,10 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
     steps = _validate.positive_int("steps", steps)
     chunk = _validate.positive_int("chunk", chunk)
     method = method_config(method, **method_options)
+    warn_if_degenerate(target, n, math.sqrt(target.fmap.input_dim) if radius == "sphere" else radius,
+                       batched=target_axis is not None)
     t0 = time.perf_counter()
-    program = build_program(target, key, n, seeds, method, steps, radius, target_axis, seed_shards)
+    program = build_program(target, key, n, seeds, method, steps, radius, target_axis, seed_shards, batching)
     compile_seconds = time.perf_counter() - t0
     state, seconds, interrupted = run_chunks(program, steps, chunk, t0, progress, time_budget, callback)
     res = program.finalize(program.tgt, state)

@@ -14,7 +14,9 @@ to the next one (with a fresh phase state), and the last phase, when done, marks
 first phase. Under ``vmap`` seeds that have stopped do not change. After every step each row of
 ``x_hat`` is put back on the sphere of radius ``sqrt(d)`` (``radius=None`` keeps rows free). A
 non-finite loss or gradient stops the seed with status ``NONFINITE`` and keeps its last finite
-iterate: the attack never returns NaNs silently.
+iterate: the attack never returns NaNs silently. A degenerate problem (all-zero ``theta``,
+``p <= m`` feature rows, ``d = 1`` on the sphere: :mod:`~jaxrecon.attack.degenerate`) takes no
+step: the seed starts with status ``DEGENERATE``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import jax.numpy as jnp
 from .. import _validate
 from ..data.synthetic import project_to_sphere
 from ..features.base import Target
-from ..loss import projector_loss
+from ..loss import normalized_theta, projector_loss
+from .degenerate import static_loss, static_reason, warn_if_degenerate, zero_theta
 from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .methods import DEFAULT_METHOD, Method, method_config
@@ -45,6 +48,7 @@ class Solver(NamedTuple):
     radius: Optional[float]
     loss_fn: Callable  # (tgt, x) -> loss
     phases: tuple  # FirstOrderPhase / LMPhase, in order
+    degenerate: Optional[str] = None  # why the problem's shapes make it degenerate (no step is taken)
 
     def project(self, x):
         return x if self.radius is None else project_to_sphere(x, self.radius)
@@ -67,15 +71,17 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
     phases = [FirstOrderPhase(method.first_order, method.first_order.optimizer_fn(total_steps), loss_fn, project)]
     if method.lm is not None:
         phases.append(LMPhase(method.lm, method.jitter, project))
-    return Solver(method, n, radius, loss_fn, tuple(phases))
+    return Solver(method, n, radius, loss_fn, tuple(phases), static_reason(target.fmap, n, radius))
 
 
 def attack_target(target: Target, method: Method) -> Target:
-    """The target the attack differentiates: surrogate derivative if the method asks, map prepared."""
+    """The target the attack differentiates: surrogate derivative if the method asks, map prepared,
+    ``theta`` rescaled by a power of two to a largest entry in ``[1/2, 1)`` (exact; the loss does not
+    depend on the scale, and stall actions then never square a huge or tiny ``theta``)."""
     fmap = target.fmap
     if method.surrogate_slope is not None:
         fmap = fmap.with_surrogate(method.surrogate_slope)
-    return Target(fmap.prepare(), target.theta)
+    return Target(fmap.prepare(), normalized_theta(target.theta))
 
 
 def _where(c, new, old):
@@ -141,9 +147,12 @@ def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None) -> Attack
     x0, first_state, loss, steps = _start(solver, key, target, dtype, x0)
     later = tuple(ph.init(x0, dtype) for ph in solver.phases[1:])
     i32 = lambda v: jnp.asarray(v, jnp.int32)
+    status = jnp.where(zero_theta(target.theta), Status.DEGENERATE, Status.RUNNING)
+    if solver.degenerate is not None:
+        status = Status.DEGENERATE
     return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
                        phase=i32(solver.phases[0].kind), phase_start=i32(steps), stalls=i32(0), key=key,
-                       status=i32(Status.RUNNING))
+                       status=i32(status))
 
 
 def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
@@ -231,8 +240,12 @@ def finalize(solver: Solver, tgt: Target, state, max_steps) -> ReconResult:
         status = jnp.where((res.status == Status.BUDGET) & (state.status == Status.RUNNING) & (state.steps < max_steps),
                            Status.RUNNING, res.status)
         return res._replace(steps=state.steps, stalls=state.stalls, status=status.astype(jnp.int32))
+    if solver.degenerate is not None:  # no loss to evaluate (the kernel may not even factor)
+        final = jnp.full_like(state.loss, static_loss(solver.degenerate))
+        return ReconResult(state.x_hat, final, state.steps, state.status, state.stalls)
     final = solver.loss_fn(tgt, state.x_hat)
     final = jnp.where(jnp.isfinite(final), final, state.loss)
+    final = jnp.where(state.status == Status.DEGENERATE, jnp.nan, final)
     status = jnp.where((state.status == Status.RUNNING) & (state.steps >= max_steps), Status.BUDGET, state.status)
     status = jnp.where((status == Status.BUDGET) & (final <= solver.method.tol), Status.CONVERGED, status)
     return ReconResult(state.x_hat, final, state.steps, status.astype(jnp.int32), state.stalls)
@@ -254,11 +267,14 @@ def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD
       **method_options: overrides of the method's options (``lr=0.1``, ``cg_iters=40`` ...).
 
     Returns:
-      :class:`ReconResult` with ``x_hat`` (``n x d``), final loss, steps, status and stalls.
+      :class:`ReconResult` with ``x_hat`` (``n x d``), final loss, steps, status and stalls. A
+      degenerate problem (:mod:`~jaxrecon.attack.degenerate`) warns with its cause and returns the
+      start with status ``DEGENERATE``.
     """
     steps = _validate.positive_int("steps", steps)
     method = method_config(method, **method_options)
     solver = make_solver(target, n, method, steps, radius)
+    warn_if_degenerate(target, n, solver.radius)
     tgt = attack_target(target, method)  # prepared once: a dense V is generated once per call
     state = init_state(solver, key, tgt, x0)
     state = advance(solver, tgt, state, steps)

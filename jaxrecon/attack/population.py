@@ -66,13 +66,15 @@ def best_member(members: AttackState) -> jax.Array:
 
 def summarize(members: AttackState) -> PopulationState:
     """The population state of ``members``: the best member's view, and the seed's status
-    (converged as soon as one member is; running while any runs; else budget, or non-finite when
-    every member is)."""
+    (converged as soon as one member is; running while any runs; else budget, or non-finite /
+    degenerate when every member is)."""
     i = best_member(members)
     st = members.status
     status = jnp.where(jnp.any(st == Status.CONVERGED), Status.CONVERGED,
                        jnp.where(jnp.any(st == Status.RUNNING), Status.RUNNING,
-                                 jnp.where(jnp.all(st == Status.NONFINITE), Status.NONFINITE, Status.BUDGET)))
+                                 jnp.where(jnp.all(st == Status.NONFINITE), Status.NONFINITE,
+                                           jnp.where(jnp.all(st == Status.DEGENERATE), Status.DEGENERATE,
+                                                     Status.BUDGET))))
     return PopulationState(members, members.x_hat[i], members.loss[i], jnp.max(members.steps),
                            members.phase[i], jnp.sum(members.stalls), status.astype(jnp.int32))
 

@@ -15,6 +15,7 @@ class Status(enum.IntEnum):
     CONVERGED = 1  # loss <= tol
     BUDGET = 2  # step budget (or wall-clock budget) spent
     NONFINITE = 3  # a non-finite loss or gradient; the last finite iterate is kept
+    DEGENERATE = 4  # the problem cannot identify anything (see jaxrecon.attack.degenerate); no step taken
 
 
 #: Status code -> name, as written in results files.

@@ -34,7 +34,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from .. import _validate
 from ..activations import ActivationSpec, activation_name, get_activation
-from ..loss import ResidualLinearization, factor_kernel
+from ..loss import ResidualLinearization, factor_kernel, normalized_theta
 from .base import FeatureMapBase, static
 
 #: Matmul precisions. ``highest``: full float32 products (the reference). ``high`` / ``default``:
@@ -333,7 +333,7 @@ class RandomFeatures(FeatureMapBase):
         x = self._check_x(x)
         V = self.weights()
         mm = self._matmul
-        t = jnp.asarray(theta, self.feature_dtype)
+        t = normalized_theta(theta, self.feature_dtype)  # an exact rescaling: |t|^2 cannot overflow
         t = t / jnp.linalg.norm(t)
         Z = mm(x, V.T)
         F, S = jax.jvp(self.sigma, (Z,), (jnp.ones_like(Z),))

@@ -25,6 +25,7 @@ from ..metrics import match
 from ..outcomes import IDENTIFIED_TOL, identified, solved, solved_tolerance
 from ..models.rf import fit_with_info
 from ..attack import reconstruct_seeds
+from ..attack.driver import seed_batching
 from ..signals import Interrupted, stop_requested
 from .config import ReconstructConfig
 from .preflight import check_sizes
@@ -79,7 +80,12 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     with ``seed, loss, error_abs, error_sign, recovered, flipped, train_loss, steps, seconds,
     status, solved, identified``) and the two tolerances ``solved_tolerance`` (of the method's
     loss form in the run's dtype) and ``identified_tolerance`` (see :mod:`jaxrecon.outcomes`);
-    ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...).
+    ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...); ``seed_batching``
+    says how the seeds were batched (``"map"``: seed ``s`` reruns alone bit for bit with
+    ``--seeds 1`` and the attack key ``split(attack_key, seeds)[s]``; see
+    :func:`jaxrecon.attack.driver.seed_batching`). A degenerate problem (``p <= n``, ``d = 1``,
+    ``theta = 0``: :mod:`jaxrecon.attack.degenerate`) warns with its cause; its seeds have status
+    ``"degenerate"`` and are neither solved nor identified.
 
     Every check (values, int32 sizes, memory: :mod:`jaxrecon.runner.preflight`) runs before any
     work or file. The files of ``out`` are committed as a unit (``summary.json`` last); a failed
@@ -129,13 +135,14 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log) -> dict:
             "error_abs": m.error_abs, "error_sign": m.error_sign, "recovered": m.recovered,
             "flipped": int(m.flipped.sum()), "train_loss": train_loss, "steps": int(res.steps[s]),
             "seconds": float(res.seconds[s]), "status": res.status[s],
-            "solved": bool(solved(loss, tol)), "identified": bool(identified(m.error_sign)),
+            "solved": bool(solved(loss, tol)) and res.status[s] != "degenerate",
+            "identified": bool(identified(m.error_sign)) and res.status[s] != "degenerate",
         })
     summary = {
         "config": to_dict(cfg, flat=True), "versions": versions(),
         "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
         "compile_seconds": res.compile_seconds, "solved_tolerance": tol, "identified_tolerance": IDENTIFIED_TOL,
-        "results": rows,
+        "seed_batching": seed_batching(), "results": rows,
     }
     files = []
     if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed

@@ -13,6 +13,13 @@ Seed ``s`` uses ``key_s = fold_in(key(seed), s)`` at every grid point, so the cu
 across ``p`` share their data (common random numbers) and, because row ``j`` of ``V`` is drawn
 from ``fold_in(k_model, j)``, a larger ``p`` extends a smaller one's features. Matching (Hungarian,
 SciPy) runs on the host afterwards (:func:`point_rows`).
+
+Reproducibility: on CPUs the seeds of a point are mapped (``lax.map``, see
+:func:`jaxrecon.attack.driver.seed_batching`), so seed ``s``'s row does not depend on the number of
+seeds: rerunning the sweep with ``seeds=s+1`` reproduces it bit for bit, given the same config
+(including the padded width of the point's program, :func:`pad_width`, which depends on the
+curve's largest ``p``), machine and JAX version. On accelerators the seeds are vmapped and the
+same holds only for the same number of seeds.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -35,7 +43,9 @@ from ..metrics import match
 from ..outcomes import identified, method_tolerance, solved
 from ..models.rf import fit_with_info
 from ..attack import STATUS_NAMES as _STATUS
-from ..attack import method_config, reconstruct
+from ..attack import Status, method_config, reconstruct
+from ..attack.degenerate import ON_LINE, DegenerateProblemWarning, rows_reason
+from ..attack.driver import seed_batching
 from ..scale import step_bytes
 from .config import ResolvedSweep
 
@@ -227,7 +237,12 @@ def compiled_program(point: GridPoint, resolved: ResolvedSweep, width: Optional[
     if exe is not None:
         return exe, 0.0
     trial = make_trial(point, resolved, width)
-    fn = jax.jit(jax.vmap(trial, in_axes=(0, None)) if vmapped else trial)
+    if not vmapped:
+        fn = jax.jit(trial)
+    elif seed_batching() == "map":
+        fn = jax.jit(lambda keys, p: jax.lax.map(lambda k: trial(k, p), keys))
+    else:
+        fn = jax.jit(jax.vmap(trial, in_axes=(0, None)))
     t0 = time.perf_counter()
     exe = fn.lower(keys if vmapped else keys[0], np.int32(point.p)).compile()
     seconds = time.perf_counter() - t0
@@ -250,10 +265,11 @@ class PointOutput(NamedTuple):
 
 def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None,
               vmapped: bool = True, program=None, cache: Optional[ProgramCache] = None) -> PointOutput:
-    """Run every seed of one grid point in one vmapped program (``width``: see :func:`pad_width`).
+    """Run every seed of one grid point in one program (``width``: see :func:`pad_width`); the
+    seeds are mapped on CPUs, vmapped on accelerators (see the module docstring).
 
-    ``vmapped=False`` runs the seeds one by one through the same per-seed function (for tests and
-    benchmarks; the results agree to rounding). ``program``: a ``compiled_program`` result; without
+    ``vmapped=False`` runs the seeds one by one through separately compiled calls of the per-seed
+    function (for tests and benchmarks; the results agree to rounding). ``program``: a ``compiled_program`` result; without
     it the program comes from ``cache`` (compiled there if missing; default: a fresh cache)."""
     exe, compile_seconds = program or compiled_program(point, resolved, width, vmapped, cache)
     keys = seed_keys(resolved.seed, resolved.seeds)
@@ -270,24 +286,46 @@ def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = 
                        out["status"], out["residual"], seconds, compile_seconds)
 
 
+def degenerate_reason(point: GridPoint) -> Optional[str]:
+    """Why every seed of a point is degenerate (:mod:`jaxrecon.attack.degenerate`): ``p <= n``
+    (random features: one feature row per input) or ``d = 1`` on the sphere; else ``None``."""
+    return rows_reason(point.p, point.n, point.n) or (ON_LINE if point.d == 1 else None)
+
+
 def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
     """Results rows (see :data:`jaxrecon.sweeps.COLUMNS`) of one grid point, with Hungarian
     matching per seed; ``solved`` uses the tolerance of the method's loss form in the dtype the
-    point ran in (:func:`jaxrecon.outcomes.method_tolerance`)."""
+    point ran in (:func:`jaxrecon.outcomes.method_tolerance`).
+
+    Degenerate seeds (every seed of a point with ``p <= n`` or ``d = 1``; a seed whose ``theta`` is
+    zero) get status ``"degenerate"``, ``solved`` and ``identified`` false, and a warning naming the
+    cause; at ``p <= n`` their loss and residual are 0 (every ``x_hat`` spans ``R^p``)."""
     rows = []
     dtype = np.asarray(po.loss).dtype
     tol = method_tolerance(point.method, dtype if dtype.kind == "f" else np.float32)
+    why = degenerate_reason(point)
+    status = np.where(why is not None, int(Status.DEGENERATE), np.asarray(po.status))
+    degenerate = status == Status.DEGENERATE
+    if degenerate.any():
+        from ..attack.degenerate import ZERO_THETA
+
+        warnings.warn(f"grid point d={point.d} n={point.n} p={point.p}, {int(degenerate.sum())} of "
+                      f"{degenerate.size} seeds: {why or ZERO_THETA}", DegenerateProblemWarning, stacklevel=2)
+    everywhere_zero = point.p <= point.n
     for s in range(po.x.shape[0]):
         m = match(po.x[s], po.x_hat[s])
-        loss = float(report_loss(po.loss[s]))
+        loss, residual = float(report_loss(po.loss[s])), float(po.residual[s])
+        if degenerate[s] and everywhere_zero:
+            loss, residual = 0.0, 0.0
         rows.append({
             "d": point.d, "n": point.n, "p": point.p, "p_over_dn": point.p_over_dn,
             "activation": point.activation, "method": point.method, "seed": s,
             "train_loss": float(po.train_loss[s]), "loss": loss,
-            "error_abs": m.error_abs, "error_sign": m.error_sign, "residual": float(po.residual[s]),
+            "error_abs": m.error_abs, "error_sign": m.error_sign, "residual": residual,
             "recovered": m.recovered, "steps": int(po.steps[s]),
-            "status": _STATUS.get(int(po.status[s]), str(int(po.status[s]))),
+            "status": _STATUS.get(int(status[s]), str(int(status[s]))),
             "seconds": po.seconds, "compile_seconds": po.compile_seconds,
-            "solved": bool(solved(loss, tol)), "identified": bool(identified(m.error_sign)),
+            "solved": bool(solved(loss, tol)) and not degenerate[s],
+            "identified": bool(identified(m.error_sign)) and not degenerate[s],
         })
     return rows
