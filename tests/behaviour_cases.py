@@ -1,7 +1,8 @@
 """Recorded behaviour cases: fixed-seed attacks and a sweep, run by ``test_behaviour.py``.
 
-``python tests/behaviour_cases.py`` records ``tests/data/behaviour.json`` (done once, before a
-refactor of the attack's code); the test reruns the same cases and compares: ``published`` and
+``python tests/behaviour_cases.py`` records ``tests/data/behaviour.json`` (done once, before the
+refactor of the attack into ``jaxrecon.attack``; the seeds were vmapped then, so the cases force
+``batching="vmap"``); the test reruns the same cases and compares: ``published`` and
 ``adam`` give the same numbers, ``adam-lm`` (whose LM trajectories are chaotic) the same outcome
 per seed with step counts within a few percent.
 """
@@ -27,7 +28,7 @@ def attack_case(method: str, storage: str) -> dict:
     fmap = jr.RandomFeatures(jax.random.key(2), D, P_OVER_DN * D * N, block_size=STORAGE[storage], dtype="float32")
     target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
     res = jr.reconstruct_seeds(target, jax.random.key(3), N, SEEDS, method=method, steps=STEPS, chunk=100,
-                               progress=False)
+                               progress=False, batching="vmap")
     errors = [jr.match(data.x, xh).error_sign for xh in res.x_hat]
     return {"loss": [float(v) for v in res.loss], "steps": [int(v) for v in res.steps],
             "status": list(res.status), "error_sign": [float(e) for e in errors],
@@ -35,7 +36,11 @@ def attack_case(method: str, storage: str) -> dict:
 
 
 def sweep_case() -> dict:
-    table = jr.sweep(SWEEP, out=None, progress=False, plots=False, log=None)
+    from unittest import mock
+
+    # recorded with the seeds vmapped, as every program was then (CPUs now map them by default)
+    with mock.patch("jaxrecon.sweeps.points.seed_batching", lambda *a: "vmap"):
+        table = jr.sweep(SWEEP, out=None, progress=False, plots=False, log=None)
     return {c: [v.item() if hasattr(v, "item") else v for v in table[c]]
             for c in ("d", "n", "p", "method", "seed", "loss", "error_sign", "steps", "status")}
 
