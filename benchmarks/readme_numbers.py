@@ -111,9 +111,9 @@ BLOCKS = {"law_quick": law_quick, "solve_rate": solve_rate, "sharp_law": sharp_l
 
 def render(text: str) -> str:
     for name, fn in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- numbers:{name} -->\n).*?(\n<!-- /numbers:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- numbers:{name} -->\n).*?(<!-- /numbers:{name} -->)", re.S)
         if pattern.search(text) and (RESULTS / name).is_dir():
-            text = pattern.sub(lambda m: m.group(1) + fn() + m.group(2), text)
+            text = pattern.sub(lambda m: m.group(1) + fn() + "\n" + m.group(2), text)
     return text
 
 

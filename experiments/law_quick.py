@@ -1,4 +1,4 @@
-"""The main job: the law of data reconstruction on a laptop (about 2 minutes on a 2-core CPU).
+"""The main job: the law of data reconstruction on a laptop (about a minute on a 2-core CPU).
 
     jaxrecon sweep experiments/law_quick.py --out runs/law
 

@@ -198,12 +198,14 @@ def test_experiment_configs_load_and_resolve():
 
 
 def test_sharp_law_config():
-    """The finite-size study: >= 4 (d, n) with d*n from ~50 to ~2000, p/(dn) around 1, 20 seeds."""
+    """The finite-size study: >= 4 (d, n) with d*n from ~50 to ~2000, p/(dn) around 1, 20 seeds,
+    planted starts (identification, apart from reaching a zero)."""
     r = load_config(ROOT / "experiments" / "sharp_law.py").resolved()
     pts = grid(r)
     dn = sorted({pt.d * pt.n for pt in pts})
     assert len({(pt.d, pt.n) for pt in pts}) >= 4 and dn[0] <= 60 and dn[-1] >= 2000
-    assert list(r.p_over_dn) == [0.5, 0.75, 1, 1.25, 1.5, 2, 3] and r.seeds >= 20
+    assert min(r.p_over_dn) <= 0.5 and max(r.p_over_dn) >= 2 and {0.9, 1, 1.1} <= set(r.p_over_dn)
+    assert r.seeds >= 20 and r.planted is not None and r.planted > 0
     assert len(r.method) == 1 and "METHOD = " in (ROOT / "experiments" / "sharp_law.py").read_text()
 
 
