@@ -213,7 +213,7 @@ def span_residuals(fmap, x_hat, x, jitter=None, form: str = "residual") -> jax.A
         W = factor_kernel(A, jitter).half_solve(C)
         self_sq = jnp.diagonal(fmap.gram(x, x))
         return jnp.sqrt(jnp.maximum(self_sq - jnp.sum(W * W, axis=0), 0.0) / fmap.p)
-    if getattr(fmap, "dense", False):
+    if fmap.dense:
         norms = _dense_span_residuals(fmap, x_hat, x, jitter)
     else:
         norms = _streamed_span_residuals(fmap, x_hat, x, jitter)

@@ -23,6 +23,7 @@ it has:
 member                                      default
 ==========================================  ====================================================
 ``precision``                               ``"highest"`` (full float32 matmul products)
+``dense``                                   ``False`` (``features`` not meant to be materialised)
 ``prepare()``                               ``self`` (nothing to do once per call)
 ``with_surrogate(slope)``                   ``self`` (no activation whose derivative to replace)
 ``with_precision(precision)``               ``self`` (no choice of matmul precision)
@@ -89,6 +90,9 @@ class FeatureMapBase:
     """
 
     precision = "highest"
+    #: Whether ``features`` is cheap enough to materialise whole (dense random features); maps
+    #: that stream or linearise a network say no, and callers go row by row instead.
+    dense = False
 
     def replace(self, **changes):
         """A copy with some fields changed (validated again by the constructor)."""
