@@ -15,7 +15,9 @@ this with a 25 % margin and rounds ``B`` down to a multiple of 128 (a friendly m
 from __future__ import annotations
 
 import math
+import os
 import re
+from typing import Iterable, Optional
 
 import jax.numpy as jnp
 
@@ -26,6 +28,23 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 #: Safety factor on the measured memory model.
 MARGIN = 1.25
+
+#: The largest size an int32 index reaches: XLA indexes with 32 bits on the attack's paths, so
+#: ``d``, ``p`` and the products ``n d``, ``n p``, ``p d`` must stay below ``2**31``.
+INT32_MAX = 2**31 - 1
+
+
+def int32_overflow(sizes: Iterable[tuple]) -> Optional[tuple]:
+    """The first ``(label, size)`` of ``sizes`` over :data:`INT32_MAX`, or ``None``."""
+    return next(((label, size) for label, size in sizes if size > INT32_MAX), None)
+
+
+def physical_memory() -> Optional[int]:
+    """Physical memory of this machine in bytes (``None`` where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def parse_bytes(name: str, value) -> int:

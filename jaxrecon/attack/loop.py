@@ -126,20 +126,12 @@ def init_state(solver: Solver, key: jax.Array, target: Target, x0=None):
     :class:`AttackState`, or a :class:`~jaxrecon.attack.population.PopulationState` for a method
     with a population (``x0``, if given, is then the first member's start)."""
     if solver.method.population is not None:
-        pop = solver.method.population
-        keys_x0 = None if x0 is None else jnp.zeros(pop.size, bool).at[0].set(True)
+        pop = init_population(lambda k: _init_one(solver, k, target, None), key, solver.method.population.size)
         if x0 is None:
-            return init_population(lambda k: _init_one(solver, k, target, None), key, pop.size)
-        members = jax.vmap(lambda k, first: _init_one_maybe(solver, k, target, x0, first))(
-            jax.random.split(key, pop.size), keys_x0)
-        return summarize(members)
+            return pop
+        first = _init_one(solver, jax.random.split(key, solver.method.population.size)[0], target, x0)
+        return summarize(jax.tree_util.tree_map(lambda a, b: a.at[0].set(b), pop.members, first))
     return _init_one(solver, key, target, x0)
-
-
-def _init_one_maybe(solver, key, target, x0, use_x0):
-    given = _init_one(solver, key, target, x0)
-    fresh = _init_one(solver, key, target, None)
-    return _where(use_x0, given, fresh)
 
 
 def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None) -> AttackState:

@@ -9,13 +9,9 @@ hint to stream ``V`` (``--memory-budget``). Streamed maps are sized by :mod:`jax
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
-from ..scale import format_bytes
-
-#: The largest size an int32 index reaches.
-INT32_MAX = 2**31 - 1
+from ..scale import INT32_MAX, format_bytes, int32_overflow, physical_memory
 
 
 def available_memory() -> Optional[int]:
@@ -36,19 +32,17 @@ def available_memory() -> Optional[int]:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
+    return physical_memory()
 
 
 def check_int32(d: int, n: int, p: int) -> None:
     """One-line ``ValueError`` when a size the attack indexes overflows int32."""
-    for name, label, size in (("d", "d", d), ("p", "p", p), ("d", "n*d", n * d), ("p", "p*n", p * n),
-                              ("p", "p*d", p * d)):
-        if size > INT32_MAX:
-            raise ValueError(f"{name}: {label} = {size} is over the int32 limit {INT32_MAX} "
-                             f"(d={d}, n={n}, p={p}); use smaller sizes")
+    over = int32_overflow((("d", d), ("p", p), ("n*d", n * d), ("p*n", p * n), ("p*d", p * d)))
+    if over is not None:
+        label, size = over
+        name = "d" if label in ("d", "n*d") else "p"
+        raise ValueError(f"{name}: {label} = {size} is over the int32 limit {INT32_MAX} "
+                         f"(d={d}, n={n}, p={p}); use smaller sizes")
 
 
 def dense_bytes(d: int, n: int, p: int, seeds: int, itemsize: int) -> int:

@@ -25,7 +25,6 @@ same holds only for the same number of seeds.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import warnings
@@ -46,10 +45,9 @@ from ..attack import STATUS_NAMES as _STATUS
 from ..attack import Status, method_config, reconstruct
 from ..attack.degenerate import ON_LINE, DegenerateProblemWarning, rows_reason
 from ..attack.driver import seed_batching
-from ..scale import step_bytes
+from ..scale import INT32_MAX, int32_overflow, physical_memory, step_bytes
 from .config import ResolvedSweep
 
-_INT32_MAX = 2**31 - 1
 
 # Padding every p of a (d, n) curve to the curve's largest p lets one compiled program serve the
 # whole curve (p becomes a runtime argument). Compiling costs seconds per program on a CPU while a
@@ -114,12 +112,7 @@ def pad_width(point: GridPoint, resolved: ResolvedSweep, points: Sequence[GridPo
     return p_max
 
 
-def _host_memory() -> Optional[int]:
-    """Physical memory of this machine in bytes (``None`` where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
+_host_memory = physical_memory  # the bound check_sizes compares with (a module name tests can patch)
 
 
 def point_bytes(point: GridPoint, resolved: ResolvedSweep, width: int) -> int:
@@ -141,10 +134,10 @@ def check_sizes(resolved: ResolvedSweep, points: Sequence[GridPoint], memory: Op
     for pt in points:
         w = pad_width(pt, resolved, points)
         where = f"grid point d={pt.d} n={pt.n} p={pt.p}"
-        for name, size in (("p", w), ("p*n", w * pt.n), ("n*d", pt.n * pt.d), ("p*d", w * pt.d)):
-            if size > _INT32_MAX:
-                raise ValueError(f"p: {where} has {name} = {size}, over the int32 limit {_INT32_MAX}; "
-                                 f"use smaller d, n or p")
+        over = int32_overflow((("p", w), ("p*n", w * pt.n), ("n*d", pt.n * pt.d), ("p*d", w * pt.d)))
+        if over is not None:
+            raise ValueError(f"p: {where} has {over[0]} = {over[1]}, over the int32 limit {INT32_MAX}; "
+                             f"use smaller d, n or p")
         need = point_bytes(pt, resolved, w)
         if memory is not None and need > memory:
             raise ValueError(f"p: {where} needs at least {need / 1e9:.3g} GB ({resolved.seeds} seeds), more than "
