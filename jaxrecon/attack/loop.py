@@ -17,6 +17,15 @@ non-finite loss or gradient stops the seed with status ``NONFINITE`` and keeps i
 iterate: the attack never returns NaNs silently. A degenerate problem (all-zero ``theta``,
 ``p <= m`` feature rows, ``d = 1`` on the sphere: :mod:`~jaxrecon.attack.degenerate`) takes no
 step: the seed starts with status ``DEGENERATE``.
+
+Noisy targets. A released ``theta`` with noise (:mod:`jaxrecon.defences`) leaves the loss at the
+training set at about the noise's energy outside the span, so ``L <= tol`` is out of reach. A
+target that carries that ``floor`` (``Target.floor``) turns on two stops, checked every step:
+*floor*, the loss is ``<= floor_factor * floor`` (status ``FLOOR``, the iterate kept as for
+``CONVERGED``), and *plateau*, the best loss has not improved by a relative ``plateau_rtol`` over
+``plateau_window`` steps (status ``PLATEAU``). With either stop on (a plateau window can be set
+without a floor), the result is the best iterate seen when a seed ends on a plateau or the budget,
+and reports the floor. Without them the state has no :class:`Watch` and the program is unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +46,23 @@ from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .methods import DEFAULT_METHOD, Method, method_config
 from .population import advance_population, best_member, init_population, summarize
-from .state import AttackState, Phase, ReconResult, Status
+from .state import AttackState, Phase, ReconResult, Status, Watch
+
+
+class StopRule(NamedTuple):
+    """The floor and plateau stops in force (see the module docstring); ``window = 0``: no plateau."""
+
+    floor_factor: float
+    window: int
+    rtol: float
+
+
+def stop_rule(method: Method, has_floor: bool) -> Optional[StopRule]:
+    """The stops of ``method`` for a target with (``has_floor``) or without a noise floor."""
+    window = method.plateau_steps(has_floor)
+    if not has_floor and window == 0:
+        return None
+    return StopRule(float(method.floor_factor), int(window), float(method.plateau_rtol))
 
 
 class Solver(NamedTuple):
@@ -49,6 +74,8 @@ class Solver(NamedTuple):
     loss_fn: Callable  # (tgt, x) -> loss
     phases: tuple  # FirstOrderPhase / LMPhase, in order
     degenerate: Optional[str] = None  # why the problem's shapes make it degenerate (no step is taken)
+    stop: Optional["StopRule"] = None  # the floor / plateau stops, when on
+
 
     def project(self, x):
         return x if self.radius is None else project_to_sphere(x, self.radius)
@@ -71,7 +98,8 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
     phases = [FirstOrderPhase(method.first_order, method.first_order.optimizer_fn(total_steps), loss_fn, project)]
     if method.lm is not None:
         phases.append(LMPhase(method.lm, method.jitter, project))
-    return Solver(method, n, radius, loss_fn, tuple(phases), static_reason(target.fmap, n, radius))
+    return Solver(method, n, radius, loss_fn, tuple(phases), static_reason(target.fmap, n, radius),
+                  stop_rule(method, getattr(target, "floor", None) is not None))
 
 
 def attack_target(target: Target, method: Method) -> Target:
@@ -81,7 +109,7 @@ def attack_target(target: Target, method: Method) -> Target:
     fmap = target.fmap
     if method.surrogate_slope is not None:
         fmap = fmap.with_surrogate(method.surrogate_slope)
-    return Target(fmap.prepare(), normalized_theta(target.theta))
+    return Target(fmap.prepare(), normalized_theta(target.theta), getattr(target, "floor", None))
 
 
 def _where(c, new, old):
@@ -142,9 +170,13 @@ def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None) -> Attack
     status = jnp.where(zero_theta(target.theta), Status.DEGENERATE, Status.RUNNING)
     if solver.degenerate is not None:
         status = Status.DEGENERATE
+    watch = None
+    if solver.stop is not None:
+        floor = jnp.asarray(0.0 if getattr(target, "floor", None) is None else target.floor, dtype)
+        watch = Watch(floor, jnp.asarray(jnp.inf, dtype), x0, jnp.asarray(jnp.inf, dtype), i32(steps))
     return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
                        phase=i32(solver.phases[0].kind), phase_start=i32(steps), stalls=i32(0), key=key,
-                       status=i32(status))
+                       status=i32(status), watch=watch)
 
 
 def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
@@ -160,7 +192,15 @@ def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
         converged = ok & (value <= tol)
         move = ok & ~converged
         status = jnp.where(~ok, Status.NONFINITE, jnp.where(converged, Status.CONVERGED, Status.RUNNING))
+        if solver.stop is not None:
+            floored = move & (s.watch.floor > 0) & (value <= solver.stop.floor_factor * s.watch.floor)
+            move = move & ~floored
+            status = jnp.where(floored, Status.FLOOR, status)
+            s = s._replace(watch=_watched(solver.stop, s, value, ok))
         steps = s.steps + move.astype(jnp.int32)
+        if solver.stop is not None and solver.stop.window > 0:
+            flat = move & (steps - s.watch.mark_step >= solver.stop.window)
+            status = jnp.where(flat, Status.PLATEAU, status)
         s = s._replace(phase_states=_with(s.phase_states, i, _where(move, aux_next, aux)),
                        x_hat=_where(move, x_next, s.x_hat), loss=jnp.where(ok, value, s.loss).astype(s.loss.dtype),
                        steps=steps, status=status.astype(jnp.int32))
@@ -176,6 +216,19 @@ def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
         return s._replace(phase=jnp.where(done, Phase.STALLED, ph.kind).astype(jnp.int32))
 
     return lambda s: jax.lax.while_loop(cond, body, s)
+
+
+def _watched(rule: StopRule, s: AttackState, value, ok) -> Watch:
+    """The watch after a step whose loss at ``s.x_hat`` was ``value``: best loss and iterate, and
+    the mark the plateau counts from (moved when the best improves by more than ``rule.rtol``)."""
+    w = s.watch
+    better = ok & (value < w.best_loss)
+    marked = ok & (value < w.mark_loss * (1 - rule.rtol))
+    dtype = w.best_loss.dtype
+    return w._replace(best_loss=jnp.where(better, value, w.best_loss).astype(dtype),
+                      best_x=jnp.where(better, s.x_hat, w.best_x),
+                      mark_loss=jnp.where(marked, value, w.mark_loss).astype(dtype),
+                      mark_step=jnp.where(marked, s.steps + 1, w.mark_step).astype(jnp.int32))
 
 
 def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
@@ -235,12 +288,17 @@ def finalize(solver: Solver, tgt: Target, state, max_steps) -> ReconResult:
     if solver.degenerate is not None:  # no loss to evaluate (the kernel may not even factor)
         final = jnp.full_like(state.loss, static_loss(solver.degenerate))
         return ReconResult(state.x_hat, final, state.steps, state.status, state.stalls)
-    final = solver.loss_fn(tgt, state.x_hat)
+    status = jnp.where((state.status == Status.RUNNING) & (state.steps >= max_steps), Status.BUDGET, state.status)
+    x_hat, floor = state.x_hat, None
+    if solver.stop is not None:  # a seed that ended on a plateau or the budget returns its best iterate
+        w = state.watch
+        take = ((status == Status.PLATEAU) | (status == Status.BUDGET)) & (w.best_loss < state.loss)
+        x_hat, floor = jnp.where(take, w.best_x, x_hat), w.floor
+    final = solver.loss_fn(tgt, x_hat)
     final = jnp.where(jnp.isfinite(final), final, state.loss)
     final = jnp.where(state.status == Status.DEGENERATE, jnp.nan, final)
-    status = jnp.where((state.status == Status.RUNNING) & (state.steps >= max_steps), Status.BUDGET, state.status)
     status = jnp.where((status == Status.BUDGET) & (final <= solver.method.tol), Status.CONVERGED, status)
-    return ReconResult(state.x_hat, final, state.steps, status.astype(jnp.int32), state.stalls)
+    return ReconResult(x_hat, final, state.steps, status.astype(jnp.int32), state.stalls, floor)
 
 
 def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD, steps: int = 10_000,

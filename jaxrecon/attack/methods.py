@@ -42,6 +42,12 @@ class Method:
       starts: candidates started per seed; the best after ``start_steps`` first-order steps is kept.
       population: ``None``, or a :class:`~jaxrecon.attack.population.Population`: that many whole
         attacks per seed, advanced together until one converges.
+      floor_factor: with a target that carries a noise floor (a defended ``theta``), a seed stops
+        with status ``floor`` once its loss is ``<= floor_factor * floor``.
+      plateau_window, plateau_rtol: a seed stops with status ``plateau`` when its best loss has not
+        improved by a relative ``plateau_rtol`` over ``plateau_window`` steps; ``None`` means
+        :data:`DEFAULT_PLATEAU_WINDOW` for a target with a floor and off otherwise, ``0`` off.
+        Without a floor and a window the attack is exactly the one without these options.
     """
 
     first_order: FirstOrder = FirstOrder()
@@ -55,6 +61,9 @@ class Method:
     starts: int = 1
     start_steps: int = 0
     population: Optional[Population] = None
+    floor_factor: float = 2.0
+    plateau_window: Optional[int] = None
+    plateau_rtol: float = 1e-3
 
     def validate(self) -> "Method":
         self.first_order.validate()
@@ -70,7 +79,20 @@ class Method:
             _validate.positive_int("start_steps", self.start_steps)
         if self.population is not None:
             self.population.validate()
+        if not self.floor_factor >= 1.0:
+            raise ValueError(f"floor_factor: must be >= 1, got {self.floor_factor!r}")
+        if self.plateau_window is not None:
+            if self.plateau_window != 0:
+                _validate.positive_int("plateau_window", self.plateau_window)
+        if not 0.0 < self.plateau_rtol < 1.0:
+            raise ValueError(f"plateau_rtol: must be in (0, 1), got {self.plateau_rtol!r}")
         return self
+
+    def plateau_steps(self, has_floor: bool) -> int:
+        """The plateau window in force (0: off); see ``plateau_window``."""
+        if self.plateau_window is None:
+            return DEFAULT_PLATEAU_WINDOW if has_floor else 0
+        return self.plateau_window
 
     @property
     def phases(self) -> tuple:
@@ -115,6 +137,10 @@ def global_() -> Method:
     times ``adam-lm`` per step budget."""
     return dataclasses.replace(adam_lm(), population=Population(size=8, round_steps=200))
 
+
+#: Plateau window (steps) for a target with a noise floor when the method sets none: long enough
+#: for the stall actions (every 40 LM steps) to try a few rows before the seed stops.
+DEFAULT_PLATEAU_WINDOW = 1000
 
 #: Named methods: name -> factory. ``published`` is the paper's recipe and must stay exactly so.
 METHODS = {"published": published, "adam": adam, "adam-lm": adam_lm, "global": global_}

@@ -60,21 +60,25 @@ class PopulationState(NamedTuple):
 def best_member(members: AttackState) -> jax.Array:
     """Index of the best member: a converged one if any, else the lowest finite loss."""
     score = jnp.where(jnp.isfinite(members.loss), members.loss, jnp.inf)
-    score = jnp.where(members.status == Status.CONVERGED, -1.0, score)
+    score = jnp.where(members.status == Status.FLOOR, -1.0, score)
+    score = jnp.where(members.status == Status.CONVERGED, -2.0, score)
     return jnp.argmin(score)
 
 
 def summarize(members: AttackState) -> PopulationState:
     """The population state of ``members``: the best member's view, and the seed's status
-    (converged as soon as one member is; running while any runs; else budget, or non-finite /
-    degenerate when every member is)."""
+    (converged as soon as one member is, at the floor as soon as one member is; running while any
+    runs; else non-finite / degenerate when every member is, plateau when one member ended on one,
+    else budget)."""
     i = best_member(members)
     st = members.status
     status = jnp.where(jnp.any(st == Status.CONVERGED), Status.CONVERGED,
-                       jnp.where(jnp.any(st == Status.RUNNING), Status.RUNNING,
-                                 jnp.where(jnp.all(st == Status.NONFINITE), Status.NONFINITE,
-                                           jnp.where(jnp.all(st == Status.DEGENERATE), Status.DEGENERATE,
-                                                     Status.BUDGET))))
+                       jnp.where(jnp.any(st == Status.FLOOR), Status.FLOOR,
+                                 jnp.where(jnp.any(st == Status.RUNNING), Status.RUNNING,
+                                           jnp.where(jnp.all(st == Status.NONFINITE), Status.NONFINITE,
+                                                     jnp.where(jnp.all(st == Status.DEGENERATE), Status.DEGENERATE,
+                                                               jnp.where(jnp.any(st == Status.PLATEAU),
+                                                                         Status.PLATEAU, Status.BUDGET))))))
     return PopulationState(members, members.x_hat[i], members.loss[i], jnp.max(members.steps),
                            members.phase[i], jnp.sum(members.stalls), status.astype(jnp.int32))
 

@@ -16,6 +16,8 @@ class Status(enum.IntEnum):
     BUDGET = 2  # step budget (or wall-clock budget) spent
     NONFINITE = 3  # a non-finite loss or gradient; the last finite iterate is kept
     DEGENERATE = 4  # the problem cannot identify anything (see jaxrecon.attack.degenerate); no step taken
+    FLOOR = 5  # loss <= floor_factor * the target's noise floor (a defended target)
+    PLATEAU = 6  # the best loss did not improve by plateau_rtol over plateau_window steps
 
 
 #: Status code -> name, as written in results files.
@@ -46,6 +48,17 @@ class AttackState(NamedTuple):
     stalls: jax.Array  # int32: stalls so far (each followed by a stall action)
     key: jax.Array  # the seed's key (stall actions draw from fold_in(key, stalls))
     status: jax.Array  # int32: a Status value
+    watch: Any = None  # a Watch when the floor / plateau stops are on (else None: no such stop)
+
+
+class Watch(NamedTuple):
+    """What the floor and plateau stops track (one seed)."""
+
+    floor: jax.Array  # the target's expected floor (0: no floor stop)
+    best_loss: jax.Array  # lowest loss seen
+    best_x: jax.Array  # (n, d) the iterate that had it
+    mark_loss: jax.Array  # best loss when it last improved by more than plateau_rtol
+    mark_step: jax.Array  # int32: ``steps`` at that time
 
 
 class ReconResult(NamedTuple):
@@ -56,5 +69,6 @@ class ReconResult(NamedTuple):
     steps: jax.Array  # steps taken
     status: jax.Array  # a Status value
     stalls: jax.Array  # stalls (each followed by a stall action)
+    floor: Any = None  # the target's floor when the floor / plateau stops were on
 
 

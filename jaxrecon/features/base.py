@@ -124,7 +124,13 @@ def static(**field_options) -> Any:
 
 
 class Target(NamedTuple):
-    """What the attack sees: a feature map and the parameter vector ``theta`` (shape ``(p,)``)."""
+    """What the attack sees: a feature map and the parameter vector ``theta`` (shape ``(p,)``).
+
+    ``floor`` (optional, a scalar): the loss the attack can expect at best when ``theta`` was
+    released with noise (:func:`jaxrecon.defences.defend` sets it); a target that carries one
+    turns on the attack's floor and plateau stops (:mod:`jaxrecon.attack.loop`). ``None``: none.
+    """
 
     fmap: Any
     theta: jax.Array
+    floor: Optional[Any] = None
