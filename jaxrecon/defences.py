@@ -29,13 +29,17 @@ kind            released ``theta``                                          ``st
 ``ridge``, ``label_noise`` and ``early_stop`` release a ``theta`` in the span of the training
 features (``Phi^T alpha`` for some ``alpha``): the loss at the training set stays 0, and the
 attack is the undefended one (their targets carry no floor). The others move ``theta`` off the
-span; their targets carry the expected *floor* of the attack's loss,
+span; their targets carry the expected *floor* of the attack's loss, its minimum near the
+training set,
 
-    floor = (p - m) / p * |theta_released - theta_fit|^2 / |theta_released|^2,
+    floor = (p - m - n (d - 1)) / p * |theta_released - theta_fit|^2 / |theta_released|^2:
 
-the energy of the perturbation that falls outside an ``m``-dimensional span (``m`` feature rows)
-if the perturbation is in a generic direction: for ``theta_noise`` about ``EPS^2 (p - m) / p``.
-``info["loss_at_truth"]`` is the exact loss at the training set, for comparison.
+a perturbation in a generic direction leaves ``(p - m) / p`` of its energy outside the
+``m``-dimensional span of the training features (``m`` feature rows; this is the loss *at* the
+training set, ``info["loss_at_truth"]``, about ``EPS^2 (p - m) / p`` for ``theta_noise``), and
+moving the ``n`` rows on their spheres (``n (d - 1)`` coordinates) turns the span towards
+``n (d - 1)`` more of its directions. At ``p <= m + n (d - 1)`` the floor is 0 (the noise can be
+fitted; only the plateau stop applies).
 
 Differential privacy (``dp``). The model is ridge regression in the normalised form
 ``theta = argmin (1/n) sum (phi(x_i)^T theta - y_i)^2 + lam |theta|^2`` with ``lam = ridge / n``
@@ -146,6 +150,25 @@ class Defence:
         if self.kind == "quantize":
             return 16.0 if self.dtype == "bfloat16" else 8.0
         return 0.0 if self.strength is None else float(self.strength)
+
+
+def defence_at(kind: str, level: float, delta: Optional[float] = None, ridge: Optional[float] = None) -> Defence:
+    """The defence of ``kind`` at one number (a sweep's strength axis): ``level`` is ``epsilon``
+    for ``dp`` (with ``delta``, default 1e-5), the bits (16: bfloat16, 8: int8) for ``quantize``,
+    the steps for ``early_stop`` and ``strength`` otherwise (:attr:`Defence.level` inverts it)."""
+    _validate.choice("defence", kind, DEFENCES)
+    if kind == "none":
+        return Defence("none", ridge=ridge)
+    if kind == "dp":
+        return Defence("dp", epsilon=level, delta=1e-5 if delta is None else delta, ridge=ridge)
+    if kind == "quantize":
+        bits = {16.0: "bfloat16", 8.0: "int8"}
+        if float(level) not in bits:
+            raise ValueError(f"defence_strength: quantize takes 16 (bfloat16) or 8 (int8) bits, got {level!r}")
+        return Defence("quantize", dtype=bits[float(level)], ridge=ridge)
+    if kind == "ridge":
+        return Defence("ridge", strength=level)
+    return Defence(kind, strength=level, ridge=ridge)
 
 
 class Defended(NamedTuple):
@@ -300,6 +323,7 @@ def defend(fmap, x, y, defence: Defence, key, active=None) -> Defended:
                 loss_at_truth=projector_loss(fmap, theta, x, form="residual"))
     if k in IN_SPAN:
         return Defended(Target(fmap, theta), info)
-    floor = jnp.maximum(p - m, 0) / p * noise_sq / jnp.maximum(jnp.sum(theta * theta), jnp.finfo(theta.dtype).tiny)
+    free = jnp.maximum(p - m - x.shape[0] * (x.shape[1] - 1), 0)
+    floor = free / p * noise_sq / jnp.maximum(jnp.sum(theta * theta), jnp.finfo(theta.dtype).tiny)
     info["floor"] = floor
     return Defended(Target(fmap, theta, floor), info)

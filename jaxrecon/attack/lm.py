@@ -50,7 +50,7 @@ def full_precision(tgt: Target) -> Target:
     phase, but the last digits of an exact reconstruction need exact products.
     """
     if tgt.fmap.precision != "highest":
-        return Target(tgt.fmap.with_precision("highest"), tgt.theta)
+        return tgt._replace(fmap=tgt.fmap.with_precision("highest"))
     return tgt
 
 

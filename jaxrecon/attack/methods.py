@@ -61,7 +61,7 @@ class Method:
     starts: int = 1
     start_steps: int = 0
     population: Optional[Population] = None
-    floor_factor: float = 2.0
+    floor_factor: float = 1.2
     plateau_window: Optional[int] = None
     plateau_rtol: float = 1e-3
 
@@ -140,7 +140,7 @@ def global_() -> Method:
 
 #: Plateau window (steps) for a target with a noise floor when the method sets none: long enough
 #: for the stall actions (every 40 LM steps) to try a few rows before the seed stops.
-DEFAULT_PLATEAU_WINDOW = 1000
+DEFAULT_PLATEAU_WINDOW = 500
 
 #: Named methods: name -> factory. ``published`` is the paper's recipe and must stay exactly so.
 METHODS = {"published": published, "adam": adam, "adam-lm": adam_lm, "global": global_}

@@ -53,7 +53,7 @@ def redraw_weakest_row(tgt, x: jax.Array, key: jax.Array, radius, candidates: in
     is typically one or two rows stuck far from any training point; a correct row with a small
     ``c_i`` is re-found, since ``r`` points to it.
     """
-    fmap, theta = full_precision(tgt)
+    fmap, theta = full_precision(tgt)[:2]
     r, c = residual_of_rows(fmap, theta, x, jnp.ones(x.shape[0], bool), jitter)
     weight = row_weights(c, x.shape[0])
     return x.at[jnp.argmin(weight)].set(pursuit(fmap, r, key, x.shape[1], x.dtype, radius, candidates))
@@ -73,7 +73,7 @@ def repair_antipodal_pair(tgt, x: jax.Array, key: jax.Array, radius, pair_cos: f
     by :func:`pursuit` on the residual of the others. ``found`` is False (and ``x`` unchanged) when
     no row pair is that antipodal.
     """
-    fmap, theta = full_precision(tgt)
+    fmap, theta = full_precision(tgt)[:2]
     n, d = x.shape
     u = x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), jnp.finfo(x.dtype).tiny)
     cos = jnp.where(jnp.eye(n, dtype=bool), jnp.inf, u @ u.T)

@@ -28,7 +28,7 @@ from ..config import Config, leaves, option, section
 from ..config import to_dict as config_to_dict
 
 #: Config keys that are grids (lists); every other key is a scalar.
-GRID_KEYS = ("d", "n", "p", "p_over_n", "p_over_dn", "activation", "method")
+GRID_KEYS = ("d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "defence_strength")
 P_KEYS = ("p", "p_over_n", "p_over_dn")
 # Keys that do not change a single number of the results (left out of the config hash).
 NON_IDENTITY = ("name", "block_size")
@@ -36,7 +36,7 @@ NON_IDENTITY = ("name", "block_size")
 FLAT_KEYS = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "seeds", "seed", "steps",
              "optimizer", "lr", "x64", "block_size", "noise", "ridge", "pad_p")
 #: Keys recorded (and hashed) only when set, so configs from before they existed keep their hash.
-OPTIONAL_KEYS = ("planted",)
+OPTIONAL_KEYS = ("planted", "defence", "defence_strength", "dp_delta", "floor_factor", "plateau_window")
 PAD_P = ("auto", "max", "none")
 
 
@@ -90,6 +90,21 @@ class SweepScale:
                         choices=PAD_P)
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepDefence:
+    """the defence of the released theta (jaxrecon.defences): a kind, and its strengths as a grid axis"""
+
+    defence: Optional[str] = option(None, "defence kind: none, theta_noise, dp, ridge, label_noise, early_stop, "
+                                          "quantize, prune")
+    defence_strength: Optional[tuple[float, ...]] = option(
+        None, "strengths (a grid axis): EPS (theta_noise), epsilon (dp), lambda (ridge), label std (label_noise), "
+              "steps T (early_stop), bits 16 or 8 (quantize: bfloat16, int8), fraction (prune)")
+    dp_delta: Optional[float] = option(None, "delta of the dp defence (default 1e-5)")
+    floor_factor: Optional[float] = option(None, "stop at loss <= FACTOR * the defence's floor (default 1.2)")
+    plateau_window: Optional[int] = option(None, "stop when the best loss has not improved by 1e-3 over this many "
+                                                 "steps (default 500 under a defence with a floor; 0: off)")
+
+
 @dataclasses.dataclass(frozen=True, init=False)
 class _Sweep(Config):
     """The fields of a sweep config, resolved or not."""
@@ -100,6 +115,7 @@ class _Sweep(Config):
     model: SweepModel = section(SweepModel)
     attack: SweepAttack = section(SweepAttack)
     scale: SweepScale = section(SweepScale)
+    privacy: SweepDefence = section(SweepDefence)
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -162,6 +178,7 @@ class SweepConfig(_Sweep):
             _validate.choice("method", m, METHODS)
             method_config(m, optimizer=self.attack.optimizer, lr=self.attack.lr)  # validates optimizer / lr
         _check_scalars(out)
+        _check_defence(out)
         return ResolvedSweep(**{k: tuple(v) if k in GRID_KEYS and v is not None else v
                                 for k, v in out.items()})
 
@@ -262,6 +279,29 @@ def _check_scalars(out: dict) -> None:
     _validate.choice("pad_p", out["pad_p"], PAD_P)
     if out["lr"] is not None:
         out["lr"] = _validate.positive_float("lr", out["lr"])
+
+
+def _check_defence(out: dict) -> None:
+    """Validate the defence fields in place: every strength must build a valid defence."""
+    from ..defences import DEFENCES, defence_at
+
+    if out["defence"] is None:
+        if out["defence_strength"] is not None:
+            raise ValueError("defence_strength: set defence (the kind) too")
+        return
+    _validate.choice("defence", out["defence"], DEFENCES)
+    if out["defence"] == "none":
+        out["defence_strength"] = None
+    elif out["defence_strength"] is None:
+        raise ValueError(f"defence_strength: the {out['defence']} defence needs a list of strengths")
+    else:
+        out["defence_strength"] = [float(v) for v in out["defence_strength"]]
+    for v in out["defence_strength"] or [0.0]:
+        defence_at(out["defence"], v, out["dp_delta"])
+    if out["floor_factor"] is not None and not float(out["floor_factor"]) >= 1:
+        raise ValueError(f"floor_factor: must be >= 1, got {out['floor_factor']!r}")
+    if out["plateau_window"] not in (None, 0):
+        _validate.positive_int("plateau_window", out["plateau_window"])
 
 
 def load_config(path) -> SweepConfig:

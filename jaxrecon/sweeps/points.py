@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.synthetic import synthetic
+from ..defences import defence_at, defend
 from ..features.base import Target
 from ..features.random_features import RandomFeatures
 from ..loss import report_loss, span_residuals
@@ -62,18 +63,26 @@ class GridPoint(NamedTuple):
     p: int
     activation: str
     method: str
+    defence: str = "none"  # the defence of the released theta (jaxrecon.defences)
+    strength: float = 0.0  # its strength (jaxrecon.defences.defence_at)
 
     @property
     def p_over_dn(self) -> float:
         return self.p / (self.d * self.n)
 
     def key(self) -> tuple:
-        return (self.d, self.n, self.p, self.activation, self.method)
+        return (self.d, self.n, self.p, self.activation, self.method, self.defence, float(self.strength))
 
 
 def grid(resolved: ResolvedSweep) -> list[GridPoint]:
-    """Grid points of a resolved config, ordered ``activation, method, d, n, p`` (p ascending).
-    Ratios that round to the same ``p`` give one point."""
+    """Grid points of a resolved config, ordered ``defence strength, activation, method, d, n, p``
+    (p ascending). Ratios that round to the same ``p`` give one point."""
+    kind = resolved.defence or "none"
+    strengths = resolved.defence_strength or (0.0,)
+    return [pt for s in strengths for pt in _grid(resolved, kind, float(s))]
+
+
+def _grid(resolved: ResolvedSweep, kind: str, strength: float) -> list[GridPoint]:
     points, seen = [], set()
     for act in resolved.activation:
         for meth in resolved.method:
@@ -86,7 +95,7 @@ def grid(resolved: ResolvedSweep) -> list[GridPoint]:
                     else:
                         ps = [max(1, int(round(r * d * n))) for r in resolved.p_over_dn]
                     for p in sorted(ps):
-                        pt = GridPoint(d, n, p, act, meth)
+                        pt = GridPoint(d, n, p, act, meth, kind, strength)
                         if pt.key() not in seen:
                             seen.add(pt.key())
                             points.append(pt)
@@ -105,8 +114,8 @@ def pad_width(point: GridPoint, resolved: ResolvedSweep, points: Sequence[GridPo
     mode = resolved.pad_p
     if mode == "none" or resolved.block_size is not None:
         return point.p
-    p_max = max(q.p for q in points if (q.d, q.n, q.activation, q.method) ==
-                (point.d, point.n, point.activation, point.method))
+    p_max = max(q.p for q in points if (q.d, q.n, q.activation, q.method, q.defence, q.strength) ==
+                (point.d, point.n, point.activation, point.method, point.defence, point.strength))
     if mode == "auto" and p_max * point.d * point.n * resolved.seeds * resolved.steps > PAD_AUTO_LIMIT:
         return point.p
     return p_max
@@ -150,8 +159,12 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
     ``width`` (default ``point.p``) is the static number of features of the program; when it is
     larger than ``p``, rows ``p..width-1`` of ``V`` are zeroed (see :func:`pad_width`)."""
     dtype = "float64" if resolved.x64 else "float32"
-    mcfg = method_config(point.method, optimizer=resolved.optimizer, lr=resolved.lr)
+    mcfg = method_config(point.method, optimizer=resolved.optimizer, lr=resolved.lr,
+                         floor_factor=resolved.floor_factor, plateau_window=resolved.plateau_window)
     steps, noise, ridge, block = resolved.steps, resolved.noise, resolved.ridge, resolved.block_size
+    defence = None
+    if point.defence != "none":
+        defence = defence_at(point.defence, point.strength, resolved.dp_delta, ridge or None)
     planted = resolved.planted
     width = point.p if width is None else width
     padded = block is None and resolved.pad_p != "none"  # a no-op mask when width == p
@@ -164,14 +177,19 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
             keep = (jnp.arange(width) < p)[:, None]
             fmap = fmap.replace(V=jnp.where(keep, fmap.weights(), 0))
         fitted = fit_with_info(fmap, data.x, data.y, ridge)
+        target, floor = Target(fmap, fitted.theta), jnp.asarray(jnp.nan, fitted.theta.dtype)
+        if defence is not None:  # the released theta; its noise from a key of its own
+            active = jnp.arange(width) < p
+            target, info = defend(fmap, data.x, data.y, defence, jax.random.fold_in(k_attack, 2), active)
+            floor = info["floor"]
         x0 = None
         if planted is not None:  # a start near the training set: is it a locally isolated zero?
             x0 = data.x + planted * jax.random.normal(jax.random.fold_in(k_attack, 1), data.x.shape, data.x.dtype)
-        res = reconstruct(Target(fmap, fitted.theta), k_attack, point.n, method=mcfg, steps=steps, x0=x0)
+        res = reconstruct(target, k_attack, point.n, method=mcfg, steps=steps, x0=x0)
         # span_residuals divides by sqrt(width); the paper's normalisation is sqrt(p)
         residual = span_residuals(fmap, res.x_hat, data.x).mean() * jnp.sqrt(width / p).astype(dtype)
         return {"x": data.x, "x_hat": res.x_hat, "train_loss": fitted.train_loss, "loss": res.loss,
-                "steps": res.steps, "status": res.status, "residual": residual}
+                "steps": res.steps, "status": res.status, "residual": residual, "floor": floor}
 
     return trial
 
@@ -212,8 +230,10 @@ class ProgramCache:
 def program_key(point: GridPoint, resolved: ResolvedSweep, width: int, vmapped: bool = True) -> tuple:
     """What makes two points share a compiled program."""
     static = {k: getattr(resolved, k) for k in ("steps", "optimizer", "lr", "x64", "block_size", "noise",
-                                                "ridge", "pad_p", "planted")}
-    return (point.d, point.n, width, point.activation, point.method, json.dumps(static, sort_keys=True),
+                                                "ridge", "pad_p", "planted", "dp_delta", "floor_factor",
+                                                "plateau_window")}
+    return (point.d, point.n, width, point.activation, point.method, point.defence, float(point.strength),
+            json.dumps(static, sort_keys=True),
             resolved.seeds if vmapped else None, bool(jax.config.jax_enable_x64))
 
 
@@ -254,6 +274,7 @@ class PointOutput(NamedTuple):
     residual: np.ndarray
     seconds: float  # execution wall-clock of the point (all seeds), compile excluded
     compile_seconds: float  # 0 when the program was compiled for an earlier point
+    floor: Optional[np.ndarray] = None  # the defence's expected loss floor per seed (nan: none)
 
 
 def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None,
@@ -276,7 +297,7 @@ def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = 
         out = {k: np.stack([np.asarray(o[k]) for o in per]) for k in per[0]}
     seconds = time.perf_counter() - t0
     return PointOutput(out["x"], out["x_hat"], out["train_loss"], out["loss"], out["steps"],
-                       out["status"], out["residual"], seconds, compile_seconds)
+                       out["status"], out["residual"], seconds, compile_seconds, out["floor"])
 
 
 def degenerate_reason(point: GridPoint) -> Optional[str]:
@@ -320,5 +341,7 @@ def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
             "seconds": po.seconds, "compile_seconds": po.compile_seconds,
             "solved": bool(solved(loss, tol)) and not degenerate[s],
             "identified": bool(identified(m.error_sign)) and not degenerate[s],
+            "defence": point.defence, "defence_strength": float(point.strength),
+            "floor": float("nan") if po.floor is None else float(po.floor[s]),
         })
     return rows

@@ -32,11 +32,17 @@ from .config import NON_IDENTITY, ResolvedSweep
 OLD_COLUMNS = ("d", "n", "p", "p_over_dn", "activation", "method", "seed", "train_loss", "loss",
                "error_abs", "error_sign", "residual", "recovered", "steps", "status", "seconds",
                "compile_seconds")
+#: Columns before the defence columns (files with them still read, as ``defence = "none"``).
+OUTCOME_COLUMNS = OLD_COLUMNS + ("solved", "identified")
 #: Columns of ``results.csv``, in order. ``solved``: the loss is at most the method's solved
-#: tolerance; ``identified``: ``error_sign <= 1e-3`` (0/1 in the file, booleans in a table).
-COLUMNS = OLD_COLUMNS + ("solved", "identified")
+#: tolerance; ``identified``: ``error_sign <= 1e-3`` (0/1 in the file, booleans in a table);
+#: ``defence``, ``defence_strength``: the defence of the released ``theta``
+#: (:mod:`jaxrecon.defences`; ``"none"``, 0 without one), ``floor``: the attack's expected loss
+#: floor under it (``nan`` without one; ``status`` says whether the seed stopped there).
+COLUMNS = OUTCOME_COLUMNS + ("defence", "defence_strength", "floor")
+_DEFENCE_DEFAULTS = {"defence": "none", "defence_strength": 0.0, "floor": float("nan")}
 _INT_COLUMNS = ("d", "n", "p", "seed", "steps")
-_STR_COLUMNS = ("activation", "method", "status")
+_STR_COLUMNS = ("activation", "method", "status", "defence")
 _BOOL_COLUMNS = ("solved", "identified")
 _HEADER = ",".join(COLUMNS) + "\n"
 
@@ -67,7 +73,7 @@ def rows_text(rows) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for r in rows:
-        r = with_outcomes(r)
+        r = with_outcomes({**_DEFENCE_DEFAULTS, **r})
         w.writerow([_fmt(r[c]) for c in COLUMNS])
     return buf.getvalue()
 
@@ -87,11 +93,12 @@ def _parse_row(fields: list, columns: tuple = COLUMNS, tolerance=None) -> dict:
     for c, v in zip(columns, fields):
         row[c] = (v if c in _STR_COLUMNS else int(v) if c in _INT_COLUMNS else _parse_bool(v)
                   if c in _BOOL_COLUMNS else float(v))
-    return with_outcomes(row, tolerance)
+    return with_outcomes({**_DEFENCE_DEFAULTS, **row}, tolerance)
 
 
 def _point_key(row: dict) -> tuple:
-    return (row["d"], row["n"], row["p"], row["activation"], row["method"])
+    return (row["d"], row["n"], row["p"], row["activation"], row["method"], row.get("defence", "none"),
+            float(row.get("defence_strength", 0.0)))
 
 
 def _merge_duplicates(rows: list[dict]) -> tuple[list[dict], bool]:
@@ -135,7 +142,7 @@ def read_results(path) -> dict:
 def to_table(rows: list[dict]) -> dict:
     """A list of rows as a table (dict of NumPy arrays keyed by column); rows without ``solved`` /
     ``identified`` get them derived (:func:`with_outcomes`)."""
-    rows = [with_outcomes(r) for r in rows]
+    rows = [with_outcomes({**_DEFENCE_DEFAULTS, **r}) for r in rows]
     table = {}
     for c in COLUMNS:
         vals = [r[c] for r in rows]
@@ -166,7 +173,7 @@ def _read_rows(path: Path, tolerance=None) -> tuple[list[dict], bool, bool]:
     if not lines:
         return [], torn, False
     header = tuple(next(csv.reader([lines[0]])))
-    if header not in (COLUMNS, OLD_COLUMNS):
+    if header not in (COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
         raise ValueError(f"out: {str(path)!r} is not a jaxrecon results file (unexpected header)")
     rows = []
     for i, fields in enumerate(csv.reader(lines[1:])):
@@ -174,7 +181,7 @@ def _read_rows(path: Path, tolerance=None) -> tuple[list[dict], bool, bool]:
             rows.append(_parse_row(fields, header, tolerance))
         except ValueError as e:
             raise ValueError(f"out: {str(path)!r} line {i + 2} is corrupted ({e})") from None
-    return rows, torn, header == OLD_COLUMNS
+    return rows, torn, header != COLUMNS
 
 
 def complete_points(rows: list[dict], seeds: int) -> tuple[dict, bool]:
