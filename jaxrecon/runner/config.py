@@ -90,6 +90,21 @@ class ScaleConfig:
     x64: bool = option(False, "compute in float64 (library callers enable it: jaxrecon.x64())")
 
 
+@dataclasses.dataclass(frozen=True)
+class DefenceConfig:
+    """a defence of the released theta (jaxrecon.defences; random features only, at most one)"""
+
+    theta_noise: Optional[float] = option(None, "Gaussian noise on theta, |noise| = EPS |theta|")
+    dp_epsilon: Optional[float] = option(None, "the Gaussian mechanism on the ridge fit at this epsilon (ridge "
+                                         "default 1; labels clipped to [-1, 1])")
+    dp_delta: float = option(1e-5, "delta of --dp-epsilon")
+    label_noise: Optional[float] = option(None, "fit labels y + N(0, S^2)")
+    early_stop_steps: Optional[int] = option(None, "theta after T steps of gradient descent from 0 (step 1/L)")
+    quantize: Optional[str] = option(None, "round theta to bfloat16 or int8 (symmetric, per tensor)",
+                                     choices=("bfloat16", "int8"))
+    prune: Optional[float] = option(None, "zero the FRACTION of theta's entries smallest in magnitude")
+
+
 @dataclasses.dataclass(frozen=True, init=False)
 class ReconstructConfig(Config):
     """One reconstruction run: data -> model -> attack, at some scale.
@@ -103,6 +118,7 @@ class ReconstructConfig(Config):
     model: ModelConfig = section(ModelConfig)
     attack: AttackConfig = section(AttackConfig)
     scale: ScaleConfig = section(ScaleConfig)
+    defence: DefenceConfig = section(DefenceConfig)
 
     def resolve(self) -> "ReconstructConfig":
         """A new config with every field checked and the dependent defaults filled in.
@@ -119,7 +135,29 @@ class ReconstructConfig(Config):
         cfg = dataclasses.replace(self, data=data, model=model, attack=attack)
         _check_scale(cfg)
         cfg.method_cfg()  # validates optimizer / lr
+        if cfg.defence_spec() is not None and model.name != "rf":
+            raise ValueError("defence: the defence options apply to --model rf only")
         return cfg
+
+    def defence_spec(self):
+        """The :class:`~jaxrecon.defences.Defence` the options ask for (``None``: no defence; the
+        ridge of the fit is ``--ridge``, which is itself the ridge defence)."""
+        from ..defences import Defence
+
+        dc, ridge = self.defence, self.model.ridge or None
+        given = {k: getattr(dc, k) for k in ("theta_noise", "dp_epsilon", "label_noise", "early_stop_steps",
+                                             "quantize", "prune") if getattr(dc, k) is not None}
+        if len(given) > 1:
+            raise ValueError(f"defence: give at most one defence option, got {sorted(given)}")
+        if not given:
+            return None
+        (name, v), = given.items()
+        if name == "dp_epsilon":
+            return Defence("dp", epsilon=v, delta=dc.dp_delta, ridge=ridge)
+        if name == "quantize":
+            return Defence("quantize", dtype=v, ridge=ridge)
+        kind = {"early_stop_steps": "early_stop"}.get(name, name)
+        return Defence(kind, strength=v, ridge=ridge)
 
     def stream_block(self) -> Optional[int]:
         """Rows of V per streamed block: ``block_size``, or the largest that fits ``memory_budget``

@@ -10,7 +10,7 @@ Keys: ``key = jax.random.key(seed)`` is split into ``(data, features, attack)`` 
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -37,6 +37,7 @@ class Problem(NamedTuple):
     target: Target
     train_loss: float
     description: str
+    defence: Optional[dict] = None  # kind, level and the info of jaxrecon.defences.defend
 
 
 def load_data(cfg: ReconstructConfig, key):
@@ -69,8 +70,18 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
     fmap = RandomFeatures(key, cfg.data.d, m.p, m.activation, cfg.stream_block(), shards=cfg.scale.shards)
     # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
     fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, m.ridge))(fmap, data.x, data.y)
-    fmap = fmap.replace(precision=cfg.scale.precision)
-    return Problem(Target(fmap, fitted.theta), float(fitted.train_loss), fmap.describe())
+    spec = cfg.defence_spec()
+    if spec is None:
+        fmap = fmap.replace(precision=cfg.scale.precision)
+        return Problem(Target(fmap, fitted.theta), float(fitted.train_loss), fmap.describe())
+    from ..defences import defend
+
+    released = jax.jit(lambda fm, x, y, k: defend(fm, x, y, spec, k))(fmap, data.x, data.y, jax.random.fold_in(key, 1))
+    target = released.target._replace(fmap=fmap.replace(precision=cfg.scale.precision))
+    info = {"kind": spec.kind, "level": spec.level, **{k: float(v) for k, v in released.info.items()}}
+    if spec.kind == "dp":
+        info.update(epsilon=spec.epsilon, delta=spec.delta, ridge=spec.fit_ridge, label_bound=spec.label_bound)
+    return Problem(target, float(fitted.train_loss), f"{fmap.describe()}, defence {spec.kind} {spec.level:g}", info)
 
 
 def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, log=print) -> dict:
@@ -138,12 +149,16 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log) -> dict:
             "solved": bool(solved(loss, tol)) and res.status[s] != "degenerate",
             "identified": bool(identified(m.error_sign)) and res.status[s] != "degenerate",
         })
+        if problem.defence is not None:
+            rows[-1]["floor"] = problem.defence["floor"]
     summary = {
         "config": to_dict(cfg, flat=True), "versions": versions(),
         "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
         "compile_seconds": res.compile_seconds, "solved_tolerance": tol, "identified_tolerance": IDENTIFIED_TOL,
         "seed_batching": seed_batching(), "results": rows,
     }
+    if problem.defence is not None:
+        summary["defence"] = problem.defence
     files = []
     if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed
         summary["images"] = _image_outputs(cfg, data, res.x_hat, rows, files, out is not None, log)
