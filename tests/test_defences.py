@@ -1,0 +1,140 @@
+"""Defences (jaxrecon.defences) and the attack's floor / plateau stops: small, float64."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrecon
+from jaxrecon.attack import Status, reconstruct
+from jaxrecon.data.synthetic import synthetic
+from jaxrecon.defences import (DEFENCES, Defence, defence_at, defend, early_stopped_alpha, feature_bound,
+                               gaussian_sigma, prune, quantize, ridge_sensitivity)
+from jaxrecon.features.random_features import RandomFeatures
+from jaxrecon.loss import projector_loss
+
+
+@pytest.fixture(scope="module")
+def problem():
+    with jaxrecon.x64():
+        d, n, p = 5, 3, 200
+        data = synthetic(jax.random.key(0), n, d, dtype="float64")
+        fmap = RandomFeatures(jax.random.key(1), d, p, "relu", dtype="float64")
+        yield fmap, data.x, data.y
+
+
+def test_theta_noise_as_stated(problem):
+    fmap, x, y = problem
+    with jaxrecon.x64():
+        clean = defend(fmap, x, y, Defence("none"), jax.random.key(2))
+        eps = 1e-2
+        m = defend(fmap, x, y, Defence("theta_noise", eps), jax.random.key(2))
+        noise = m.target.theta - clean.target.theta
+        assert float(jnp.linalg.norm(noise)) == pytest.approx(eps * float(jnp.linalg.norm(clean.target.theta)), rel=1e-12)
+        at_truth = float(projector_loss(fmap, m.target.theta, x, form="residual"))
+        expected = eps ** 2 * (fmap.p - x.shape[0]) / fmap.p
+        assert expected / 3 < at_truth < 3 * expected
+        assert float(m.info["loss_at_truth"]) == pytest.approx(at_truth, rel=1e-6)
+        assert 0 < float(m.target.floor) <= at_truth * 1.5
+        assert clean.target.floor is None  # no defence: the target is the undefended one
+
+
+def test_dp_calibration_hand_computed():
+    # B = 2, C = 1, lam = 0.5, n = 4: R = C/sqrt(lam) = sqrt(2), Delta = 2 B (B R + C) / (n lam)
+    delta_2 = float(ridge_sensitivity(2.0, 1.0, 0.5, 4))
+    assert delta_2 == pytest.approx(2 * 2 * (2 * math.sqrt(2) + 1) / 2, rel=1e-12)
+    sigma = gaussian_sigma(delta_2, 0.5, 1e-5)
+    assert sigma == pytest.approx(delta_2 * math.sqrt(2 * math.log(1.25e5)) / 0.5, rel=1e-12)
+    # the analytic mechanism meets Balle & Wang's condition with equality, and beats the classic one
+    from scipy.stats import norm
+
+    for eps in (0.5, 1.0, 4.0):
+        s = gaussian_sigma(1.0, eps, 1e-5, mechanism="analytic")
+        lhs = norm.cdf(1 / (2 * s) - eps * s) - math.exp(eps) * norm.cdf(-1 / (2 * s) - eps * s)
+        assert lhs == pytest.approx(1e-5, rel=1e-6)
+        if eps < 1:
+            assert s < gaussian_sigma(1.0, eps, 1e-5, mechanism="classic")
+    with pytest.raises(ValueError, match="^epsilon:"):
+        gaussian_sigma(1.0, 2.0, 1e-5, mechanism="classic")
+
+
+def test_dp_defence_uses_the_bound(problem):
+    fmap, x, y = problem
+    with jaxrecon.x64():
+        m = defend(fmap, x, y, Defence("dp", epsilon=0.5, delta=1e-5), jax.random.key(3))
+        B = 1.0 * float(jnp.linalg.norm(fmap.weights(), 2)) * math.sqrt(5)
+        assert float(m.info["feature_bound"]) == pytest.approx(B, rel=1e-10)
+        # the bound holds for the training features
+        assert float(jnp.max(jnp.linalg.norm(fmap.features(x), axis=1))) <= B
+        lam = 1.0 / 3  # ridge 1 (the dp default) over n = 3
+        assert float(m.info["sensitivity"]) == pytest.approx(2 * B * (B / math.sqrt(lam) + 1) / (3 * lam), rel=1e-10)
+
+
+def test_quantize_is_rounding():
+    with jaxrecon.x64():
+        theta = jnp.asarray(np.random.default_rng(0).normal(size=50), jnp.float64)
+        assert np.array_equal(quantize(theta, "bfloat16"), np.asarray(theta.astype(jnp.bfloat16), np.float64))
+        s = np.max(np.abs(np.asarray(theta))) / 127
+        assert np.allclose(quantize(theta, "int8"), np.round(np.asarray(theta) / s) * s, rtol=0, atol=1e-15)
+        assert len(np.unique(np.asarray(quantize(theta, "int8")))) <= 255
+
+
+def test_prune_keeps_largest():
+    theta = jnp.asarray([0.5, -3.0, 0.1, 2.0, -0.2, 1.0])
+    out = np.asarray(prune(theta, 0.5))
+    assert np.array_equal(out, [0.5, -3.0, 0.0, 2.0, 0.0, 1.0]) is False  # 3 smallest zeroed: 0.1, -0.2, 0.5
+    assert np.array_equal(out, [0.0, -3.0, 0.0, 2.0, 0.0, 1.0])
+    active = jnp.asarray([True] * 4 + [False] * 2)
+    assert np.array_equal(prune(theta, 0.5, active), [0.0, -3.0, 0.0, 2.0, -0.2, 1.0])
+
+
+def test_early_stop_matches_numpy(problem):
+    fmap, x, y = problem
+    with jaxrecon.x64():
+        T = 7
+        m = defend(fmap, x, y, Defence("early_stop", T), jax.random.key(0))
+        Phi, yy = np.asarray(fmap.features(x)), np.asarray(y)
+        n = Phi.shape[0]
+        L = np.linalg.eigvalsh(Phi @ Phi.T)[-1] / n
+        theta = np.zeros(Phi.shape[1])
+        for _ in range(T):
+            theta -= (Phi.T @ (Phi @ theta - yy) / n) / L
+        assert np.allclose(m.target.theta, theta, rtol=1e-10, atol=1e-13)
+        assert m.target.floor is None  # in the span: the attack is the undefended one
+        K = Phi @ Phi.T
+        assert np.allclose(Phi.T @ np.asarray(early_stopped_alpha(jnp.asarray(K), jnp.asarray(yy), T)), theta)
+
+
+def test_noisy_attack_stops_at_floor_or_plateau(problem):
+    fmap, x, y = problem
+    with jaxrecon.x64():
+        m = defend(fmap, x, y, Defence("theta_noise", 0.05), jax.random.key(4))
+        res = reconstruct(m.target, jax.random.key(5), x.shape[0], steps=3000, plateau_window=200)
+        assert int(res.status) in (Status.FLOOR, Status.PLATEAU)
+        assert float(res.floor) == pytest.approx(float(m.target.floor))
+        assert int(res.steps) < 3000
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(kind="nope"), "kind"), (dict(kind="theta_noise"), "strength"),
+    (dict(kind="theta_noise", strength=-1.0), "strength"), (dict(kind="prune", strength=1.5), "strength"),
+    (dict(kind="early_stop", strength=2.5), "strength"), (dict(kind="quantize", dtype="int4"), "dtype"),
+    (dict(kind="dp", epsilon=1.0), "epsilon"), (dict(kind="dp", epsilon=1.0, delta=2.0), "delta"),
+    (dict(kind="dp", epsilon=-1.0, delta=1e-5), "epsilon"),
+])
+def test_bad_inputs(kwargs, name):
+    with pytest.raises(ValueError, match=f"^{name}:") as e:
+        Defence(**kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_defence_at_levels():
+    assert defence_at("quantize", 8).dtype == "int8" and defence_at("quantize", 16).dtype == "bfloat16"
+    assert defence_at("dp", 2.0).epsilon == 2.0 and defence_at("dp", 2.0).level == 2.0
+    assert set(DEFENCES) >= {"none", "theta_noise", "dp", "ridge", "label_noise", "early_stop", "quantize", "prune"}
+    with pytest.raises(ValueError, match="^defence_strength:"):
+        defence_at("quantize", 4)
+    with pytest.raises(ValueError, match="^fmap:"):
+        feature_bound(object())
