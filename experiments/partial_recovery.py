@@ -143,40 +143,71 @@ def save_point(out: Path, p: int, arrays: dict) -> None:
     np.savez_compressed(out / f"point_p{p}.npz", **small)
 
 
-def figure(table: dict, path: Path | None = None):
+def random_baseline(d: int, n: int, draws: int = 200, seed: int = 0) -> float:
+    """Mean per-row error of a guess that knows nothing: ``n`` independent points on the sphere,
+    matched to ``n`` others like a reconstruction (about 1.2 at d = 50, n = 10)."""
+    from jaxrecon.outcomes import row_outcomes
+
+    rng = np.random.default_rng(seed)
+
+    def sphere():
+        g = rng.normal(size=(n, d))
+        return g * (np.sqrt(d) / np.linalg.norm(g, axis=1, keepdims=True))
+
+    return float(np.mean([row_outcomes(sphere(), sphere()).error.mean() for _ in range(draws)]))
+
+
+def _by_rank(table, column, ratios, n, keep):
+    """Per ratio kept by ``keep(mask)``: the mean of ``column`` over rows of each |alpha| rank."""
+    out = {}
+    for r in ratios:
+        m = table["p_over_dn"] == r
+        if keep(m):
+            out[r] = [table[column][m & (table["alpha_rank"] == k)].mean() for k in range(n)]
+    return out
+
+
+def figure(table: dict, path: Path | None = None, baseline: float | None = None):
     """Left: fraction of rows recovered per seed against p/(dn) (mean, min-max band), and the
-    fraction of seeds solved. Right: P(recovered) against the rank of |alpha_i| in its seed."""
+    fraction of seeds solved. Middle: P(recovered) against the rank of |alpha_i| in its seed, at
+    the points with some recovery. Right: mean row error against that rank, at every point
+    (``baseline``: the error of an uninformed guess, :func:`random_baseline`)."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    ax, ax2 = fig.subplots(1, 2)
+    fig = Figure(figsize=(14, 4), layout="constrained")
+    ax, ax2, ax3 = fig.subplots(1, 3)
     ratios = np.unique(table["p_over_dn"])
     per_seed = [[table["recovered"][(table["p_over_dn"] == r) & (table["seed"] == s)].mean()
                  for s in np.unique(table["seed"][table["p_over_dn"] == r])] for r in ratios]
     solved = [table["solved"][table["p_over_dn"] == r].mean() for r in ratios]
-    mean = np.array([np.mean(v) for v in per_seed])
     ax.fill_between(ratios, [min(v) for v in per_seed], [max(v) for v in per_seed], color="#c0392b", alpha=0.18)
-    ax.plot(ratios, mean, "o-", color="#c0392b", label="rows recovered (mean, min-max over seeds)")
+    ax.plot(ratios, [np.mean(v) for v in per_seed], "o-", color="#c0392b",
+            label=f"rows recovered, error ≤ {RECOVERED:g} (mean, min-max over seeds)")
     ax.plot(ratios, solved, "s--", color="#1f5fa8", label="seeds solved (L ≤ 1e-10)")
     ax.axvline(1.0, color="0.45", ls="--", lw=1)
     ax.set(xscale="log", xlabel="p / (d n)", ylabel="fraction", ylim=(-0.03, 1.03),
-           title=f"rows with error ≤ {RECOVERED:g} (d={int(table['d'][0])}, n={int(table['n'][0])})")
-    ax.legend(fontsize=8, loc="upper left")
+           title=f"partial recovery (d={int(table['d'][0])}, n={int(table['n'][0])}, random starts)")
+    ax.legend(fontsize=7, loc="center left")
     n = int(table["n"][0])
-    for r in ratios:
-        m = table["p_over_dn"] == r
-        if table["recovered"][m].mean() in (0.0, 1.0):
-            continue  # no information about which rows go first
-        prob = [table["recovered"][m & (table["alpha_rank"] == k)].mean() for k in range(n)]
-        ax2.plot(np.arange(1, n + 1), prob, "o-", label=f"p/(dn) = {r:g}")
+    ranks = np.arange(1, n + 1)
+    colors = colormaps["viridis"]
+    shade = {r: colors(i / max(1, len(ratios) - 1)) for i, r in enumerate(ratios)}
+    for r, prob in _by_rank(table, "recovered", ratios, n, lambda m: table["recovered"][m].any()).items():
+        ax2.plot(ranks, prob, "o-", color=shade[r], label=f"p/(dn) = {r:g}")
     ax2.set(xlabel="rank of |α_i| in its seed (1 = largest)", ylabel="P(row recovered)", ylim=(-0.03, 1.03),
-            title="which rows leak first")
+            title="which rows are recovered")
     if ax2.lines:
-        ax2.legend(fontsize=8)
-    else:
-        ax2.text(0.5, 0.5, "no point with partial recovery", ha="center", transform=ax2.transAxes)
+        ax2.legend(fontsize=7)
+    for r, err in _by_rank(table, "error", ratios, n, lambda m: True).items():
+        ax3.plot(ranks, err, "o-", ms=3, color=shade[r], label=f"{r:g}")
+    if baseline is not None:
+        ax3.axhline(baseline, color="0.45", ls=":", lw=1, label="random guess")
+    ax3.set(xlabel="rank of |α_i| in its seed (1 = largest)", ylabel="mean row error (sign-aware)",
+            title="which rows leak first: error by |α| rank")
+    ax3.legend(fontsize=7, title="p/(dn)", title_fontsize=7, ncols=2)
     if path is not None:
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=110)
     return fig
 
 
@@ -201,12 +232,13 @@ def run(out, d: int = D, n: int = N, ratios=P_OVER_DN, seeds: int = SEEDS, steps
             print(f"p={p} (p/dn={p / (d * n):g}): {rec:.2f} of rows recovered, "
                   f"{np.mean([row['solved'] for row in pr]):.2f} solved, {seconds[p]:.1f} s", flush=True)
     write_rows(out / "rows.csv", rows)
+    baseline = random_baseline(d, n)
     write_json(out / "run.json", {"config": {"d": d, "n": n, "p_over_dn": list(ratios), "seeds": seeds,
                                              "steps": steps, "seed": seed, "method": METHOD,
                                              "recovered_tol": RECOVERED, "activation": "relu"},
-                                  "seconds": seconds, "versions": versions()})
+                                  "random_guess_error": baseline, "seconds": seconds, "versions": versions()})
     table = read_rows(out / "rows.csv")
-    figure(table, out / "partial_recovery.png")
+    figure(table, out / "partial_recovery.png", baseline)
     return table
 
 
