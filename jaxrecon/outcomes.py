@@ -11,6 +11,12 @@ A seed can be solved without being identified (a zero that is not ``X``: below `
 manifold of zeros exists) and, rarely, identified without being solved (close to ``X`` but stopped
 above the tolerance).
 
+Per row (:func:`row_outcomes`), after the Hungarian matching of :func:`jaxrecon.metrics.match`: each
+training row's sign-aware error (its term of ``error_sign``), whether it is *recovered* (that error
+``<= tol``, default ``1e-2``), its plain error ``||x_i - x_hat_pi(i)|| / sqrt(d)`` and whether the
+match is sign-flipped (closer to ``-x_i``). Below ``p = d n`` a zero of the loss need not be ``X``,
+yet some of its rows may be: per-row outcomes measure that partial leakage.
+
 The tolerance is the smaller "zero" the loss can resolve: ``1e-10``, unless rounding puts the
 loss's floor at ``X`` itself higher (:func:`solved_tolerance`). Measured floor, ``|L(X)|`` at the
 training set (ReLU, ``d n`` from 50 to 2000, ``p/(dn)`` from 0.5 to 3, float32): the kernel form
@@ -21,6 +27,8 @@ training set (ReLU, ``d n`` from 50 to 2000, ``p/(dn)`` from 0.5 to 3, float32):
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,3 +80,30 @@ def identified(error_sign, tol: float = IDENTIFIED_TOL) -> np.ndarray:
     """``error_sign <= tol`` elementwise (a non-finite error is not identified)."""
     err = np.asarray(error_sign, np.float64)
     return np.isfinite(err) & (err <= tol)
+
+
+class RowOutcomes(NamedTuple):
+    """Per training row ``i`` (arrays of shape ``(n,)``), matched as in :func:`jaxrecon.metrics.match`."""
+
+    error: np.ndarray  # min_s ||x_i - s x_hat_pi(i)|| / sqrt(d): the row's term of error_sign
+    recovered: np.ndarray  # bool: error <= tol
+    error_plain: np.ndarray  # ||x_i - x_hat_pi(i)|| / sqrt(d) (no sign freedom)
+    flipped: np.ndarray  # bool: x_hat_pi(i) is closer to -x_i than to x_i
+    perm: np.ndarray  # int: the row of x_hat matched to x_i
+
+
+def row_outcomes(x_hat, x, tol: float | None = None) -> RowOutcomes:
+    """Per-row errors and recovered flags of a reconstruction ``x_hat`` (``m x d``, ``m >= n``) of
+    ``x`` (``n x d``); ``tol`` defaults to :data:`jaxrecon.metrics.RECOVERED_TOL` (``1e-2``).
+
+    A recovered row that is ``flipped`` came out as ``-x_i``: recovered up to sign only."""
+    from .metrics import RECOVERED_TOL, match
+
+    tol = RECOVERED_TOL if tol is None else float(tol)
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol: must be a finite number >= 0, got {tol!r}")
+    m = match(x, x_hat)
+    x = np.asarray(x, np.float64)
+    x_hat = np.asarray(x_hat, np.float64)
+    plain = np.linalg.norm(x - x_hat[m.perm], axis=1) / np.sqrt(x.shape[1])
+    return RowOutcomes(m.row_error, m.row_error <= tol, plain, np.asarray(m.flipped), np.asarray(m.perm))

@@ -201,6 +201,42 @@ def label_threshold(n: int) -> int:
     return int(n)
 
 
+#: Fraction of recovered rows that come out as ``-x_i``, per symmetry class: the interval the
+#: class allows. Odd and even: ``x_i -> -x_i`` is an exact symmetry of the loss, of a start drawn
+#: symmetrically (uniform on the sphere) and of the attack's steps (Adam and LM are sign-equivariant
+#: per row), so each recovered row is flipped with probability exactly 1/2. ReLU-like: a flipped
+#: row is a near-minimum, not a zero; the class allows flips without predicting their rate. None:
+#: no flips.
+FLIP_RATE = {"odd": (0.5, 0.5), "even": (0.5, 0.5), "relu-like": (0.0, 1.0), "none": (0.0, 0.0)}
+
+
+def flip_check(symmetry: str, flipped: int, recovered: int, level: float = 0.99) -> dict:
+    """Compare a measured sign-flip count with :data:`FLIP_RATE` for a symmetry class.
+
+    ``flipped`` of ``recovered`` rows came out as ``-x_i``. Returns ``rate``, its two-sided
+    Clopper-Pearson interval ``lo``, ``hi`` at ``level``, the predicted interval ``predicted_lo``,
+    ``predicted_hi``, and ``consistent``: the measured interval meets the predicted one (with no
+    recovered rows there is nothing to check: ``consistent`` is ``None``)."""
+    from scipy.stats import beta
+
+    if symmetry not in FLIP_RATE:
+        raise ValueError(f"symmetry: must be one of {list(FLIP_RATE)}, got {symmetry!r}")
+    flipped, recovered = int(flipped), int(recovered)
+    if not 0 <= flipped <= recovered:
+        raise ValueError(f"flipped: must be in [0, recovered={recovered}], got {flipped}")
+    if not 0 < level < 1:
+        raise ValueError(f"level: must be in (0, 1), got {level!r}")
+    plo, phi = FLIP_RATE[symmetry]
+    out = {"rate": math.nan, "lo": 0.0, "hi": 1.0, "predicted_lo": plo, "predicted_hi": phi, "consistent": None}
+    if recovered == 0:
+        return out
+    a = (1 - level) / 2
+    lo = 0.0 if flipped == 0 else float(beta.ppf(a, flipped, recovered - flipped + 1))
+    hi = 1.0 if flipped == recovered else float(beta.ppf(1 - a, flipped + 1, recovered - flipped))
+    out.update(rate=flipped / recovered, lo=lo, hi=hi, consistent=bool(lo <= phi and plo <= hi))
+    return out
+
+
 def _check_dims(d, n):
     for name, v in (("d", d), ("n", n)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

@@ -1,14 +1,20 @@
 """Solved vs identified: tolerances, the results.csv columns, old files read and resumed."""
 
+import importlib.util
+import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jaxrecon.outcomes import IDENTIFIED_TOL, identified, method_tolerance, solved, solved_tolerance
+from jaxrecon.metrics import match
+from jaxrecon.outcomes import (IDENTIFIED_TOL, identified, method_tolerance, row_outcomes, solved,
+                               solved_tolerance)
 from jaxrecon.sweeps import COLUMNS, SweepConfig, append_rows, grid, prepare_out, read_results, rows_text, to_table
 from jaxrecon.sweeps.store import OLD_COLUMNS
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(name="tiny", d=[4], n=[2], p_over_dn=[0.5, 2, 8], method=["adam"], seeds=2, steps=2000,
             pad_p="max", x64=True)
 
@@ -92,3 +98,54 @@ def test_old_file_without_sweep_json_reads_with_float32_tolerances(tmp_path):
     (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n" + "4,2,4,0.5,relu,adam,0" + ",0" * 11 + ",2\n")
     with pytest.raises(ValueError, match="line 2 is corrupted .*not a 0/1 value"):
         read_results(tmp_path)
+
+
+def test_row_outcomes_permuted_flipped_and_perturbed_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 9))
+    x_hat = x[[2, 0, 3, 1]].copy()
+    x_hat[0] *= -1  # x_2 recovered up to sign
+    x_hat[1] += 0.03  # x_0 off by 0.03 per coordinate
+    r = row_outcomes(x_hat, x)
+    np.testing.assert_allclose(r.error, [0.03, 0, 0, 0], atol=1e-12)
+    assert r.recovered.tolist() == [False, True, True, True]
+    assert r.flipped.tolist() == [False, False, True, False]
+    assert r.perm.tolist() == [1, 3, 0, 2]
+    np.testing.assert_allclose(r.error_plain[2], 2 * np.linalg.norm(x[2]) / 3, rtol=1e-12)
+    assert row_outcomes(x_hat, x, tol=0.05).recovered.all()
+    # the mean of the rows' errors is the library's error_sign; extra rows of x_hat are unmatched
+    assert r.error.mean() == pytest.approx(match(x, x_hat).error_sign, abs=1e-15)
+    extra = row_outcomes(np.vstack([x_hat, 5 + x]), x)
+    assert extra.recovered.tolist() == r.recovered.tolist()
+    with pytest.raises(ValueError, match="^tol:"):
+        row_outcomes(x_hat, x, tol=-1)
+
+
+def _recount(x, x_hat, tol):
+    """Rows recovered per seed by brute force over permutations and signs (NumPy only)."""
+    n, d = x.shape
+    best = None
+    for perm in itertools.permutations(range(n)):
+        cost = [min(np.linalg.norm(x[i] - x_hat[j]), np.linalg.norm(x[i] + x_hat[j])) for i, j in enumerate(perm)]
+        if best is None or sum(cost) < sum(best):
+            best = cost
+    return int(np.sum(np.array(best) / np.sqrt(d) <= tol))
+
+
+def test_partial_recovery_counts_recomputed_from_saved_arrays(tmp_path):
+    spec = importlib.util.spec_from_file_location("partial_recovery", ROOT / "experiments" / "partial_recovery.py")
+    pr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pr)
+    table = pr.run(tmp_path, d=5, n=3, ratios=[0.4, 4], seeds=2, steps=400, progress=False)
+    assert (tmp_path / "partial_recovery.png").stat().st_size > 0
+    for p in (6, 60):
+        saved = np.load(tmp_path / f"point_p{p}.npz")
+        assert saved["x_hat"].shape == saved["x"].shape == (2, 3, 5) and saved["alpha"].shape == (2, 3)
+        for s in range(2):
+            m = (table["p"] == p) & (table["seed"] == s)
+            assert m.sum() == 3
+            assert table["recovered"][m].sum() == _recount(saved["x"][s], saved["x_hat"][s], pr.RECOVERED)
+            assert table["recovered"][m].sum() == saved["recovered"][s].sum()
+            np.testing.assert_allclose(np.sort(table["abs_alpha"][m]), np.sort(np.abs(saved["alpha"][s])), rtol=1e-6)
+    # p = 4 d n identifies the training set: the count is not trivially zero
+    assert table["recovered"][table["p"] == 60].mean() == 1.0

@@ -205,3 +205,25 @@ def test_add_parser_wires_into_a_subcommand(capsys):
     args = parser.parse_args(["theory", "--activation", "erf", "--json"])
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["symmetry"] == "odd"
+
+
+def test_flip_check_against_the_symmetry_classes():
+    # Clopper-Pearson by hand: 0 of 10 at 95 %: hi = 1 - 0.025^(1/10); 10 of 10: lo = 0.025^(1/10)
+    c = theory.flip_check("none", 0, 10, level=0.95)
+    assert c["rate"] == 0 and c["lo"] == 0 and c["hi"] == pytest.approx(1 - 0.025 ** 0.1, rel=1e-10)
+    assert c["consistent"] is True
+    assert theory.flip_check("odd", 10, 10, level=0.95)["lo"] == pytest.approx(0.025 ** 0.1, rel=1e-10)
+    assert theory.flip_check("none", 1, 40)["consistent"] is False  # any flip contradicts "none"
+    assert theory.flip_check("odd", 21, 40)["consistent"] is True
+    assert theory.flip_check("odd", 0, 40)["consistent"] is False  # 1/2 is far outside [0, 0.12]
+    assert theory.flip_check("even", 40, 40)["consistent"] is False
+    assert all(theory.flip_check("relu-like", k, 40)["consistent"] for k in (0, 7, 40))
+    empty = theory.flip_check("odd", 0, 0)
+    assert empty["consistent"] is None and math.isnan(empty["rate"])
+    assert set(theory.FLIP_RATE) == set(theory.SYMMETRY_CLASSES)
+    with pytest.raises(ValueError, match="^symmetry:"):
+        theory.flip_check("linear", 0, 1)
+    with pytest.raises(ValueError, match="^flipped:"):
+        theory.flip_check("odd", 3, 2)
+    with pytest.raises(ValueError, match="^level:"):
+        theory.flip_check("odd", 1, 2, level=1.0)
