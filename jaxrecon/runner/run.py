@@ -85,7 +85,8 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...); ``seed_batching``
     says how the seeds were batched (``"map"``: seed ``s`` reruns alone bit for bit with
     ``--seeds 1`` and the attack key ``split(attack_key, seeds)[s]``; see
-    :func:`jaxrecon.attack.driver.seed_batching`). A degenerate problem (``p <= n``, ``d = 1``,
+    :func:`jaxrecon.attack.driver.seed_batching`); ``memory`` (random features) how ``V`` was held:
+    ``dense``, ``block_size`` and the ``reason`` (:func:`jaxrecon.scale.choose_layout`). A degenerate problem (``p <= n``, ``d = 1``,
     ``theta = 0``: :mod:`jaxrecon.attack.degenerate`) warns with its cause; its seeds have status
     ``"degenerate"`` and are neither solved nor identified.
 
