@@ -25,7 +25,6 @@ of it hold *identical* numbers: a block size never changes a result, only memory
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Optional
 
@@ -64,7 +63,6 @@ def _dtype_or_default(dtype):
     return jnp.dtype(dtype) if dtype is not None else jnp.dtype(jnp.result_type(float))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _draw_rows(key, start, size: int, d: int, dtype) -> jax.Array:
     """``normal(fold_in(key, j), (d,)) / sqrt(d)`` for ``j = start .. start+size-1``."""
     row = lambda j: jax.random.normal(jax.random.fold_in(key, j), (d,), dtype)
@@ -170,9 +168,9 @@ class RandomFeatures(FeatureMapBase):
     def rows(self, start, size: int) -> jax.Array:
         """Rows ``start .. start+size-1`` of ``V`` (shape ``(size, d)``); ``start`` may be traced.
 
-        Always compiled (:func:`_draw_rows` is jitted), so a row has the same bits whether it is
-        drawn alone, in a streamed block, in the dense ``V`` or outside ``jit`` (op-by-op
-        execution would round the scaling differently from XLA's fused draw)."""
+        Compiled (inside ``jit``, as the attack runs), a row has the same bits whether drawn alone,
+        in a streamed block or in the dense ``V``; op-by-op outside ``jit`` the scaling may round
+        one ulp differently from XLA's fused draw."""
         return _draw_rows(self.key, start, size, self.d, self.feature_dtype)
 
     def weights(self) -> jax.Array:
