@@ -10,6 +10,11 @@ bytes of temporaries for ``n`` inputs and ``s`` vmapped seeds: four ``B x d`` bu
 regenerated block (random bits, normals, the block and its cotangent), the block's features, the
 blocked ``theta`` and the per-block carries the reverse scan keeps. :func:`block_size_for` inverts
 this with a 25 % margin and rounds ``B`` down to a multiple of 128 (a friendly matmul size).
+
+:func:`choose_layout` decides between a stored (dense) ``V`` and a streamed one: dense when
+``V`` plus the dense working set (:func:`dense_bytes`) fits the budget (by default, ``auto``, half
+the free memory of the device, or of the host on CPU), streamed with the largest block that fits
+otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 import jax.numpy as jnp
 
@@ -133,3 +138,60 @@ def block_size_for(d: int, n: int, p: int, memory_budget, seeds: int = 1, dtype=
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
     return lo - lo % 128 if 128 <= lo < p_local else lo
+
+
+#: Share of the free memory an ``auto`` budget may use (the rest is left to XLA, the OS and others).
+AUTO_SHARE = 0.5
+
+#: Feature-sized ``n x p`` arrays a dense step keeps per seed (pre-activations, features, the
+#: activation's derivative and a cotangent or Gauss-Newton product), besides ``V`` itself.
+DENSE_WORKING_ARRAYS = 4
+
+
+class Layout(NamedTuple):
+    """How ``V`` is held: stored (``dense``) or streamed in blocks of ``block_size`` rows; ``reason``
+    says why, in words (printed by ``jaxrecon reconstruct`` and recorded in ``summary.json``)."""
+
+    dense: bool
+    block_size: Optional[int]
+    reason: str
+
+
+def dense_bytes(d: int, n: int, p: int, seeds: int, itemsize: int) -> int:
+    """Modelled memory of a dense random-features attack: ``V`` once plus, for every seed,
+    :data:`DENSE_WORKING_ARRAYS` feature-sized arrays and a few ``p``-vectors."""
+    return itemsize * (p * d + seeds * p * (DENSE_WORKING_ARRAYS * n + 4))
+
+
+def choose_layout(p: int, d: int, n: int, seeds: int, itemsize: int, budget, free_bytes: Optional[int],
+                  shards: int = 1) -> Layout:
+    """Dense or streamed ``V`` for an attack on ``n`` rows with ``seeds`` seeds (pure; see the module
+    docstring).
+
+    ``budget``: ``"auto"`` (or ``None``): :data:`AUTO_SHARE` of ``free_bytes`` (the device's free
+    memory, or the host's; ``None`` when unknown, then ``V`` is stored); or an explicit size (``"2GB"``,
+    bytes), honoured whatever is free: ``V`` is stored only if :func:`dense_bytes` fits it. A streamed
+    block is :func:`block_size_for` the budget (per device); ``shards > 1`` always streams. Raises the
+    ``ValueError`` of :func:`block_size_for` when even streaming does not fit.
+    """
+    dtype = {4: "float32", 8: "float64", 2: "bfloat16"}[itemsize]
+    auto = budget is None or budget == "auto"
+    if auto and free_bytes is None:
+        if shards > 1:
+            raise ValueError("memory_budget: free memory is unknown here; give --memory-budget or --block-size "
+                             "to shard the features")
+        return Layout(True, None, "auto: free memory unknown, V stored")
+    limit = int(AUTO_SHARE * free_bytes) if auto else parse_bytes("memory_budget", budget)
+    what = (f"auto: {format_bytes(limit)} = {AUTO_SHARE:.0%} of {format_bytes(free_bytes)} free" if auto
+            else f"budget {format_bytes(limit)}")
+    need = dense_bytes(d, n, p, seeds, itemsize)
+    if shards == 1 and need <= limit:
+        return Layout(True, None, f"{what}; dense V and working set need {format_bytes(need)}")
+    try:
+        block = block_size_for(d, n, p, limit, seeds, dtype, shards=shards)
+    except ValueError as e:
+        if not auto:
+            raise
+        raise ValueError(f"{e} ({what}); give a larger --memory-budget explicitly, or use smaller p or seeds") from None
+    why = "sharded" if shards > 1 else f"dense V and working set would need {format_bytes(need)}"
+    return Layout(False, block, f"{what}; {why}, streamed in blocks of {block} rows")

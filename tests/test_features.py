@@ -131,3 +131,17 @@ def test_optional_abilities():
     m = Minimal()
     assert m.precision == "highest" and m.prepare() is m and m.with_surrogate(0.1) is m
     assert m.with_precision("bf16") is m and m.residual_linearization(None, None) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dense_v_is_filled_block_by_block_with_the_rows_bits(dtype, monkeypatch):
+    """Row j of the dense V (filled in blocks, the last one overlapping) is rows(j, 1), bit for bit,
+    compiled as the attack runs them."""
+    import jaxrecon.features.random_features as rf
+
+    monkeypatch.setattr(rf, "GENERATE_ELEMENTS", 50)  # blocks of 8 rows of d=6: 7 blocks for P=53
+    fmap = make(dtype=dtype)
+    row = jax.jit(lambda m, j: m.rows(j, 1)[0])
+    rows = np.stack([np.asarray(row(fmap, j)) for j in range(P)])
+    for V in (fmap.weights(), jax.jit(lambda m: m.prepare().V)(fmap), jax.jit(lambda m: m.rows(0, P))(fmap)):
+        np.testing.assert_array_equal(np.asarray(V), rows)

@@ -12,7 +12,7 @@ import pytest
 
 import jaxrecon as jr
 from jaxrecon.features.random_features import PRECISIONS
-from jaxrecon.scale import MARGIN, block_size_for, parse_bytes, step_bytes
+from jaxrecon.scale import MARGIN, block_size_for, choose_layout, dense_bytes, parse_bytes, step_bytes
 
 
 def test_parse_bytes():
@@ -206,3 +206,114 @@ def test_too_small_budget_names_the_real_minimum(d, n, p, seeds):
     assert block_size_for(d, n, p, budget, seeds=seeds) >= 1  # the named minimum works
     with pytest.raises(ValueError):
         block_size_for(d, n, p, int(budget * 0.99), seeds=seeds)  # and is close to the real one
+
+
+GB = 10**9
+
+
+@pytest.mark.parametrize("free,budget,dense", [
+    (24 * GB, "auto", True),  # 4 GB of V and working set fit half of 24 GB
+    (8.1 * GB, "auto", True),
+    (7.9 * GB, "auto", False),  # ... but not half of 7.9 GB: streamed
+    (1 * GB, "auto", False),
+    (None, "auto", True),  # free memory unknown: stored
+    (1 * GB, "5GB", True),  # an explicit budget is honoured whatever is free
+    (100 * GB, "2GB", False),
+])
+def test_choose_layout_at_fake_free_memory(free, budget, dense):
+    d, n, p, seeds = 3072, 10, 307200, 4
+    need = dense_bytes(d, n, p, seeds, 4)
+    assert 3.9 * GB < need < 4.1 * GB
+    lay = choose_layout(p, d, n, seeds, 4, budget, None if free is None else int(free))
+    assert lay.dense == dense and (lay.block_size is None) == dense, lay
+    if not dense:
+        limit = parse_bytes("b", budget) if budget != "auto" else int(free) // 2
+        assert lay.block_size == block_size_for(d, n, p, limit, seeds)
+        assert MARGIN * step_bytes(d, n, p, lay.block_size, seeds) <= limit
+        assert f"blocks of {lay.block_size} rows" in lay.reason
+    assert ("auto" in lay.reason) == (budget == "auto")
+
+
+def test_choose_layout_errors_and_shards():
+    with pytest.raises(ValueError, match=r"memory_budget: .* too small .*\(auto: .* give a larger --memory-budget"):
+        choose_layout(100000, 4, 2, 1, 4, "auto", 10**6)
+    with pytest.raises(ValueError, match="memory_budget: .* too small"):
+        choose_layout(100000, 4, 2, 1, 4, "100kB", 10**12)
+    lay = choose_layout(1000, 10, 3, 1, 4, "auto", 10**12, shards=2)  # sharding always streams
+    assert not lay.dense and lay.block_size == 500
+    assert choose_layout(1000, 10, 3, 1, 8, "auto", 10**12).dense
+
+
+def test_config_layout_auto_is_the_default_and_old_flags_keep_working():
+    from jaxrecon.runner import ReconstructConfig
+
+    cfg = ReconstructConfig(d=3072, n=10, p_over_dn=10).resolve()
+    assert cfg.scale.memory_budget == "auto"
+    assert cfg.layout(24 * GB).dense and cfg.stream_block(24 * GB) is None
+    assert cfg.stream_block(2 * GB) == block_size_for(3072, 10, 307200, GB, seeds=4)
+    assert ReconstructConfig(d=10, n=3, p=100, block_size=10).resolve().layout() == (False, 10, "--block-size 10")
+    assert ReconstructConfig(d=10, n=3, p=100, memory_budget="1GB").resolve().layout().dense
+
+
+def test_summary_records_the_memory_layout(capsys):
+    from jaxrecon.runner import ReconstructConfig, run_reconstruction
+
+    cfg = ReconstructConfig(d=4, n=2, p=60, steps=2, seeds=1, method="adam", memory_budget="3kB")
+    summary = run_reconstruction(cfg, progress=False)
+    mem = summary["memory"]
+    assert mem["dense"] is False and mem["block_size"] == block_size_for(4, 2, 60, "3kB")
+    assert f"memory: V streamed, block_size={mem['block_size']}" in capsys.readouterr().out
+
+
+def _gn_pieces(fmap, theta, x, u):
+    from jaxrecon.loss import residual_linearization
+
+    lin = residual_linearization(fmap, theta, x)
+    return lin.residual, lin.coef, lin.grad, lin.gram_matvec(u)
+
+
+@pytest.mark.parametrize("activation,block", [("relu", 64), ("relu", 401), ("erf", 100)])
+def test_streamed_closed_form_gauss_newton_equals_dense_and_autodiff(activation, block, monkeypatch):
+    data = jr.synthetic(jax.random.key(1), 5, 7, dtype="float64")
+    dense = jr.RandomFeatures(jax.random.key(2), 7, 401, activation=activation, dtype="float64")
+    theta = jr.fit(dense, data.x, data.y)
+    x = data.x + 0.3 * jax.random.normal(jax.random.key(3), data.x.shape, jnp.float64)
+    u = jax.random.normal(jax.random.key(4), x.shape, jnp.float64)
+    streamed = dense.replace(block_size=block)
+    ref = jax.jit(_gn_pieces)(dense, theta, x, u)
+    got = jax.jit(_gn_pieces)(streamed, theta, x, u)
+    monkeypatch.setattr(jr.RandomFeatures, "residual_linearization", lambda self, *a, **k: None)
+    auto = jax.jit(lambda *a: _gn_pieces(*a))(streamed, theta, x, u)
+    for a, b, c in zip(got, ref, auto):
+        scale = float(jnp.max(jnp.abs(b)))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * scale)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-9, atol=1e-12 * scale)
+
+
+SHARDED_GN_SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import jaxrecon as jr
+    from jaxrecon.loss import residual_linearization
+    assert len(jax.devices()) == 4, jax.devices()
+    data = jr.synthetic(jax.random.key(1), 5, 7, dtype="float64")
+    dense = jr.RandomFeatures(jax.random.key(2), 7, 401, dtype="float64")
+    theta = jr.fit(dense, data.x, data.y)
+    x = data.x + 0.3 * jax.random.normal(jax.random.key(3), data.x.shape, jnp.float64)
+    u = jax.random.normal(jax.random.key(4), x.shape, jnp.float64)
+    def pieces(fmap):
+        lin = residual_linearization(fmap, theta, x)
+        return lin.residual, lin.coef, lin.grad, lin.gram_matvec(u)
+    ref = jax.jit(pieces)(dense)
+    got = jax.jit(pieces)(dense.replace(block_size=48, shards=4))  # 9 blocks padded to 12
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+    print("SHARDED GN OK")
+""")
+
+
+def test_sharded_closed_form_gauss_newton_equals_dense_on_four_cpu_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SHARDED_GN_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and "SHARDED GN OK" in out.stdout, out.stderr[-3000:]

@@ -30,16 +30,22 @@ class LevenbergMarquardt:
       damping: initial relative damping (reset when the phase starts).
       stall_after: steps after which an unconverged phase has stalled (the method's stall actions
         then run).
+      cg_tol: ``0`` (default): always ``cg_iters`` iterations. ``> 0``: an inexact Newton
+        (Eisenstat-Walker) forcing term: CG stops once its residual is below
+        ``min(cg_tol, |r|)`` times ``|J^T r|`` (``|r|`` the LM residual: loose far away, tight near
+        a zero, so the final steps still converge fast), ``cg_iters`` at most.
     """
 
     cg_iters: int = 30
     damping: float = 1e-3
     stall_after: int = 100
+    cg_tol: float = 0.0
 
     def validate(self) -> "LevenbergMarquardt":
         _validate.positive_int("cg_iters", self.cg_iters)
         _validate.positive_float("damping", self.damping)
         _validate.positive_int("polish_steps", self.stall_after)
+        _validate.positive_float("cg_tol", self.cg_tol, allow_zero=True)
         return self
 
 
@@ -89,11 +95,15 @@ def lm_system(tgt: Target, x: jax.Array, damping, jitter: Optional[float] = None
     return LMSystem(jnp.sum(r * r), g, damping * scale, D, lin.gram_matvec)
 
 
-def lm_direction(tgt: Target, x: jax.Array, damping, cg_iters: int, jitter: Optional[float] = None):
-    """Solve the LM system by preconditioned CG (``cg_iters`` iterations): ``(delta, loss, grad)``."""
+def lm_direction(tgt: Target, x: jax.Array, damping, cg_iters: int, jitter: Optional[float] = None,
+                 cg_tol: float = 0.0):
+    """Solve the LM system by preconditioned CG: ``(delta, loss, grad)``. At most ``cg_iters``
+    iterations; with ``cg_tol > 0`` fewer, to the relative tolerance ``min(cg_tol, |r|)``
+    (see :class:`LevenbergMarquardt`)."""
     sys_ = lm_system(tgt, x, damping, jitter)
     matvec = lambda u: sys_.matvec(u) + sys_.mu * sys_.D * u
-    delta, _ = jax.scipy.sparse.linalg.cg(matvec, -sys_.grad, maxiter=cg_iters, M=lambda u: u / sys_.D)
+    tol = jnp.minimum(cg_tol, jnp.sqrt(sys_.loss)) if cg_tol else 0.0
+    delta, _ = jax.scipy.sparse.linalg.cg(matvec, -sys_.grad, tol=tol, maxiter=cg_iters, M=lambda u: u / sys_.D)
     return delta, sys_.loss, sys_.grad
 
 
@@ -114,7 +124,7 @@ class LMPhase(NamedTuple):
 
     def step(self, tgt, x, damping):
         tgt = full_precision(tgt)
-        delta, loss, g = lm_direction(tgt, x, damping, self.config.cg_iters, self.jitter)
+        delta, loss, g = lm_direction(tgt, x, damping, self.config.cg_iters, self.jitter, self.config.cg_tol)
         x_new = self.project(x + delta)
         r_new = projector_residual(tgt.fmap, tgt.theta, x_new, self.jitter)
         loss_new = jnp.sum(r_new * r_new)

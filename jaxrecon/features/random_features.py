@@ -5,7 +5,9 @@ Row ``j`` of ``V`` (shape ``(p, d)``) is ``normal(fold_in(key, j), (d,)) / sqrt(
 of it hold *identical* numbers: a block size never changes a result, only memory and speed.
 
 * ``block_size=None`` (dense): ``prepare()`` materialises ``V`` once (``p * d`` floats) and every
-  later call reuses it.
+  later call reuses it. It is filled block by block (:data:`GENERATE_ELEMENTS` numbers at a time)
+  into one buffer, so generating it needs ``V`` plus one block, not the several ``p x d``
+  temporaries of drawing all rows at once.
 * ``block_size=B`` (streamed): ``V`` is never stored. Each call walks over ``ceil(p / B)`` blocks in
   a ``lax.scan``, regenerating the block's rows inside the compiled program, each block under
   ``jax.checkpoint`` so that reverse-mode autodiff recomputes the block instead of storing it.
@@ -34,7 +36,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from .. import _validate
 from ..activations import ActivationSpec, activation_name, get_activation
-from ..loss import ResidualLinearization, factor_kernel, normalized_theta
+from . import rf_gauss_newton
 from .base import FeatureMapBase, static
 
 #: Matmul precisions. ``highest``: full float32 products (the reference). ``high`` / ``default``:
@@ -52,9 +54,19 @@ PRECISIONS = tuple(_PRECISIONS)
 
 _AXIS = "p"  # mesh axis name over which the feature blocks are sharded
 
+#: Numbers of ``V`` drawn at a time when a dense ``V`` is materialised (about 16 MB of float32 per
+#: temporary of the generator).
+GENERATE_ELEMENTS = 1 << 22
+
 
 def _dtype_or_default(dtype):
     return jnp.dtype(dtype) if dtype is not None else jnp.dtype(jnp.result_type(float))
+
+
+def _draw_rows(key, start, size: int, d: int, dtype) -> jax.Array:
+    """``normal(fold_in(key, j), (d,)) / sqrt(d)`` for ``j = start .. start+size-1``."""
+    row = lambda j: jax.random.normal(jax.random.fold_in(key, j), (d,), dtype)
+    return jax.vmap(row)(start + jnp.arange(size)) * jnp.asarray(1.0 / math.sqrt(d), dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -154,18 +166,28 @@ class RandomFeatures(FeatureMapBase):
 
     # -- V ------------------------------------------------------------------------------------
     def rows(self, start, size: int) -> jax.Array:
-        """Rows ``start .. start+size-1`` of ``V`` (shape ``(size, d)``); ``start`` may be traced."""
-        dtype = self.feature_dtype
-        scale = 1.0 / math.sqrt(self.d)
+        """Rows ``start .. start+size-1`` of ``V`` (shape ``(size, d)``); ``start`` may be traced.
 
-        def row(j):
-            return jax.random.normal(jax.random.fold_in(self.key, j), (self.d,), dtype)
-
-        return jax.vmap(row)(start + jnp.arange(size)) * jnp.asarray(scale, dtype)
+        Compiled (inside ``jit``, as the attack runs), a row has the same bits whether drawn alone,
+        in a streamed block or in the dense ``V``; op-by-op outside ``jit`` the scaling may round
+        one ulp differently from XLA's fused draw."""
+        return _draw_rows(self.key, start, size, self.d, self.feature_dtype)
 
     def weights(self) -> jax.Array:
-        """The dense ``V`` of shape ``(p, d)``."""
-        return self.V if self.V is not None else self.rows(0, self.p)
+        """The dense ``V`` of shape ``(p, d)``: the stored one, else generated block by block
+        (row ``j`` is always ``rows(j, 1)``, bit for bit)."""
+        if self.V is not None:
+            return self.V
+        B = min(self.p, max(1, GENERATE_ELEMENTS // self.d))
+        n_gen = -(-self.p // B)
+        if n_gen == 1:
+            return self.rows(0, self.p)
+
+        def fill(b, V):  # the last block starts at p - B: it rewrites rows it shares, with the same numbers
+            start = jnp.minimum(b * B, self.p - B)
+            return jax.lax.dynamic_update_slice(V, self.rows(start, B), (start, 0))
+
+        return jax.lax.fori_loop(0, n_gen, fill, jnp.zeros((self.p, self.d), self.feature_dtype))
 
     def prepare(self) -> "RandomFeatures":
         """Materialise ``V`` for a dense map (call once, outside loops); streamed maps are unchanged."""
@@ -208,26 +230,31 @@ class RandomFeatures(FeatureMapBase):
     def _mesh(self) -> Mesh:
         return Mesh(np.asarray(jax.devices()[: self.shards]), (_AXIS,))
 
-    def _over_blocks(self, local, args, xs, reduce: bool):
+    def _over_blocks(self, local, args, xs, reduce):
         """Run ``local(fmap, first_block, n_local, args, xs_local)`` over all blocks.
 
         One device: ``local`` sees every block. ``shards`` devices: ``xs`` (leading axis = blocks,
         or ``None``) is split over the mesh, each device runs ``local`` on its range, and the
-        results are summed with ``psum`` (``reduce=True``) or concatenated along the block axis.
+        results are summed with ``psum`` (``reduce=True``) or concatenated along the block axis
+        (``False``); a tuple of such flags treats a tuple result element by element.
         """
         if self.shards == 1:
             return local(self, 0, self.n_blocks, args, xs)
         per = self.n_blocks // self.shards
         keyless = self.replace(key=None)  # the key travels as an explicit replicated argument
+        flags = reduce if isinstance(reduce, tuple) else None
 
         def body(key, args, xs):
             fmap = keyless.replace(key=key)
             first = jax.lax.axis_index(_AXIS) * per
             out = local(fmap, first, per, args, xs)
+            if flags is not None:
+                return tuple(jax.lax.psum(o, _AXIS) if f else o for o, f in zip(out, flags))
             return jax.lax.psum(out, _AXIS) if reduce else out
 
         spec = PartitionSpec(_AXIS)
-        out_spec = PartitionSpec() if reduce else spec
+        out_spec = (tuple(PartitionSpec() if f else spec for f in flags) if flags is not None
+                    else PartitionSpec() if reduce else spec)
         return jax.shard_map(body, mesh=self._mesh(), in_specs=(PartitionSpec(), PartitionSpec(), spec),
                              out_specs=out_spec, check_vma=False)(self.key, args, xs)
 
@@ -246,6 +273,20 @@ class RandomFeatures(FeatureMapBase):
             return acc
 
         return self._over_blocks(local, args, xs, reduce=True)
+
+    def _scan_blocks(self, contrib, init, args, xs):
+        """``(sum_b s_b, stack_b y_b)`` for ``(s_b, y_b) = contrib(fmap, b, args, xs[b])``: one pass
+        that sums some results and keeps others per block (not checkpointed: never differentiated)."""
+
+        def local(fmap, first, count, args, xs):
+            def body(acc, inp):
+                b, xb = inp
+                s, y = contrib(fmap, b, args, xb)
+                return jax.tree_util.tree_map(jnp.add, acc, s), y
+
+            return jax.lax.scan(body, init, (first + jnp.arange(count), xs))
+
+        return self._over_blocks(local, args, xs, reduce=(True, False))
 
     def _map_blocks(self, contrib, args):
         """``stack_b contrib(fmap, b, args)`` with ``lax.map`` (leading axis = blocks)."""
@@ -314,41 +355,10 @@ class RandomFeatures(FeatureMapBase):
         return self._sum_blocks(contrib, init, x, self._blocked(theta))
 
     def residual_linearization(self, theta: jax.Array, x: jax.Array, jitter=None):
-        """Closed-form Gauss-Newton pieces of the projector residual (dense ``V`` only).
-
-        With ``Z = x V^T``, ``F = sigma(Z)``, ``S = sigma'(Z)`` (the map's derivative, surrogate
-        included), ``A = F F^T + shift``, ``c = A^{-1} F t`` and ``r = t - F^T c`` for
-        ``t = theta / |theta|``, a perturbation ``u`` of ``x`` gives ``dF = S * (u V^T)`` and
-
-            J u = -P_perp w - F^T A^{-1} (dF r),    w = dF^T c,
-            J^T J u = (S * (c (P_perp w)^T + b r^T)) V,    b = A^{-1} (dF r),
-
-        since ``F P_perp = 0``: two ``n x d x p`` matmuls per product, against about twice that
-        (and the kernel's derivative) through autodiff. The derivative of the jitter's shift
-        (``jitter * trace(A) / n``) is left out, a relative change of order ``jitter``. Returns
-        ``None`` for streamed or sharded maps (the caller falls back to autodiff).
-        """
-        if not self.dense or self.shards > 1:
-            return None
+        """Closed-form Gauss-Newton pieces of the projector residual
+        (:mod:`jaxrecon.features.rf_gauss_newton`): for dense ``V`` two ``n x d x p`` matmuls per
+        ``J^T J u``; for streamed and sharded maps the same sums over blocks, two passes per product."""
         x = self._check_x(x)
-        V = self.weights()
-        mm = self._matmul
-        t = normalized_theta(theta, self.feature_dtype)  # an exact rescaling: |t|^2 cannot overflow
-        t = t / jnp.linalg.norm(t)
-        Z = mm(x, V.T)
-        F, S = jax.jvp(self.sigma, (Z,), (jnp.ones_like(Z),))
-        fac = factor_kernel(mm(F, F.T), jitter)
-        c = fac.solve(mm(F, t))
-        r = t - mm(c, F)
-        a = fac.solve(mm(F, r))  # A^{-1} F r: of order the jitter's shift, kept for an exact J^T r
-        grad = -mm(S * (c[:, None] * (r - mm(a, F))[None, :] + a[:, None] * r[None, :]), V)
-
-        def gram_matvec(u):
-            dF = S * mm(u, V.T)
-            w = mm(c, dF)
-            pw = w - mm(fac.solve(mm(F, w)), F)
-            b = fac.solve(mm(dF, r))
-            return mm(S * (c[:, None] * pw[None, :] + b[:, None] * r[None, :]), V)
-
-        return ResidualLinearization(r, c, grad, gram_matvec)
-
+        if self.dense:
+            return rf_gauss_newton.dense_linearization(self, theta, x, jitter)
+        return rf_gauss_newton.streamed_linearization(self, theta, x, jitter)

@@ -18,7 +18,7 @@ from ..config import Config, option, section
 from ..features.random_features import PRECISIONS
 from ..models import MODELS, TRAIN_SUBSETS
 from ..attack import DEFAULT_METHOD, METHODS, method_config
-from ..scale import block_size_for
+from ..scale import Layout, choose_layout, parse_bytes
 
 #: ``d`` of synthetic data when none is given, and for the ResNet (3 x 32 x 32, the paper's input).
 SYNTHETIC_D, RESNET_D = 100, 3072
@@ -79,9 +79,11 @@ class AttackConfig:
 class ScaleConfig:
     """memory, precision and devices"""
 
-    block_size: Optional[int] = option(None, "stream V in blocks of this many rows (default: dense V)")
-    memory_budget: Optional[str] = option(None, "stream V with the largest block that fits this much memory per "
-                                          "device, e.g. 4GB")
+    block_size: Optional[int] = option(None, "stream V in blocks of this many rows (default: --memory-budget "
+                                       "decides)")
+    memory_budget: Optional[str] = option("auto", "memory per device for V and the attack, e.g. 4GB: V stored when "
+                                          "it fits, else streamed with the largest block that fits; auto: half "
+                                          "the free memory of the device (host on CPU)")
     precision: str = option("highest", "matmul precision of the attack (tf32/bf16 are faster on GPUs; the fit "
                             "stays exact)", choices=PRECISIONS)
     shards: int = option(1, "split the random features over this many devices (needs --block-size or "
@@ -159,15 +161,24 @@ class ReconstructConfig(Config):
         kind = {"early_stop_steps": "early_stop"}.get(name, name)
         return Defence(kind, strength=v, ridge=ridge)
 
-    def stream_block(self) -> Optional[int]:
-        """Rows of V per streamed block: ``block_size``, or the largest that fits ``memory_budget``
-        (per device, for this run's vmapped seeds per device); ``None`` for dense V. Resolved configs."""
+    def layout(self, free_bytes: Optional[int] = None) -> Layout:
+        """How the random features hold ``V`` (resolved configs, ``--model rf``): streamed in blocks of
+        ``block_size`` when given, else :func:`jaxrecon.scale.choose_layout` of ``memory_budget`` (per
+        device, for this run's vmapped seeds per device). An ``auto`` budget reads the free memory
+        (:func:`jaxrecon.runner.preflight.available_memory`) unless ``free_bytes`` is given."""
         sc = self.scale
-        if sc.memory_budget is None:
-            return sc.block_size
-        return block_size_for(self.data.d, self.data.n, self.model.p, sc.memory_budget,
-                              seeds=-(-self.attack.seeds // sc.seed_shards),
-                              dtype="float64" if sc.x64 else "float32", shards=sc.shards)
+        if sc.block_size is not None:
+            return Layout(False, sc.block_size, f"--block-size {sc.block_size}")
+        if _is_auto(sc.memory_budget) and free_bytes is None:
+            from . import preflight
+
+            free_bytes = preflight.available_memory()
+        return choose_layout(self.model.p, self.data.d, self.data.n, -(-self.attack.seeds // sc.seed_shards),
+                             8 if sc.x64 else 4, sc.memory_budget, free_bytes, shards=sc.shards)
+
+    def stream_block(self, free_bytes: Optional[int] = None) -> Optional[int]:
+        """Rows of V per streamed block (:meth:`layout`); ``None`` for dense V or a network."""
+        return self.layout(free_bytes).block_size if self.model.name == "rf" else None
 
     def method_cfg(self):
         """The attack's :class:`~jaxrecon.attack.Method` (method, optimiser and lr overrides)."""
@@ -256,11 +267,19 @@ def _check_scale(cfg: ReconstructConfig) -> None:
     _validate.positive_int("seed_shards", sc.seed_shards)
     if not isinstance(sc.x64, bool):
         raise ValueError(f"x64: must be true or false, got {sc.x64!r}")
-    if cfg.model.name != "rf" and (sc.memory_budget, sc.precision, sc.shards) != (None, "highest", 1):
+    auto = _is_auto(sc.memory_budget)
+    if not auto:
+        parse_bytes("memory_budget", sc.memory_budget)
+    if cfg.model.name != "rf" and (auto, sc.precision, sc.shards) != (True, "highest", 1):
         raise ValueError("memory_budget / precision / shards: apply to --model rf only")
-    if sc.memory_budget is not None and sc.block_size is not None:
+    if not auto and sc.block_size is not None:
         raise ValueError("memory_budget: give only one of --memory-budget and --block-size")
-    block = cfg.stream_block()  # a budget too small fails here, before any work
-    if sc.shards > 1 and block is None:
+    if sc.shards > 1 and auto and sc.block_size is None:
         raise ValueError("shards: sharding the features needs a streamed map; give --block-size or "
                          "--memory-budget")
+    if cfg.model.name == "rf" and not auto:
+        cfg.layout()  # a budget too small fails here, before any work (an auto budget: in the pre-flight)
+
+
+def _is_auto(budget) -> bool:
+    return budget is None or budget == "auto"

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..scale import INT32_MAX, format_bytes, int32_overflow, physical_memory
+from ..scale import INT32_MAX, Layout, format_bytes, int32_overflow, physical_memory
 
 
 def available_memory() -> Optional[int]:
-    """Bytes a program may use: the first device's memory limit where JAX reports one (GPUs),
-    else the host's available (or physical) memory; ``None`` where neither is known."""
+    """Bytes a program may still use: the first device's free memory (limit minus in use) where
+    JAX reports it (GPUs), else the host's available (``MemAvailable``) or physical memory;
+    ``None`` where neither is known."""
     import jax
 
     try:
@@ -24,7 +25,7 @@ def available_memory() -> Optional[int]:
     except Exception:  # backends without memory statistics
         stats = {}
     if stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -51,15 +52,19 @@ def dense_bytes(d: int, n: int, p: int, seeds: int, itemsize: int) -> int:
     return itemsize * (p * d + seeds * n * p)
 
 
-def check_sizes(cfg, memory: Optional[int] = None) -> None:
+def check_sizes(cfg, memory: Optional[int] = None) -> Optional[Layout]:
     """Refuse a resolved :class:`~jaxrecon.runner.ReconstructConfig` whose sizes overflow int32
     indexing, or whose dense feature map cannot fit ``memory`` bytes (default
-    :func:`available_memory`); one-line ``ValueError`` naming the field and what to change."""
+    :func:`available_memory`); one-line ``ValueError`` naming the field and what to change.
+    Returns the random features' :class:`~jaxrecon.scale.Layout` (``None`` for networks)."""
     d, n, p = cfg.data.d, cfg.data.n, cfg.model.p
     check_int32(d, n, p)
-    if cfg.model.name != "rf" or cfg.stream_block() is not None:
-        return  # streamed maps are sized by their memory budget or block size
+    if cfg.model.name != "rf":
+        return None
     memory = available_memory() if memory is None else memory
+    layout = cfg.layout(memory)
+    if not layout.dense:
+        return layout  # streamed maps are sized by their memory budget or block size
     seeds = -(-cfg.attack.seeds // cfg.scale.seed_shards)
     need = dense_bytes(d, n, p, seeds, 8 if cfg.scale.x64 else 4)
     if memory is not None and need > memory:
@@ -67,3 +72,4 @@ def check_sizes(cfg, memory: Optional[int] = None) -> None:
                          f"{format_bytes(need)}, more than the {format_bytes(memory)} of memory available; stream "
                          f"it with --memory-budget (e.g. --memory-budget {format_bytes(memory // 2, up=False)}) "
                          f"or use smaller p or seeds")
+    return layout

@@ -55,8 +55,9 @@ def load_data(cfg: ReconstructConfig, key):
     return load_dataset(data.name, key, data.n, data.dir, classes=data.classes, size=data.image_size)
 
 
-def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
-    """Fit the configured model on ``data`` and return the attack's target (``cfg`` resolved)."""
+def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None) -> Problem:
+    """Fit the configured model on ``data`` and return the attack's target (``cfg`` resolved; random
+    features hold ``V`` as ``layout`` says, default :meth:`ReconstructConfig.layout`)."""
     m = cfg.model
     if m.name != "rf":
         import jax.numpy as jnp
@@ -67,7 +68,8 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset) -> Problem:
                                     train_subset=m.train, train_steps=m.train_steps, train_lr=m.train_lr,
                                     dtype=jnp.float64 if cfg.scale.x64 else jnp.float32)
         return Problem(net.target, float(net.train.final_loss), net.description)
-    fmap = RandomFeatures(key, cfg.data.d, m.p, m.activation, cfg.stream_block(), shards=cfg.scale.shards)
+    layout = cfg.layout() if layout is None else layout
+    fmap = RandomFeatures(key, cfg.data.d, m.p, m.activation, layout.block_size, shards=cfg.scale.shards)
     # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
     fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, m.ridge))(fmap, data.x, data.y)
     spec = cfg.defence_spec()
@@ -94,7 +96,8 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...); ``seed_batching``
     says how the seeds were batched (``"map"``: seed ``s`` reruns alone bit for bit with
     ``--seeds 1`` and the attack key ``split(attack_key, seeds)[s]``; see
-    :func:`jaxrecon.attack.driver.seed_batching`). A degenerate problem (``p <= n``, ``d = 1``,
+    :func:`jaxrecon.attack.driver.seed_batching`); ``memory`` (random features) how ``V`` was held:
+    ``dense``, ``block_size`` and the ``reason`` (:func:`jaxrecon.scale.choose_layout`). A degenerate problem (``p <= n``, ``d = 1``,
     ``theta = 0``: :mod:`jaxrecon.attack.degenerate`) warns with its cause; its seeds have status
     ``"degenerate"`` and are neither solved nor identified.
 
@@ -110,20 +113,23 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     cfg = cfg.resolve()
     if cfg.scale.x64 and not jax.config.jax_enable_x64:
         raise ValueError("x64: float64 is not enabled; run inside `with jaxrecon.x64():` (the CLI does)")
-    check_sizes(cfg)
+    layout = check_sizes(cfg)
     if out is None:
-        return _run(cfg, None, progress, log)
+        return _run(cfg, None, progress, log, layout)
     with made_dir(out) as out:
         if log:
             log(f"saving to {out}/")
-        return _run(cfg, out, progress, log)
+        return _run(cfg, out, progress, log, layout)
 
 
-def _run(cfg: ReconstructConfig, out, progress: bool, log) -> dict:
+def _run(cfg: ReconstructConfig, out, progress: bool, log, layout) -> dict:
     k_data, k_model, k_attack = jax.random.split(jax.random.key(cfg.seed), 3)
+    if log and layout is not None:
+        log(f"memory: V {'stored' if layout.dense else f'streamed, block_size={layout.block_size}'} "
+            f"({layout.reason})")
     t0 = time.perf_counter()
     data = load_data(cfg, k_data)
-    problem = build_problem(cfg, k_model, data)
+    problem = build_problem(cfg, k_model, data, layout)
     fit_seconds = time.perf_counter() - t0
     train_loss = problem.train_loss
     n, attack = cfg.data.n, cfg.attack
@@ -159,6 +165,8 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log) -> dict:
     }
     if problem.defence is not None:
         summary["defence"] = problem.defence
+    if layout is not None:
+        summary["memory"] = layout._asdict()
     files = []
     if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed
         summary["images"] = _image_outputs(cfg, data, res.x_hat, rows, files, out is not None, log)
