@@ -143,6 +143,12 @@ def block_size_for(d: int, n: int, p: int, memory_budget, seeds: int = 1, dtype=
 #: Share of the free memory an ``auto`` budget may use (the rest is left to XLA, the OS and others).
 AUTO_SHARE = 0.5
 
+#: What an explicit budget sets aside for the process itself before sizing ``V`` and the attack's
+#: temporaries: the Python/JAX runtime, compiled programs, the data (a small JAX process peaks at
+#: about 0.3 GB on CPU; ``--memory-budget 2GB`` at d = 3072, p = 307200 peaked at 2.69 GB total
+#: before this allowance, 0.69 GB over the step's modelled temporaries).
+RUNTIME_BYTES = 700 * 10**6
+
 #: Feature-sized ``n x p`` arrays a dense step keeps per seed (pre-activations, features, the
 #: activation's derivative and a cotangent or Gauss-Newton product), besides ``V`` itself.
 DENSE_WORKING_ARRAYS = 4
@@ -181,9 +187,16 @@ def choose_layout(p: int, d: int, n: int, seeds: int, itemsize: int, budget, fre
             raise ValueError("memory_budget: free memory is unknown here; give --memory-budget or --block-size "
                              "to shard the features")
         return Layout(True, None, "auto: free memory unknown, V stored")
-    limit = int(AUTO_SHARE * free_bytes) if auto else parse_bytes("memory_budget", budget)
-    what = (f"auto: {format_bytes(limit)} = {AUTO_SHARE:.0%} of {format_bytes(free_bytes)} free" if auto
-            else f"budget {format_bytes(limit)}")
+    if auto:
+        limit = int(AUTO_SHARE * free_bytes)
+        what = f"auto: {format_bytes(limit)} = {AUTO_SHARE:.0%} of {format_bytes(free_bytes)} free"
+    else:
+        total = parse_bytes("memory_budget", budget)
+        if total <= RUNTIME_BYTES:
+            raise ValueError(f"memory_budget: {format_bytes(total)} is the whole process's budget and must exceed "
+                             f"the {format_bytes(RUNTIME_BYTES)} set aside for the runtime")
+        limit = total - RUNTIME_BYTES
+        what = f"budget {format_bytes(total)} ({format_bytes(limit)} for V and the attack)"
     need = dense_bytes(d, n, p, seeds, itemsize)
     if shards == 1 and need <= limit:
         return Layout(True, None, f"{what}; dense V and working set need {format_bytes(need)}")

@@ -12,7 +12,8 @@ import pytest
 
 import jaxrecon as jr
 from jaxrecon.features.random_features import PRECISIONS
-from jaxrecon.scale import MARGIN, block_size_for, choose_layout, dense_bytes, parse_bytes, step_bytes
+from jaxrecon.scale import (MARGIN, RUNTIME_BYTES, block_size_for, choose_layout, dense_bytes, parse_bytes,
+                            step_bytes)
 
 
 def test_parse_bytes():
@@ -181,8 +182,9 @@ def test_cli_memory_budget_and_shards_errors(tmp_path):
     from jaxrecon.runner import ReconstructConfig
 
     cfg = ReconstructConfig(d=3072, n=10, p_over_dn=10, memory_budget="2GB").resolve()
-    assert cfg.stream_block() == block_size_for(3072, 10, 307200, "2GB", seeds=4) and cfg.block_size is None
-    with pytest.raises(ValueError, match="memory_budget: .* too small"):
+    assert cfg.stream_block() == block_size_for(3072, 10, 307200, 2 * 10**9 - RUNTIME_BYTES, seeds=4)
+    assert cfg.block_size is None
+    with pytest.raises(ValueError, match="memory_budget: .* must exceed"):
         ReconstructConfig(d=3072, n=100, p_over_dn=10, memory_budget="1MB").resolve()
     with pytest.raises(ValueError, match="memory_budget: give only one"):
         ReconstructConfig(d=10, n=3, p=100, memory_budget="1GB", block_size=10).resolve()
@@ -227,7 +229,7 @@ def test_choose_layout_at_fake_free_memory(free, budget, dense):
     lay = choose_layout(p, d, n, seeds, 4, budget, None if free is None else int(free))
     assert lay.dense == dense and (lay.block_size is None) == dense, lay
     if not dense:
-        limit = parse_bytes("b", budget) if budget != "auto" else int(free) // 2
+        limit = parse_bytes("b", budget) - RUNTIME_BYTES if budget != "auto" else int(free) // 2
         assert lay.block_size == block_size_for(d, n, p, limit, seeds)
         assert MARGIN * step_bytes(d, n, p, lay.block_size, seeds) <= limit
         assert f"blocks of {lay.block_size} rows" in lay.reason
@@ -237,8 +239,10 @@ def test_choose_layout_at_fake_free_memory(free, budget, dense):
 def test_choose_layout_errors_and_shards():
     with pytest.raises(ValueError, match=r"memory_budget: .* too small .*\(auto: .* give a larger --memory-budget"):
         choose_layout(100000, 4, 2, 1, 4, "auto", 10**6)
-    with pytest.raises(ValueError, match="memory_budget: .* too small"):
+    with pytest.raises(ValueError, match="memory_budget: .* must exceed"):
         choose_layout(100000, 4, 2, 1, 4, "100kB", 10**12)
+    with pytest.raises(ValueError, match="memory_budget: .* too small"):  # the runtime's share leaves 1 kB
+        choose_layout(100000, 4, 2, 1, 4, RUNTIME_BYTES + 1000, 10**12)
     lay = choose_layout(1000, 10, 3, 1, 4, "auto", 10**12, shards=2)  # sharding always streams
     assert not lay.dense and lay.block_size == 500
     assert choose_layout(1000, 10, 3, 1, 8, "auto", 10**12).dense
