@@ -221,3 +221,15 @@ def test_attack_over_two_processes_of_two_devices_equals_one_device(tmp_path):
     cfg = ReconstructConfig(d=8, n=4, p=96, block_size=16, steps=60, seeds=2, method="adam", x64=True)
     one = [r["loss"] for r in run_reconstruction(cfg, out=None, progress=False, log=None)["results"]]
     np.testing.assert_allclose(sharded, one, rtol=1e-6)
+
+
+def test_one_process_folds_in_the_shards_a_multi_process_run_left(tmp_path):
+    from jaxrecon.sweeps import prepare_out
+
+    cfg = SweepConfig(d=[4], n=[2], p=[4, 16], activation=["relu"], method=["adam"], seeds=2).resolved()
+    points = grid(cfg)
+    assert prepare_out(tmp_path, cfg, points) == {}
+    sweep_shards.open_shard(tmp_path, 1).write_text(_HEADER + rows_text([_row(16, 0), _row(16, 1), _row(4, 1)]))
+    done = prepare_out(tmp_path, cfg, points)  # (16) complete; (4) has one seed: rerun whole, as one process does
+    assert list(done) == [points[1].key()] and not (tmp_path / "shards").exists()
+    assert read_results(tmp_path)["seed"].tolist() == [0, 1]
