@@ -70,6 +70,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--method", default="adam-lm")
     ap.add_argument("--devices", type=int, default=1, help="CPU devices per process (0: leave the backend's)")
+    ap.add_argument("--keep", default=None, help="directory to keep the runs and their logs in (default: a temporary one)")
     ap.add_argument("--json", default=None, help="also save the results (benchmarks/results/NAME.json)")
     args = ap.parse_args(argv)
     flags = ["--d", args.d, "--n", args.n, "--p-over-dn", args.p_over_dn, "--seeds", str(args.seeds),
@@ -78,6 +79,8 @@ def main(argv=None):
     points = len(args.d.split(",")) * len(args.n.split(",")) * len(args.p_over_dn.split(","))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         for k in [int(v) for v in args.processes.split(",")]:
             seconds = run_k(k, flags, Path(tmp) / f"k{k}", args.devices)
             rows.append({"processes": k, "seconds": seconds, "points_per_second": points / seconds})

@@ -17,14 +17,15 @@ from jaxrecon import distributed
 from jaxrecon.cli import main
 from jaxrecon.sweeps import COLUMNS, SweepConfig, grid, read_results, rows_text, sweep
 from jaxrecon.sweeps import shards as sweep_shards
-from jaxrecon.sweeps.split import Unit, assign, remaining_units, split
+from jaxrecon.sweeps.split import assign, remaining_units, split
 from jaxrecon.sweeps.store import _HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny float64 sweep, one (d, n) curve padded to one program; the flags give the same config.
-GRID = dict(name="tiny", d=[4], n=[2], p_over_dn=[0.5, 1, 2, 4, 8], method=["adam"], seeds=2, steps=2000,
+# Two curves: two compiled programs, so the split gives each process one.
+GRID = dict(name="tiny", d=[4, 5], n=[2], p_over_dn=[0.5, 1, 2, 4], method=["adam"], seeds=2, steps=2000,
             pad_p="max", x64=True)
-FLAGS = ["--d", "4", "--n", "2", "--p-over-dn", "0.5,1,2,4,8", "--method", "adam", "--seeds", "2",
+FLAGS = ["--d", "4,5", "--n", "2", "--p-over-dn", "0.5,1,2,4", "--method", "adam", "--seeds", "2",
          "--steps", "2000", "--pad-p", "max", "--x64", "--name", "tiny", "--quiet", "--no-plot", "--bootstrap", "20"]
 NUMERIC = [c for c in COLUMNS if c not in ("seconds", "compile_seconds")]
 
@@ -77,23 +78,30 @@ def test_split_is_deterministic_complete_and_balanced():
     points = grid(cfg)
     done = {points[0].key(): {0, 1, 2, 3, 4, 5}, points[1].key(): {1, 4}}
     for k in (1, 2, 3, 4):
-        shares = split(points, 6, done, k, 100, _program)
-        assert shares == split(points, 6, done, k, 100, _program)  # same inputs, same split
+        shares = split(points, 6, done, k, 100, _program, compile_cost=0.0)  # runs only
+        assert shares == split(points, 6, done, k, 100, _program, compile_cost=0.0)  # same inputs, same split
         keys = [(u.point.key(), s) for share in shares for u in share for s in u.seeds]
         want = [(pt.key(), s) for pt in points for s in range(6) if s not in done.get(pt.key(), ())]
         assert sorted(keys) == sorted(want) and len(keys) == len(set(keys))  # every missing seed once
         loads = [sum(u.cost(100) for u in share) for share in shares]
         assert max(loads) <= 1.6 * sum(loads) / k  # balanced (largest point: d=20, p=4dn, 6 seeds)
+    # tiny points, compiling dominates: each program is compiled by one process only
+    shares = split(points, 6, done, 2, 100, _program)
+    programs = [{_program(u) for u in share} for share in shares]
+    assert all(programs) and not programs[0] & programs[1]
     one = split(points, 6, done, 1, 100, _program)[0]  # one process: whole points in grid order
     assert [u.index for u in one] == list(range(1, len(points))) and one[0].seeds == (0, 2, 3, 5)
 
 
 def test_a_large_point_is_split_by_seeds():
     cfg = SweepConfig(d=[10], n=[4], p=[10, 4000], seeds=4, steps=10).resolved()
-    units = remaining_units(grid(cfg), 4, {}, 2, 10)
-    assert [(u.point.p, u.seeds) for u in units] == [(10, (0, 1, 2, 3)), (4000, (0, 1)), (4000, (2, 3))]
+    units = remaining_units(grid(cfg), 4, {})
+    assert [(u.point.p, u.seeds) for u in units] == [(10, (0, 1, 2, 3)), (4000, (0, 1, 2, 3))]
     shares = assign(units, 2, 10, _program, compile_cost=0.0)
-    assert sorted(len(s) for s in shares) == [1, 2]
+    assert sorted([(u.point.p, u.seeds) for u in share] for share in shares) == \
+        [[(10, (0, 1, 2, 3)), (4000, (0, 1))], [(4000, (2, 3))]]
+    whole = assign(units, 2, 10, _program)  # compiling dominates: cutting would not pay
+    assert sorted(len(share) for share in whole) == [0, 2]
 
 
 # -- shard files (pure) ----------------------------------------------------------------------
@@ -174,12 +182,14 @@ def test_two_processes_equal_one(tmp_path, reference):
     out = tmp_path / "out"
     _wait(_launch(["sweep", *FLAGS, "--out", str(out)], 2, tmp_path), tmp_path)
     merged = read_results(out / "results.csv")
-    keys = list(zip(merged["p"].tolist(), merged["seed"].tolist()))
-    assert len(keys) == len(set(keys)) == 10  # every (point, seed) exactly once
+    keys = list(zip(merged["d"].tolist(), merged["p"].tolist(), merged["seed"].tolist()))
+    assert len(keys) == len(set(keys)) == 16  # every (point, seed) exactly once
     _close(reference, merged)  # row for row, in grid order
     assert not (out / "shards").exists() and (out / "thresholds.csv").exists()
     meta = json.loads((out / "sweep.json").read_text())
-    assert meta["finished"] and meta["runs"][-1]["points_run"] >= 5
+    assert meta["finished"] and meta["runs"][-1]["points_run"] == 8
+    logs = [(tmp_path / f"process{i}.log").read_text() for i in (0, 1)]
+    assert all("4 of 8 unit(s) left" in log for log in logs)  # one curve each
 
 
 def test_killed_process_then_rerun_completes_without_duplicates(tmp_path, reference):
@@ -201,11 +211,11 @@ def test_killed_process_then_rerun_completes_without_duplicates(tmp_path, refere
             p.wait()
     assert killed_mid_way, (tmp_path / "process1.log").read_text()[-2000:]
     before = read_results(out)
-    assert 2 <= len(before["p"]) < 10  # some rows landed in the shards, not all
+    assert 2 <= len(before["p"]) < 16  # some rows landed in the shards, not all
     _wait(_launch(["sweep", *FLAGS, "--out", str(out)], 2, tmp_path), tmp_path)
     after = read_results(out / "results.csv")
-    keys = list(zip(after["p"].tolist(), after["seed"].tolist()))
-    assert len(keys) == len(set(keys)) == 10
+    keys = list(zip(after["d"].tolist(), after["p"].tolist(), after["seed"].tolist()))
+    assert len(keys) == len(set(keys)) == 16
     _close(reference, after)
 
 

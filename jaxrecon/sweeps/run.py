@@ -67,6 +67,9 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     next grid point (finished points are already in ``results.csv``); the report and figures are
     then skipped and the table holds the finished points.
 
+    In a job of several processes (:mod:`jaxrecon.distributed`), each runs its share of the grid
+    into ``out/shards/`` and process 0 merges ``results.csv`` and reports (:func:`_sweep_processes`).
+
     Every check of the config and its sizes runs before anything is written.
     """
     resolved = _as_config(config).resolved()
