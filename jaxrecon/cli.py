@@ -20,6 +20,7 @@ from ._version import __version__
 
 def _add_reconstruct(sub):
     from .config import add_arguments
+    from .distributed import add_process_arguments
     from .runner.config import ReconstructConfig
 
     p = sub.add_parser(
@@ -35,7 +36,14 @@ def _add_reconstruct(sub):
                       help="directory for summary.json and arrays.npz (default: runs/reconstruct-<date>-<time>)")
     save.add_argument("--no-save", action="store_true", help="print the results only; write no files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_process_arguments(p)
     p.set_defaults(func=_cmd_reconstruct, stops_after="chunk")
+
+
+def _process_index() -> int:
+    from .distributed import process_index
+
+    return process_index()
 
 
 def default_run_dir(command: str = "reconstruct", root: str = "runs") -> str:
@@ -50,13 +58,18 @@ def default_run_dir(command: str = "reconstruct", root: str = "runs") -> str:
 
 def _cmd_reconstruct(args):
     from .config import from_args, x64
+    from .distributed import flags_from_args, initialize
     from .runner import ReconstructConfig, run_reconstruction
     from .signals import current_request
 
+    # every process runs the same program; process 0 alone prints and writes the files
+    lead = not initialize(flags_from_args(args), log=print) or _process_index() == 0
     cfg = from_args(ReconstructConfig, args)
-    out = None if args.no_save else (args.out or default_run_dir())
+    out = None if args.no_save or not lead else (args.out or default_run_dir())
     with x64() if cfg.scale.x64 else contextlib.nullcontext():
-        summary = run_reconstruction(cfg, out=out, progress=not args.quiet)
+        summary = run_reconstruction(cfg, out=out, progress=not args.quiet and lead, log=print if lead else None)
+    if not lead:
+        return 0
     files = "summary.json and arrays.npz" + (" and recon.png" if "images" in summary else "")
     interrupted = [r["seed"] for r in summary["results"] if r["status"] == "interrupted"]
     request = current_request()
@@ -72,6 +85,7 @@ def _cmd_reconstruct(args):
 
 def _add_sweep(sub):
     from .config import add_arguments
+    from .distributed import add_process_arguments
     from .sweeps import SweepConfig
 
     p = sub.add_parser(
@@ -87,13 +101,16 @@ def _add_sweep(sub):
     p.add_argument("--out", default=None, help="results directory (default: runs/NAME)")
     p.add_argument("--no-plot", action="store_true", help="do not write figures")
     p.add_argument("--quiet", action="store_true", help="no progress bar (one line per grid point)")
+    add_process_arguments(p)
     p.set_defaults(func=_cmd_sweep)
 
 
 def _cmd_sweep(args):
     from .config import given_args, x64
+    from .distributed import flags_from_args, initialize
     from .sweeps import SweepConfig, load_config, sweep
 
+    initialize(flags_from_args(args), log=print)  # K processes split the grid (jaxrecon.sweeps.split)
     given = given_args(SweepConfig, args)
     cfg = (load_config(args.config) if args.config else SweepConfig()).override(given)
     if not args.config and not any(f"grid.{k}" in given for k in ("p", "p_over_n", "p_over_dn")):

@@ -228,7 +228,9 @@ class RandomFeatures(FeatureMapBase):
         return jax.checkpoint(fn)
 
     def _mesh(self) -> Mesh:
-        return Mesh(np.asarray(jax.devices()[: self.shards]), (_AXIS,))
+        from ..distributed import mesh_devices  # with several processes, each holds a range of the mesh
+
+        return Mesh(mesh_devices(self.shards), (_AXIS,))
 
     def _over_blocks(self, local, args, xs, reduce):
         """Run ``local(fmap, first_block, n_local, args, xs_local)`` over all blocks.

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..config import to_dict
 from ..data.synthetic import Dataset, synthetic
+from ..distributed import host_local
 from ..features.base import Target
 from ..features.random_features import RandomFeatures
 from ..io import commit_files, json_writer, made_dir, npz_writer, versions
@@ -72,6 +73,7 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None) -> Pr
     fmap = RandomFeatures(key, cfg.data.d, m.p, m.activation, layout.block_size, shards=cfg.scale.shards)
     # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
     fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, m.ridge))(fmap, data.x, data.y)
+    fitted = host_local(fitted)  # with several processes, theta's slices live on different hosts
     spec = cfg.defence_spec()
     if spec is None:
         fmap = fmap.replace(precision=cfg.scale.precision)

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ..distributed import process_count, process_index
 from ..io import out_dir
 from ..signals import stop_requested
 from . import lock
 from .config import ResolvedSweep, SweepConfig, load_config
-from .points import GridPoint, ProgramCache, check_sizes, compiled_program, grid, pad_width, point_rows, \
-    program_key, run_point
-from .store import append_rows, finish_meta, prepare_out, read_results, to_table
+from .points import GridPoint, PointOutput, ProgramCache, check_sizes, compiled_program, grid, pad_width, \
+    point_rows, program_key, run_point
+from .shards import done_seeds, merge_shards, open_shard, wait_for_markers, write_marker
+from .split import Unit, split
+from .store import _check_meta, append_rows, finish_meta, prepare_out, read_results, to_table
 
 
 def _check_x64(resolved: ResolvedSweep) -> None:
@@ -61,6 +67,9 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     next grid point (finished points are already in ``results.csv``); the report and figures are
     then skipped and the table holds the finished points.
 
+    In a job of several processes (:mod:`jaxrecon.distributed`), each runs its share of the grid
+    into ``out/shards/`` and process 0 merges ``results.csv`` and reports (:func:`_sweep_processes`).
+
     Every check of the config and its sizes runs before anything is written.
     """
     resolved = _as_config(config).resolved()
@@ -71,6 +80,9 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     log_to_stdout = log is print
     log = log or (lambda *a, **k: None)
     cache = ProgramCache() if cache is None else cache
+    if process_count() > 1:
+        return _sweep_processes(resolved, points, out, cache, progress, plots, log, log_to_stdout, bootstrap,
+                                compile_workers)
     with contextlib.ExitStack() as stack:
         done = {}
         if out is not None:
@@ -88,67 +100,182 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
     return table
 
 
-def _progress_bar(resolved: ResolvedSweep, todo: list, progress: bool):
+def _start_processes(resolved: ResolvedSweep, points: list[GridPoint], out: Path, stack) -> tuple[dict, str]:
+    """Process 0 takes ``out``'s lock, checks or writes ``sweep.json`` and reads the finished
+    ``(point, seed)`` keys; every process receives them (and a run id, or process 0's error) in one
+    broadcast, so all split the same work. Returns ``({point key: seeds}, run id)``."""
+    from jax.experimental import multihost_utils
+
+    S, mask, error = resolved.seeds, np.zeros((len(points), resolved.seeds), np.int32), b""
+    run = np.frombuffer(os.urandom(8), np.int32).copy()
+    if process_index() == 0:
+        try:
+            stack.enter_context(lock.hold(out))
+            _check_meta(out, resolved, points)
+            done = done_seeds(out, resolved, points)
+            for j, pt in enumerate(points):
+                mask[j, sorted(done.get(pt.key(), ()))] = 1
+        except ValueError as e:
+            error = str(e).encode()[:1000]
+    msg = np.zeros(1000, np.int32)
+    msg[:len(error)] = np.frombuffer(error, np.uint8)
+    mask, msg, run = (np.asarray(a) for a in multihost_utils.broadcast_one_to_all((mask, msg, run)))
+    if msg.any():
+        raise ValueError(bytes(msg[msg > 0].astype(np.uint8)).decode(errors="replace"))
+    done = {pt.key(): {s for s in range(S) if mask[j, s]} for j, pt in enumerate(points)}
+    return done, "".join(f"{int(v) & 0xFFFFFFFF:08x}" for v in run)
+
+
+def _sweep_processes(resolved: ResolvedSweep, points: list[GridPoint], out, cache: ProgramCache, progress: bool,
+                     plots: bool, log, log_to_stdout: bool, bootstrap: int, compile_workers: int) -> dict:
+    """:func:`sweep` as one of ``K`` processes (see :mod:`jaxrecon.sweeps.shards`): run this
+    process's share of the work left (:mod:`jaxrecon.sweeps.split`) into its shard file, mark it
+    done, wait for every process's mark; then process 0 merges ``results.csv`` and reports.
+    Returns the merged table on process 0, this process's rows elsewhere."""
+    if out is None:
+        raise ValueError("out: a sweep over several processes needs --out, a directory every process can reach")
+    k, i = process_count(), process_index()
+    tag = "" if i == 0 else f"[process {i}] "
+    say = lambda text: log(tag + text)
+    out = out_dir(out)
+    with contextlib.ExitStack() as stack:
+        done, run = _start_processes(resolved, points, out, stack)
+        shares = split(points, resolved.seeds, done, k, resolved.steps,
+                       program=lambda u: _unit_program(u, resolved, points)[2])
+        mine = shares[i]
+        finished = sum(len(v) for v in done.values())
+        say(f"process {i} of {k}: {len(mine)} of {sum(map(len, shares))} unit(s) left "
+            f"({finished}/{len(points) * resolved.seeds} point-seeds already done) -> {str(out)!r}")
+        bar = _progress_bar(resolved, mine, progress and i == 0, desc=f" (process {i} of {k})")
+        rows, (seconds, compile_seconds) = _run_units(
+            resolved, points, mine, open_shard(out, i), cache, bar, say, log_to_stdout and i == 0,
+            compile_workers)
+        write_marker(out, i, run, units=len(mine), units_run=len(rows), seconds=seconds,
+                     compile_seconds=compile_seconds, interrupted=stop_requested())
+        marks = wait_for_markers(out, k, run, log=say)
+        # every process has seen every marker before process 0 removes them (a quick barrier:
+        # all are alive and here); without it a slow reader could wait for deleted markers
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"jaxrecon sweep {run}")
+        if i != 0:
+            return to_table([r for rs in rows for r in rs])
+        complete = merge_shards(out, resolved, points)
+        table = to_table([r for pt in points for r in complete.get(pt.key(), [])])
+        if len(complete) < len(points):
+            say(f"{len(complete)}/{len(points)} grid points complete in {str(out / 'results.csv')!r}; "
+                f"run the same command again to finish")
+            return table
+        finish_meta(out, sum(m["units_run"] for m in marks), max(m["seconds"] for m in marks),
+                    sum(m["compile_seconds"] for m in marks))
+        report(table, out, plots=plots, bootstrap=bootstrap, seed=resolved.seed, log=log)
+    return table
+
+
+def _progress_bar(resolved: ResolvedSweep, todo: list, progress: bool, desc: str = ""):
     if not (progress and todo):
         return None
     from tqdm.auto import tqdm
 
-    desc = "sweep" if resolved.name == "sweep" else f"sweep {resolved.name}"
+    desc = ("sweep" if resolved.name == "sweep" else f"sweep {resolved.name}") + desc
     return tqdm(total=len(todo), desc=desc, unit="point", dynamic_ncols=True)
 
 
 def _run(resolved: ResolvedSweep, points: list[GridPoint], done: dict, out: Optional[Path],
          cache: ProgramCache, progress: bool, log, log_to_stdout: bool, compile_workers: int):
     """Run the points not in ``done`` (appending their rows to ``out/results.csv``); returns
-    ``(done, todo, (seconds, compile_seconds))``.
-
-    Programs of later curves compile in background threads while points run (XLA compiles outside
-    the GIL), so a 2-core machine compiles two programs at once."""
+    ``(done, todo, (seconds, compile_seconds))``."""
     todo = [pt for pt in points if pt.key() not in done]
     if done:
         log(f"resuming {str(out)!r}: {len(points) - len(todo)}/{len(points)} grid points already done")
-    bar = _progress_bar(resolved, todo, progress)
+    every = tuple(range(resolved.seeds))
+    units = [Unit(i, pt, every) for i, pt in enumerate(points) if pt.key() not in done]
+    rows, timing = _run_units(resolved, points, units, out / "results.csv" if out is not None else None, cache,
+                              _progress_bar(resolved, todo, progress), log, log_to_stdout, compile_workers,
+                              already=len(points) - len(todo))
+    for u, r in zip(units, rows):
+        done[u.point.key()] = r
+    return done, todo, timing
+
+
+def _with_seeds(resolved: ResolvedSweep, seeds: int) -> ResolvedSweep:
+    return dataclasses.replace(resolved, attack=dataclasses.replace(resolved.attack, seeds=seeds))
+
+
+def _unit_program(unit: Unit, resolved: ResolvedSweep, points: list[GridPoint]):
+    """``(width, resolved for the unit's seed count, program key)`` of a unit; the width is the
+    whole sweep's (:func:`pad_width`), so a unit's numbers are those of its point in a full run."""
+    w = pad_width(unit.point, resolved, points)
+    sub = resolved if len(unit.seeds) == resolved.seeds else _with_seeds(resolved, len(unit.seeds))
+    return w, sub, program_key(unit.point, sub, w)
+
+
+def _run_seeds(unit: Unit, resolved: ResolvedSweep, width: int, program) -> list[dict]:
+    """Rows of a unit: all seeds of its point as :func:`run_point` runs them, or some of them
+    (seed ``s`` keyed ``fold_in(key(seed), s)`` as in a full run)."""
+    if len(unit.seeds) == resolved.seeds:
+        po = run_point(unit.point, resolved, width, program=program)
+        return point_rows(unit.point, po), po
+    exe, compile_seconds = program
+    base = jax.random.key(resolved.seed)
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(unit.seeds))
+    t0 = time.perf_counter()
+    out = {k: np.asarray(v) for k, v in jax.block_until_ready(exe(keys, np.int32(unit.point.p))).items()}
+    po = PointOutput(out["x"], out["x_hat"], out["train_loss"], out["loss"], out["steps"], out["status"],
+                     out["residual"], time.perf_counter() - t0, compile_seconds)
+    rows = point_rows(unit.point, po)
+    for r, s in zip(rows, unit.seeds):
+        r["seed"] = s
+    return rows, po
+
+
+def _run_units(resolved: ResolvedSweep, points: list[GridPoint], units: list, results: Optional[Path],
+               cache: ProgramCache, bar, log, log_to_stdout: bool, compile_workers: int, already: int = 0):
+    """Run ``units`` in order, appending each one's rows to ``results``; returns the rows of the
+    units run (in order; fewer when a signal stopped the run) and ``(seconds, compile_seconds)``.
+
+    Programs of later units compile in background threads while units run (XLA compiles outside
+    the GIL), so a 2-core machine compiles two programs at once."""
     emit = bar.write if bar is not None and log_to_stdout else log  # lines above the bar
     t_start, compile_total = time.perf_counter(), 0.0
     pool = ThreadPoolExecutor(max_workers=max(1, compile_workers))
-    futures, first_use = {}, set()
-    for pt in todo:
-        w = pad_width(pt, resolved, points)
-        pk = program_key(pt, resolved, w)
+    futures, first_use, out_rows = {}, set(), []
+    for u in units:
+        w, sub, pk = _unit_program(u, resolved, points)
         if pk not in futures:
-            futures[pk] = pool.submit(compiled_program, pt, resolved, w, True, cache)
+            futures[pk] = pool.submit(compiled_program, u.point, sub, w, True, cache)
     with contextlib.ExitStack() as stack:
         stack.callback(pool.shutdown, wait=False, cancel_futures=True)
         if bar is not None:
             stack.callback(bar.close)
-        for i, pt in enumerate(todo):
+        for i, u in enumerate(units):
+            pt = u.point
             if stop_requested():
-                where = f"in {str(out / 'results.csv')!r}; run the same command again to resume" if out else \
+                where = f"in {str(results)!r}; run the same command again to resume" if results else \
                     "(not saved: no out)"
-                emit(f"interrupted: {len(points) - len(todo) + i}/{len(points)} grid points done {where}")
+                emit(f"interrupted: {already + i}/{already + len(units)} grid points done {where}")
                 break
-            w = pad_width(pt, resolved, points)
-            pk = program_key(pt, resolved, w)
+            w, sub, pk = _unit_program(u, resolved, points)
             exe, cs = futures[pk].result()
-            po = run_point(pt, resolved, w, program=(exe, 0.0 if pk in first_use else cs))
+            rows, po = _run_seeds(u, resolved, w, (exe, 0.0 if pk in first_use else cs))
             first_use.add(pk)
-            rows = point_rows(pt, po)
-            if out is not None:
-                append_rows(out / "results.csv", rows)
-            done[pt.key()] = rows
+            if results is not None:
+                append_rows(results, rows)
+            out_rows.append(rows)
             compile_total += po.compile_seconds
             errs = np.array([r["error_abs"] for r in rows])
-            emit(f"d={pt.d} n={pt.n} p={pt.p} (p/dn={pt.p_over_dn:.3g}) {pt.activation}/{pt.method}: "
+            seeds = "" if len(u.seeds) == resolved.seeds else f" seeds {u.seeds[0]}..{u.seeds[-1]}"
+            emit(f"d={pt.d} n={pt.n} p={pt.p} (p/dn={pt.p_over_dn:.3g}) {pt.activation}/{pt.method}{seeds}: "
                  f"error_abs={errs.mean():.3g}±{errs.std():.2g}  "
                  f"train_loss={np.mean([r['train_loss'] for r in rows]):.2g}  "
                  f"run {po.seconds:.1f}s  compile {po.compile_seconds:.1f}s")
             if bar is not None:
                 bar.update(1)
     total = time.perf_counter() - t_start
-    if todo:
-        log(f"{len(todo)} grid points in {total:.1f}s; {len(futures)} compiled program(s) took {compile_total:.1f}s "
+    if units:
+        log(f"{len(units)} grid points in {total:.1f}s; {len(futures)} compiled program(s) took {compile_total:.1f}s "
             f"(compiled ahead, in {max(1, compile_workers)} threads)")
-    return done, todo, (total, compile_total)
+    return out_rows, (total, compile_total)
 
 
 def report(table: dict, out=None, plots: bool = True, bootstrap: int = 1000, seed: int = 0,

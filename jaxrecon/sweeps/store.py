@@ -45,6 +45,8 @@ _INT_COLUMNS = ("d", "n", "p", "seed", "steps")
 _STR_COLUMNS = ("activation", "method", "status", "defence")
 _BOOL_COLUMNS = ("solved", "identified")
 _HEADER = ",".join(COLUMNS) + "\n"
+#: Subdirectory of the per-process results files of a sweep run as several processes.
+SHARDS = "shards"
 
 
 def _fmt(v) -> str:
@@ -127,16 +129,26 @@ def _file_tolerance(path: Path):
 
 def read_results(path) -> dict:
     """Read ``results.csv`` (or a sweep directory) into a table: a dict of NumPy arrays, one per
-    column of :data:`COLUMNS`. A partial last line (a killed write) is ignored and a repeated row
-    of a point and seed counts once. A file without ``solved`` / ``identified`` gets them derived
-    with the tolerances of its ``sweep.json``. Only reads: safe while a sweep is writing the file."""
+    column of :data:`COLUMNS`. A directory's table is the union of ``results.csv`` and the shard
+    files of a sweep over several processes (``shards/results.<i>.csv``), so it reads at any stage.
+    A partial last line (a killed write) is ignored and a repeated row of a point and seed counts
+    once. A file without ``solved`` / ``identified`` gets them derived with the tolerances of its
+    ``sweep.json``. Only reads: safe while a sweep is writing the files."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "results.csv"
-    if not path.is_file():
-        raise ValueError(f"results: no results file at {str(path)!r}")
-    rows, _, _ = _read_rows(path, _file_tolerance(path))
+    files = result_files(path) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        where = path / "results.csv" if path.is_dir() else path
+        raise ValueError(f"results: no results file at {str(where)!r}")
+    tol = _file_tolerance(files[0] if files[0].name == "results.csv" else path / "results.csv")
+    rows = [r for f in files for r in _read_rows(f, tol)[0]]
     return to_table(_merge_duplicates(rows)[0])
+
+
+def result_files(out: Path) -> list[Path]:
+    """``out/results.csv`` (if there) and the shard files of ``out`` in process order."""
+    out = Path(out)
+    shards = sorted((out / SHARDS).glob("results.*.csv"), key=lambda f: (len(f.name), f.name))
+    return [f for f in [out / "results.csv"] if f.is_file()] + shards
 
 
 def to_table(rows: list[dict]) -> dict:
@@ -259,6 +271,10 @@ def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
     out = out_dir(out)
     res_path = out / "results.csv"
     _check_meta(out, resolved, points)
+    if (out / SHARDS).is_dir():  # left by a run over several processes: fold its rows in first
+        from .shards import merge_shards
+
+        merge_shards(out, resolved, points, drop_partial=True)
     if not res_path.exists():
         _write_text(res_path, _HEADER)
         return {}
