@@ -86,7 +86,7 @@ class PhaseSteps:
         self.last = steps
 
 
-def run_point(d, n, ratio, method_spec, budget, chunk, block_size, data_seed) -> dict:
+def run_point(d, n, ratio, method_spec, budget, chunk, block_size, data_seed, max_steps=10_000_000) -> dict:
     """One point (in this process): see the module docstring. Returns a row of :data:`COLUMNS`."""
     import jax
 
@@ -111,7 +111,7 @@ def run_point(d, n, ratio, method_spec, budget, chunk, block_size, data_seed) ->
             seen["t_exact"] = now - seen["monitor"]
         seen["monitor"] += time.perf_counter() - t0
 
-    res = jr.reconstruct_seeds(target, jax.random.key(7), n, 1, method=method, steps=10_000_000, chunk=chunk,
+    res = jr.reconstruct_seeds(target, jax.random.key(7), n, 1, method=method, steps=max_steps, chunk=chunk,
                                progress=False, time_budget=budget, callback=record)
     final = match(x, res.x_hat[0])
     row_err = np.asarray(final.row_error)
@@ -161,7 +161,7 @@ def spawn_point(args, d, n) -> dict:
     """Run one point in a child process; a child past its hard limit is killed and marked ``budget``."""
     cmd = [sys.executable, __file__, "--point", str(d), str(n), "--p-over-dn", str(args.p_over_dn),
            "--method", args.method, "--budget", str(args.budget), "--chunk", str(args.chunk),
-           "--data-seed", str(args.data_seed)] + (["--block-size", str(args.block_size)] if args.block_size else [])
+           "--data-seed", str(args.data_seed), "--steps", str(args.steps)] + (["--block-size", str(args.block_size)] if args.block_size else [])
     t0 = time.perf_counter()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=1.5 * args.budget + 60)
@@ -266,6 +266,7 @@ def parse_args(argv=None):
     ap.add_argument("--budget", type=float, default=180.0, help="wall-clock seconds per point, compile included")
     ap.add_argument("--chunk", type=int, default=10, help="steps per chunk (matching after each)")
     ap.add_argument("--block-size", type=int, default=None, help="stream V in blocks (default: dense V)")
+    ap.add_argument("--steps", type=int, default=10_000_000, help="step budget per point (as well as --budget)")
     ap.add_argument("--data-seed", type=int, default=1)
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--replot", action="store_true", help="only redraw the figure and print the cost model")
@@ -277,7 +278,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.point:
         print(json.dumps(run_point(*args.point, args.p_over_dn, args.method, args.budget, args.chunk,
-                                   args.block_size, args.data_seed)), flush=True)
+                                   args.block_size, args.data_seed, args.steps)), flush=True)
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
