@@ -195,28 +195,42 @@ def fit_slope(n, t):
     return float(a), float(np.exp(logc))
 
 
+def gram_work(row: dict) -> float:
+    """Multiply-adds spent on ``n x n`` Gram products over the p features (not passes over V):
+    a first-order step forms ``A = Phi Phiᵀ`` and its cotangent (about 3 ``n² p``), an LM step
+    the kernel of its linearisation (about ``n² p``). Above ``n ≈ d`` this outweighs V."""
+    n, p = int(row["n"]), int(row["p"])
+    return (3 * float(row["steps_first"]) + float(row["steps_lm"])) * n * n * p
+
+
 def cost_model(rows: list) -> list:
-    """Per (d, method): slopes of time to exact, steps and passes in n, and the throughput
-    ``passes · n d p / time`` (multiply-adds per second), over the exact points only."""
+    """Per (d, method): slopes of time to exact, steps and passes in n over the exact points, and
+    for every point the seconds per step and the throughput ``(passes · n d p + Gram work) / run
+    time`` (multiply-adds per second, compilation excluded)."""
     lines = []
     for key in sorted({(int(r["d"]), r["method"]) for r in rows}):
-        pts = sorted((r for r in rows if (int(r["d"]), r["method"]) == key and r["outcome"] == "exact"),
-                     key=lambda r: int(r["n"]))
-        failed = [int(r["n"]) for r in rows if (int(r["d"]), r["method"]) == key and r["outcome"] != "exact"]
-        if not pts:
-            lines.append(f"d={key[0]} {key[1]}: no exact point (failed n: {failed})")
-            continue
-        n = [int(r["n"]) for r in pts]
-        col = lambda c: [float(r[c]) for r in pts]
-        a_t, _ = fit_slope(n, col("t_exact_s"))
-        a_r, _ = fit_slope(n, [max(t - c, 1e-3) for t, c in zip(col("t_exact_s"), col("compile_s"))])
-        a_s, _ = fit_slope(n, col("steps"))
-        a_p, _ = fit_slope(n, [max(v, 1.0) for v in col("passes")])
-        work = [float(r["passes"]) * int(r["n"]) * int(r["d"]) * int(r["p"]) for r in pts]
-        rate = np.median([w / max(float(r["seconds"]) - float(r["compile_s"]), 1e-9) for w, r in zip(work, pts)])
-        lines.append(f"d={key[0]} {key[1]}: time to exact ~ n^{a_t:.2f} (n^{a_r:.2f} without compilation); steps ~ n^{a_s:.2f}; passes over V ~ "
-                     f"n^{a_p:.2f}; per pass n*d*p = r*d^2*n^2 multiply-adds, so work ~ n^{a_p + 2:.2f}; "
-                     f"median throughput {rate / 1e9:.2f} GMAC/s; exact at n={n}; not exact at n={failed}")
+        mine = sorted((r for r in rows if (int(r["d"]), r["method"]) == key and r.get("steps")),
+                      key=lambda r: int(r["n"]))
+        pts = [r for r in mine if r["outcome"] == "exact"]
+        failed = [int(r["n"]) for r in mine if r["outcome"] != "exact"]
+        if len(pts) >= 2:
+            n = [int(r["n"]) for r in pts]
+            col = lambda c: [float(r[c]) for r in pts]
+            a_t, _ = fit_slope(n, col("t_exact_s"))
+            a_r, _ = fit_slope(n, [max(t - c, 1e-3) for t, c in zip(col("t_exact_s"), col("compile_s"))])
+            a_s, _ = fit_slope(n, col("steps"))
+            a_p, _ = fit_slope(n, [max(v, 1.0) for v in col("passes")])
+            lines.append(f"d={key[0]} {key[1]}: time to exact ~ n^{a_t:.2f} with compilation, n^{a_r:.2f} "
+                         f"without; steps ~ n^{a_s:.2f}; passes over V ~ n^{a_p:.2f}, each n*d*p = r*d^2*n^2 "
+                         f"multiply-adds, so V work ~ n^{a_p + 2:.2f}; exact at n={n}; not exact at n={failed}")
+        else:
+            lines.append(f"d={key[0]} {key[1]}: fewer than 2 exact points (not exact at n={failed})")
+        for r in mine:
+            run = max(float(r["seconds"]) - float(r["compile_s"]), 1e-9)
+            v_work = float(r["passes"]) * int(r["n"]) * int(r["d"]) * int(r["p"])
+            lines.append(f"    n={r['n']:>4} {r['outcome']:>7}: {int(r['steps']):>5} steps ({r['steps_first']} first-order, "
+                         f"{r['steps_lm']} LM), {run / max(int(r['steps']), 1):.3f} s/step, V work {v_work:.2e}, "
+                         f"Gram work {gram_work(r):.2e}, {(v_work + gram_work(r)) / run / 1e9:.2f} GMAC/s")
     return lines
 
 
@@ -307,7 +321,7 @@ def main(argv=None):
     rows = read_rows(csv_path)
     if rows:
         plot(rows, out / "scaling.png")
-        print("\n".join(["cost model (exact points only):"] + cost_model(rows)))
+        print("\n".join(["cost model (slopes over the exact points):"] + cost_model(rows)))
         print(f"wrote {csv_path} and {out / 'scaling.png'}")
 
 
