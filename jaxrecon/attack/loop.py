@@ -4,7 +4,7 @@
 
     solver = make_solver(target, n, method)           # the method bound to the problem's shapes
     tgt    = attack_target(target, solver.method)     # surrogate derivative, map prepared
-    state  = init_state(solver, key, tgt)             # x_hat ~ N(0, I)
+    state  = init_state(solver, key, tgt)             # x_hat ~ N(0, I), or start="pursuit"
     state  = advance(solver, tgt, state, max_steps)   # lax.while_loop, per-seed stopping
     result = finalize(solver, tgt, state, max_steps)
 
@@ -46,6 +46,7 @@ from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .methods import DEFAULT_METHOD, Method, method_config
 from .population import advance_population, best_member, init_population, summarize
+from .start import start_rows
 from .state import AttackState, Phase, ReconResult, Status, Watch
 
 
@@ -129,11 +130,11 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None):
         x0 = solver.project(jnp.asarray(x0, dtype))
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
     if method.starts <= 1:
-        x0 = solver.fresh_x(key, d, dtype)
+        x0 = start_rows(solver, key, target, dtype)
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
 
     def candidate(k):
-        x0 = solver.fresh_x(k, d, dtype)
+        x0 = start_rows(solver, k, target, dtype)
 
         def body(_, carry):
             x, s = carry

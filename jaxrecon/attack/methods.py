@@ -22,6 +22,7 @@ from .first_order import FirstOrder
 from .lm import LevenbergMarquardt
 from .population import Population
 from .stall import PairRepair, Restart, RowRedraw
+from .start import STARTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Method:
       loss_form: ``"kernel"`` or ``"residual"`` (see :mod:`jaxrecon.loss`).
       surrogate_slope: leaky ReLU derivative used by the attack (``None``: exact derivative).
       init: ``"gaussian"`` (``x_hat ~ N(0, I)``, as published) or ``"sphere"`` (projected).
+      start: ``"random"`` (rows drawn as ``init`` says) or ``"pursuit"`` (rows chosen greedily
+        against ``theta``: :mod:`jaxrecon.attack.start`).
       tol: a seed stops when its loss is ``<= tol``.
       jitter: relative Cholesky jitter (``None``: the dtype's default).
       starts: candidates started per seed; the best after ``start_steps`` first-order steps is kept.
@@ -56,6 +59,7 @@ class Method:
     loss_form: str = "kernel"
     surrogate_slope: Optional[float] = None
     init: str = "gaussian"
+    start: str = "random"
     tol: float = 1e-7
     jitter: Optional[float] = None
     starts: int = 1
@@ -73,6 +77,7 @@ class Method:
             action.validate()
         _validate.choice("loss_form", self.loss_form, LOSS_FORMS)
         _validate.choice("init", self.init, ("gaussian", "sphere"))
+        _validate.choice("start", self.start, STARTS)
         _validate.positive_float("tol", self.tol, allow_zero=True)
         _validate.positive_int("starts", self.starts)
         if self.starts > 1:
