@@ -157,8 +157,9 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log) -> dict:
         "compile_seconds": res.compile_seconds, "solved_tolerance": tol, "identified_tolerance": IDENTIFIED_TOL,
         "seed_batching": seed_batching(), "results": rows,
     }
-    if problem.defence is not None:
+    if problem.defence is not None:  # fit.train_loss is the clean fit's; the released theta's too
         summary["defence"] = problem.defence
+        summary["fit"]["train_loss_released"] = problem.defence["train_loss"]
     files = []
     if hasattr(data, "row_norm"):  # images: PSNR/SSIM per image, recon.png of the best seed
         summary["images"] = _image_outputs(cfg, data, res.x_hat, rows, files, out is not None, log)
