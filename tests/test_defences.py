@@ -177,3 +177,18 @@ def test_one_program_per_kind():
 
     assert len(keys("theta_noise", [1e-3, 1e-1])) == 1 and len(keys("dp", [0.5, 8.0])) == 1
     assert len(keys("quantize", [16, 8])) == 2  # the dtype is static
+
+
+def test_strength_needed_direction():
+    from jaxrecon.privacy_plots import strength_needed
+
+    def table(kind, strengths, errors):
+        return {"defence": np.array([kind] * len(strengths)), "defence_strength": np.array(strengths, float),
+                "p_over_dn": np.ones(len(strengths)), "error_sign": np.array(errors, float)}
+
+    # noise: error grows with the strength; 0.1 is crossed halfway (in log) between 1e-2 and 1e-1
+    assert strength_needed(table("theta_noise", [1e-3, 1e-2, 1e-1], [1e-3, 1e-2, 1.0]))[1.0] == pytest.approx(10 ** -1.5)
+    # dp: error grows as epsilon falls; the largest epsilon that keeps it at 0.1 or above
+    assert strength_needed(table("dp", [0.5, 2.0, 8.0], [0.5, 0.2, 1e-3]))[1.0] == pytest.approx(
+        2.0 * 4 ** (np.log(0.1 / 0.2) / np.log(1e-3 / 0.2)))
+    assert math.isnan(strength_needed(table("dp", [0.5, 8.0], [1e-3, 1e-3]))[1.0])
