@@ -187,7 +187,8 @@ def test_strength_needed_direction():
                 "p_over_dn": np.ones(len(strengths)), "error_sign": np.array(errors, float)}
 
     # noise: error grows with the strength; 0.1 is crossed halfway (in log) between 1e-2 and 1e-1
-    assert strength_needed(table("theta_noise", [1e-3, 1e-2, 1e-1], [1e-3, 1e-2, 1.0]))[1.0] == pytest.approx(10 ** -1.5)
+    needed = strength_needed(table("theta_noise", [1e-3, 1e-2, 1e-1], [1e-3, 1e-2, 1.0]))
+    assert needed[1.0] == pytest.approx(10 ** -1.5)
     # dp: error grows as epsilon falls; the largest epsilon that keeps it at 0.1 or above
     assert strength_needed(table("dp", [0.5, 2.0, 8.0], [0.5, 0.2, 1e-3]))[1.0] == pytest.approx(
         2.0 * 4 ** (np.log(0.1 / 0.2) / np.log(1e-3 / 0.2)))
