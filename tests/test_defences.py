@@ -193,3 +193,14 @@ def test_strength_needed_direction():
     assert strength_needed(table("dp", [0.5, 2.0, 8.0], [0.5, 0.2, 1e-3]))[1.0] == pytest.approx(
         2.0 * 4 ** (np.log(0.1 / 0.2) / np.log(1e-3 / 0.2)))
     assert math.isnan(strength_needed(table("dp", [0.5, 8.0], [1e-3, 1e-3]))[1.0])
+
+
+def test_reconstruct_summary_records_the_release():
+    from jaxrecon.runner import ReconstructConfig, run_reconstruction
+
+    cfg = ReconstructConfig(d=5, n=2, p=60, seeds=1, steps=20, theta_noise=0.05)
+    s = run_reconstruction(cfg, out=None, progress=False, log=None)
+    assert s["defence"]["kind"] == "theta_noise" and s["defence"]["level"] == 0.05
+    # the clean fit interpolates; the released theta does not
+    assert s["fit"]["train_loss_released"] == s["defence"]["train_loss"] > 100 * s["fit"]["train_loss"]
+    assert s["results"][0]["floor"] == s["defence"]["floor"] > 0
