@@ -7,7 +7,10 @@
     reconstruct(model.target, k_attack, n)               # stops at the floor / on a plateau
 
 :func:`defend` fits the model the way the defence says and releases ``theta``; everything is a pure
-``jnp`` function of its arguments (jit- and vmap-compatible, the :class:`Defence` static).
+``jnp`` function of its arguments (jit- and vmap-compatible). The :class:`Defence` is static; its
+numbers (:class:`Levels`: the strength, and ``sigma / Delta`` of the Gaussian mechanism for ``dp``)
+may be passed to :func:`defend` as traced values, so that one compiled program serves every
+strength of a kind (:data:`TRACED`; ``quantize`` compiles one program per dtype).
 
 ==============  ==========================================================  ===============
 kind            released ``theta``                                          ``strength``
@@ -68,7 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +90,11 @@ IN_SPAN = ("none", "ridge", "label_noise", "early_stop")
 #: ``g`` with ``|sigma(t)| <= g |t|`` for the registered activations (all have ``sigma(0) = 0``).
 GROWTH = {"relu": 1.0, "tanh": 1.0, "gelu": 1.0, "erf": 2.0 / math.sqrt(math.pi), "relu_tanh": 2.0}
 #: Keys of :attr:`Defended.info` (every kind has all of them; ``nan`` where one does not apply).
-INFO_KEYS = ("floor", "loss_at_truth", "noise_norm", "theta_norm", "sigma", "sensitivity", "feature_bound")
+#: ``train_loss``: the mean squared error of the released ``theta`` on the training labels.
+INFO_KEYS = ("floor", "loss_at_truth", "noise_norm", "theta_norm", "sigma", "sensitivity", "feature_bound",
+             "train_loss")
+#: Kinds whose numbers (:class:`Levels`) may be traced: one compiled program for all strengths.
+TRACED = ("theta_noise", "dp", "ridge", "label_noise", "early_stop", "prune")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +176,24 @@ def defence_at(kind: str, level: float, delta: Optional[float] = None, ridge: Op
     if kind == "ridge":
         return Defence("ridge", strength=level)
     return Defence(kind, strength=level, ridge=ridge)
+
+
+class Levels(NamedTuple):
+    """The numbers of a defence that :func:`defend` may take traced: ``strength`` (a float; the
+    steps, an integer, for ``early_stop``; 0 where unused) and ``noise_multiplier`` (``dp``: the
+    noise ``sigma`` per unit of sensitivity at ``(epsilon, delta)``, :func:`gaussian_sigma`; else 0)."""
+
+    strength: Any
+    noise_multiplier: Any
+
+
+def defence_levels(defence: Defence) -> Levels:
+    """The host numbers of ``defence`` (:class:`Levels`; the ``dp`` multiplier computed here)."""
+    if defence.kind == "early_stop":
+        return Levels(int(defence.strength), 0.0)
+    mult = gaussian_sigma(1.0, defence.epsilon, defence.delta) if defence.kind == "dp" else 0.0
+    strength = defence.fit_ridge if defence.kind == "ridge" else defence.strength
+    return Levels(0.0 if strength is None else float(strength), mult)
 
 
 class Defended(NamedTuple):
@@ -273,54 +298,72 @@ def gaussian_sigma(sensitivity: float, epsilon: float, delta: float, mechanism: 
 
 # -- the release ------------------------------------------------------------------------------
 
-def _fit_theta(defence: Defence, fmap, x, y, key):
-    """The fitted (unperturbed) ``theta`` of the defence's training procedure, and ``y`` used."""
+def _ridge_theta(fmap, x, y, lam):
+    """``Phi^T (K + lam I)^{-1} y`` for a (possibly traced) ``lam > 0``: the ridge branch of
+    :func:`jaxrecon.models.rf.fit_with_info`, the same operations."""
+    prepared = fmap.prepare()
+    K = prepared.gram(x, x)
+    lam = jnp.asarray(lam, K.dtype)
+    alpha = jax.scipy.linalg.solve(K + lam * jnp.eye(K.shape[0], dtype=K.dtype), y.astype(K.dtype), assume_a="pos")
+    return prepared.adjoint(x, alpha)
+
+
+def _fit_theta(defence: Defence, lv: Levels, fmap, x, y, key):
+    """The fitted (unperturbed) ``theta`` of the defence's training procedure."""
     if defence.kind == "label_noise":
-        y = y + defence.strength * jax.random.normal(key, y.shape, y.dtype)
+        y = y + jnp.asarray(lv.strength, y.dtype) * jax.random.normal(key, y.shape, y.dtype)
     if defence.kind == "dp":
         y = jnp.clip(y, -defence.label_bound, defence.label_bound)
+    if defence.kind == "ridge":
+        return _ridge_theta(fmap, x, y, lv.strength)
     if defence.kind == "early_stop":
         prepared = fmap.prepare()
         K = prepared.gram(x, x)
-        return prepared.adjoint(x, early_stopped_alpha(K, y.astype(K.dtype), defence.strength))
+        return prepared.adjoint(x, early_stopped_alpha(K, y.astype(K.dtype), lv.strength))
     return fit_with_info(fmap, x, y, defence.fit_ridge).theta
 
 
-def defend(fmap, x, y, defence: Defence, key, active=None) -> Defended:
+def defend(fmap, x, y, defence: Defence, key, active=None, levels: Optional[Levels] = None) -> Defended:
     """Fit ``fmap`` to ``(x, y)`` and release ``theta`` under ``defence`` (pure; ``defence`` static).
 
     ``key`` draws the defence's noise (``theta_noise``, ``dp``, ``label_noise``). ``active`` (bool,
     shape ``(p,)``; default all) marks the real features of a zero-padded map: noise and pruning
-    touch only those. Returns :class:`Defended`; its target carries ``floor`` unless the defence
-    keeps ``theta`` in the span (:data:`IN_SPAN`).
+    touch only those. ``levels`` (default :func:`defence_levels` of ``defence``) are the defence's numbers,
+    traced or not; given, they replace the ``defence``'s own (the kinds of :data:`TRACED`; a
+    compiled program takes them as arguments). Returns :class:`Defended`; its target carries
+    ``floor`` unless the defence keeps ``theta`` in the span (:data:`IN_SPAN`).
     """
     if not isinstance(defence, Defence):
         raise ValueError(f"defence: must be a Defence, got {type(defence).__name__}")
     _validate.matrix("x", x, width=fmap.input_dim)
-    clean = _fit_theta(defence, fmap, jnp.asarray(x), jnp.asarray(y), key)
+    lv = defence_levels(defence) if levels is None else levels
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    clean = _fit_theta(defence, lv, fmap, x, y, key)
     nan = jnp.asarray(jnp.nan, clean.dtype)
     info = {k: nan for k in INFO_KEYS}
     k = defence.kind
     if k == "theta_noise":
-        theta = clean + relative_noise(clean, defence.strength, key, active)
+        theta = clean + relative_noise(clean, jnp.asarray(lv.strength, clean.dtype), key, active)
     elif k == "dp":
         B = feature_bound(fmap)
         delta_2 = ridge_sensitivity(B, defence.label_bound, defence.fit_ridge / x.shape[0], x.shape[0])
-        sigma = delta_2 * gaussian_sigma(1.0, defence.epsilon, defence.delta)
+        sigma = delta_2 * jnp.asarray(lv.noise_multiplier, delta_2.dtype)
         theta = clean + jnp.where(_active(clean, active), sigma * jax.random.normal(key, clean.shape, clean.dtype), 0)
         info.update(sigma=sigma.astype(clean.dtype), sensitivity=delta_2.astype(clean.dtype),
                     feature_bound=B.astype(clean.dtype))
     elif k == "quantize":
         theta = quantize(clean, defence.dtype)
     elif k == "prune":
-        theta = prune(clean, defence.strength, active)
+        theta = prune(clean, lv.strength, active)
     else:
         theta = clean
     p = jnp.sum(_active(clean, active)).astype(clean.dtype)
     m = feature_rows(fmap, x)
     noise_sq = jnp.sum((theta - clean) ** 2)
+    fit_err = fmap.prepare().project(x, theta) - y.astype(clean.dtype)
     info.update(noise_norm=jnp.sqrt(noise_sq), theta_norm=jnp.linalg.norm(clean),
-                loss_at_truth=projector_loss(fmap, theta, x, form="residual"))
+                loss_at_truth=projector_loss(fmap, theta, x, form="residual"),
+                train_loss=jnp.mean(fit_err ** 2).astype(clean.dtype))
     if k in IN_SPAN:
         return Defended(Target(fmap, theta), info)
     free = jnp.maximum(p - m - x.shape[0] * (x.shape[1] - 1), 0)

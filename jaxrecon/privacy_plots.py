@@ -2,7 +2,8 @@
 
 :func:`defence_figure`: left, the reconstruction error (``error_sign``, median over seeds, bars
 from the 25th to the 75th percentile) against ``p/(dn)``, one curve per strength; right, the
-strength needed to keep the median error at or above ``level``, against ``p/(dn)`` (interpolated
+weakest strength that keeps the median error at or above ``level`` (the largest epsilon, bits or
+steps for ``dp``, ``quantize``, ``early_stop``), against ``p/(dn)`` (interpolated
 in log strength between the two strengths that bracket ``level``; missing where no strength
 reaches it). :func:`strength_needed` computes the right panel's numbers.
 """
@@ -25,15 +26,21 @@ def _cells(table: dict):
     return dict(sorted(cells.items()))
 
 
+#: Kinds whose strength axis protects more as it *decreases* (epsilon, bits, steps).
+DECREASING = ("dp", "quantize", "early_stop")
+
+
 def strength_needed(table: dict, level: float = 0.1) -> dict:
-    """``{p_over_dn: the smallest strength whose median error_sign >= level}`` (log-interpolated
-    between the strengths around the crossing; ``nan`` if none reaches ``level``; the weakest
-    strength if even it does)."""
+    """``{p_over_dn: the weakest strength whose median error_sign >= level}``: the smallest
+    strength, or the largest for the kinds of :data:`DECREASING` (log-interpolated between the
+    strengths around the crossing; ``nan`` if none reaches ``level``; the weakest strength if
+    even it does)."""
     cells = _cells(table)
     err = table["error_sign"]
+    descending = len(table["defence"]) > 0 and str(table["defence"][0]) in DECREASING
     out = {}
     for r in sorted({k[1] for k in cells}):
-        ss = sorted(s for s, rr in cells if rr == r)
+        ss = sorted((s for s, rr in cells if rr == r), reverse=descending)
         med = [float(np.median(err[cells[(s, r)]])) for s in ss]
         need = float("nan")
         for j, (s, e) in enumerate(zip(ss, med)):
@@ -70,7 +77,8 @@ def defence_figure(table: dict, path, level: float = 0.1, title: str | None = No
     ax.legend(title=f"{kind} strength", fontsize=8)
     need = strength_needed(table, level)
     bx.plot(list(need), list(need.values()), marker="s")
-    bx.set(xscale="log", yscale="log", xlabel="p / (d n)", ylabel=f"strength for median error >= {level:g}")
+    which = "largest" if kind in DECREASING else "smallest"
+    bx.set(xscale="log", yscale="log", xlabel="p / (d n)", ylabel=f"{which} strength with median error >= {level:g}")
     fig.suptitle(title or f"defence: {kind}")
     fig.tight_layout()
     path = Path(path)

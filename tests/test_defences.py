@@ -10,8 +10,8 @@ import pytest
 import jaxrecon
 from jaxrecon.attack import Status, reconstruct
 from jaxrecon.data.synthetic import synthetic
-from jaxrecon.defences import (DEFENCES, Defence, defence_at, defend, early_stopped_alpha, feature_bound,
-                               gaussian_sigma, prune, quantize, ridge_sensitivity)
+from jaxrecon.defences import (DEFENCES, Defence, defence_at, defence_levels, defend, early_stopped_alpha,
+                               feature_bound, gaussian_sigma, prune, quantize, ridge_sensitivity)
 from jaxrecon.features.random_features import RandomFeatures
 from jaxrecon.loss import projector_loss
 
@@ -138,3 +138,69 @@ def test_defence_at_levels():
         defence_at("quantize", 4)
     with pytest.raises(ValueError, match="^fmap:"):
         feature_bound(object())
+
+
+@pytest.mark.parametrize("kind, a, b", [("theta_noise", 1e-3, 1e-1), ("dp", 0.5, 4.0), ("ridge", 1e-2, 1e2),
+                                        ("label_noise", 1e-3, 1e-1), ("early_stop", 3, 40), ("prune", 0.1, 0.9)])
+def test_traced_levels_match_static(problem, kind, a, b):
+    # one compiled program (the levels traced) gives what the static defence gives, at both strengths
+    fmap, x, y = problem
+    with jaxrecon.x64():
+        key = jax.random.key(6)
+        program = jax.jit(lambda lv: defend(fmap, x, y, defence_at(kind, a), key, levels=lv))
+        for level in (a, b):
+            spec = defence_at(kind, level)
+            traced, static = program(defence_levels(spec)), defend(fmap, x, y, spec, key)
+            assert np.allclose(traced.target.theta, static.target.theta, rtol=1e-10, atol=1e-14)
+            for name in ("floor", "sigma", "train_loss"):
+                assert np.allclose(traced.info[name], static.info[name], rtol=1e-8, equal_nan=True)
+        assert program._cache_size() == 1
+
+
+def test_released_train_loss(problem):
+    fmap, x, y = problem
+    with jaxrecon.x64():
+        clean = defend(fmap, x, y, Defence("none"), jax.random.key(2))
+        assert float(clean.info["train_loss"]) < 1e-20  # p > n: the min-norm fit interpolates
+        m = defend(fmap, x, y, Defence("theta_noise", 0.1), jax.random.key(2))
+        expected = np.mean((np.asarray(fmap.features(x)) @ np.asarray(m.target.theta) - np.asarray(y)) ** 2)
+        assert float(m.info["train_loss"]) == pytest.approx(expected, rel=1e-8)
+
+
+def test_one_program_per_kind():
+    from jaxrecon.sweeps import SweepConfig, grid, program_key
+
+    def keys(kind, strengths):
+        r = SweepConfig(name="k", grid=dict(d=[5], n=[2], p=[40]), attack=dict(seeds=1, steps=10),
+                        privacy=dict(defence=kind, defence_strength=strengths)).resolved()
+        return {program_key(pt, r, pt.p) for pt in grid(r)}
+
+    assert len(keys("theta_noise", [1e-3, 1e-1])) == 1 and len(keys("dp", [0.5, 8.0])) == 1
+    assert len(keys("quantize", [16, 8])) == 2  # the dtype is static
+
+
+def test_strength_needed_direction():
+    from jaxrecon.privacy_plots import strength_needed
+
+    def table(kind, strengths, errors):
+        return {"defence": np.array([kind] * len(strengths)), "defence_strength": np.array(strengths, float),
+                "p_over_dn": np.ones(len(strengths)), "error_sign": np.array(errors, float)}
+
+    # noise: error grows with the strength; 0.1 is crossed halfway (in log) between 1e-2 and 1e-1
+    needed = strength_needed(table("theta_noise", [1e-3, 1e-2, 1e-1], [1e-3, 1e-2, 1.0]))
+    assert needed[1.0] == pytest.approx(10 ** -1.5)
+    # dp: error grows as epsilon falls; the largest epsilon that keeps it at 0.1 or above
+    assert strength_needed(table("dp", [0.5, 2.0, 8.0], [0.5, 0.2, 1e-3]))[1.0] == pytest.approx(
+        2.0 * 4 ** (np.log(0.1 / 0.2) / np.log(1e-3 / 0.2)))
+    assert math.isnan(strength_needed(table("dp", [0.5, 8.0], [1e-3, 1e-3]))[1.0])
+
+
+def test_reconstruct_summary_records_the_release():
+    from jaxrecon.runner import ReconstructConfig, run_reconstruction
+
+    cfg = ReconstructConfig(d=5, n=2, p=60, seeds=1, steps=20, theta_noise=0.05)
+    s = run_reconstruction(cfg, out=None, progress=False, log=None)
+    assert s["defence"]["kind"] == "theta_noise" and s["defence"]["level"] == 0.05
+    # the clean fit interpolates; the released theta does not
+    assert s["fit"]["train_loss_released"] == s["defence"]["train_loss"] > 100 * s["fit"]["train_loss"]
+    assert s["results"][0]["floor"] == s["defence"]["floor"] > 0

@@ -165,8 +165,9 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log, layout) -> dict:
         "compile_seconds": res.compile_seconds, "solved_tolerance": tol, "identified_tolerance": IDENTIFIED_TOL,
         "seed_batching": seed_batching(), "results": rows,
     }
-    if problem.defence is not None:
+    if problem.defence is not None:  # fit.train_loss is the clean fit's; the released theta's too
         summary["defence"] = problem.defence
+        summary["fit"]["train_loss_released"] = problem.defence["train_loss"]
     if layout is not None:
         summary["memory"] = layout._asdict()
     files = []

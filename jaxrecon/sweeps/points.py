@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.synthetic import synthetic
-from ..defences import defence_at, defend
+from ..defences import TRACED, Levels, defence_at, defence_levels, defend
 from ..features.base import Target
 from ..features.random_features import RandomFeatures
 from ..loss import report_loss, span_residuals
@@ -153,11 +153,25 @@ def check_sizes(resolved: ResolvedSweep, points: Sequence[GridPoint], memory: Op
                              f"the {memory / 1e9:.3g} GB of memory here; use smaller p or seeds, or block_size")
 
 
+def point_levels(point: GridPoint, resolved: ResolvedSweep) -> Levels:
+    """The defence numbers of ``point`` as the arrays its program takes (zeros without a defence;
+    :func:`jaxrecon.defences.defence_levels`)."""
+    lv = Levels(0.0, 0.0)
+    if point.defence != "none":
+        lv = defence_levels(defence_at(point.defence, point.strength, resolved.dp_delta, resolved.ridge or None))
+    strength_dtype = np.int32 if isinstance(lv.strength, int) else jax.dtypes.canonicalize_dtype(np.float64)
+    return Levels(np.asarray(lv.strength, strength_dtype),
+                  np.asarray(lv.noise_multiplier, jax.dtypes.canonicalize_dtype(np.float64)))
+
+
 def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None) -> Callable:
-    """``trial(key, p) -> dict`` for one seed at one grid point (pure; jit- and vmap-compatible).
+    """``trial(key, p, levels) -> dict`` for one seed at one grid point (pure; jit- and
+    vmap-compatible).
 
     ``width`` (default ``point.p``) is the static number of features of the program; when it is
-    larger than ``p``, rows ``p..width-1`` of ``V`` are zeroed (see :func:`pad_width`)."""
+    larger than ``p``, rows ``p..width-1`` of ``V`` are zeroed (see :func:`pad_width`). ``levels``
+    (:func:`point_levels`) are the defence's numbers: for the kinds of
+    :data:`jaxrecon.defences.TRACED` one program serves every strength (:func:`program_key`)."""
     dtype = "float64" if resolved.x64 else "float32"
     mcfg = method_config(point.method, optimizer=resolved.optimizer, lr=resolved.lr,
                          floor_factor=resolved.floor_factor, plateau_window=resolved.plateau_window)
@@ -169,7 +183,7 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
     width = point.p if width is None else width
     padded = block is None and resolved.pad_p != "none"  # a no-op mask when width == p
 
-    def trial(key, p):
+    def trial(key, p, levels):
         k_data, k_model, k_attack = jax.random.split(key, 3)
         data = synthetic(k_data, point.n, point.d, noise, dtype=dtype)
         fmap = RandomFeatures(k_model, point.d, width, point.activation, block, dtype=dtype)
@@ -180,7 +194,8 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
         target, floor = Target(fmap, fitted.theta), jnp.asarray(jnp.nan, fitted.theta.dtype)
         if defence is not None:  # the released theta; its noise from a key of its own
             active = jnp.arange(width) < p
-            target, info = defend(fmap, data.x, data.y, defence, jax.random.fold_in(k_attack, 2), active)
+            target, info = defend(fmap, data.x, data.y, defence, jax.random.fold_in(k_attack, 2), active,
+                                  levels if point.defence in TRACED else None)
             floor = info["floor"]
         x0 = None
         if planted is not None:  # a start near the training set: is it a locally isolated zero?
@@ -232,7 +247,8 @@ def program_key(point: GridPoint, resolved: ResolvedSweep, width: int, vmapped: 
     static = {k: getattr(resolved, k) for k in ("steps", "optimizer", "lr", "x64", "block_size", "noise",
                                                 "ridge", "pad_p", "planted", "dp_delta", "floor_factor",
                                                 "plateau_window")}
-    return (point.d, point.n, width, point.activation, point.method, point.defence, float(point.strength),
+    strength = None if point.defence in TRACED else float(point.strength)  # traced: an argument
+    return (point.d, point.n, width, point.activation, point.method, point.defence, strength,
             json.dumps(static, sort_keys=True),
             resolved.seeds if vmapped else None, bool(jax.config.jax_enable_x64))
 
@@ -253,11 +269,11 @@ def compiled_program(point: GridPoint, resolved: ResolvedSweep, width: Optional[
     if not vmapped:
         fn = jax.jit(trial)
     elif seed_batching() == "map":
-        fn = jax.jit(lambda keys, p: jax.lax.map(lambda k: trial(k, p), keys))
+        fn = jax.jit(lambda keys, p, lv: jax.lax.map(lambda k: trial(k, p, lv), keys))
     else:
-        fn = jax.jit(jax.vmap(trial, in_axes=(0, None)))
+        fn = jax.jit(jax.vmap(trial, in_axes=(0, None, None)))
     t0 = time.perf_counter()
-    exe = fn.lower(keys if vmapped else keys[0], np.int32(point.p)).compile()
+    exe = fn.lower(keys if vmapped else keys[0], np.int32(point.p), point_levels(point, resolved)).compile()
     seconds = time.perf_counter() - t0
     return cache.put(pkey, exe), seconds
 
@@ -287,13 +303,13 @@ def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = 
     it the program comes from ``cache`` (compiled there if missing; default: a fresh cache)."""
     exe, compile_seconds = program or compiled_program(point, resolved, width, vmapped, cache)
     keys = seed_keys(resolved.seed, resolved.seeds)
-    p = np.int32(point.p)
+    p, lv = np.int32(point.p), point_levels(point, resolved)
     t0 = time.perf_counter()
     if vmapped:
-        out = jax.block_until_ready(exe(keys, p))
+        out = jax.block_until_ready(exe(keys, p, lv))
         out = {k: np.asarray(v) for k, v in out.items()}
     else:
-        per = [jax.block_until_ready(exe(keys[s], p)) for s in range(keys.shape[0])]
+        per = [jax.block_until_ready(exe(keys[s], p, lv)) for s in range(keys.shape[0])]
         out = {k: np.stack([np.asarray(o[k]) for o in per]) for k in per[0]}
     seconds = time.perf_counter() - t0
     return PointOutput(out["x"], out["x_hat"], out["train_loss"], out["loss"], out["steps"],
