@@ -262,10 +262,11 @@ def test_config_layout_auto_is_the_default_and_old_flags_keep_working():
 def test_summary_records_the_memory_layout(capsys):
     from jaxrecon.runner import ReconstructConfig, run_reconstruction
 
-    cfg = ReconstructConfig(d=4, n=2, p=60, steps=2, seeds=1, method="adam", memory_budget="3kB")
+    budget = RUNTIME_BYTES + 3000  # 3 kB for V and the attack: streamed
+    cfg = ReconstructConfig(d=4, n=2, p=60, steps=2, seeds=1, method="adam", memory_budget=str(budget))
     summary = run_reconstruction(cfg, progress=False)
     mem = summary["memory"]
-    assert mem["dense"] is False and mem["block_size"] == block_size_for(4, 2, 60, "3kB")
+    assert mem["dense"] is False and mem["block_size"] == block_size_for(4, 2, 60, 3000)
     assert f"memory: V streamed, block_size={mem['block_size']}" in capsys.readouterr().out
 
 
