@@ -94,7 +94,8 @@ def main(argv=None):
         eff = f"{r['efficiency']:.2f}" if r["efficiency"] is not None else "-"
         print(f"{r['processes']:<2} {r['seconds']:8.1f}  {r['points_per_second']:8.3f}  {eff:>10}")
     if args.json:
-        print("wrote", save(args.json, {"machine": machine(), "grid": vars(args), "points": points, "runs": rows}))
+        print("wrote", save(args.json, {"machine": machine(), "grid": {k: v for k, v in vars(args).items() if k != "keep"}, "points": points,
+                                      "runs": rows}))
 
 
 if __name__ == "__main__":

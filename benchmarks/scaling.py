@@ -303,7 +303,7 @@ def main(argv=None):
 
         meta_path = out / "meta.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else []
-        meta.append({"args": {k: v for k, v in vars(args).items() if k != "point"}, "machine": machine(),
+        meta.append({"args": {k: v for k, v in vars(args).items() if k not in ("point", "out")}, "machine": machine(),
                      "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
         meta_path.write_text(json.dumps(meta, indent=2))
         done = done_points(csv_path)
