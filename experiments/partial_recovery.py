@@ -1,7 +1,7 @@
 """Partial recovery below the threshold: which training rows leak when p < d n, and how many.
 
     nice -n 10 python experiments/partial_recovery.py --out benchmarks/results/partial_recovery
-    python experiments/partial_recovery.py --quick --out /tmp/pr     # a 1-minute smoke run
+    python experiments/partial_recovery.py --quick --out runs/pr      # a 1-minute smoke run
 
 Random-features regression (ReLU, d = 50, n = 10, so d n = 500) at p/(dn) in
 {0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5}, 8 seeds per point, each seed its own data, features
