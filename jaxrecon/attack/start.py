@@ -63,7 +63,7 @@ def pursuit_start(tgt, key: jax.Array, n: int, radius, dtype, candidates: int = 
                   jitter=None) -> jax.Array:
     """``(n, d)`` rows chosen greedily against ``theta`` (module docstring); ``tgt`` is the prepared
     attack target. Row ``i`` draws its candidates from ``fold_in(key, i)``."""
-    fmap, theta = full_precision(tgt)
+    fmap, theta = full_precision(tgt)[:2]
     d = fmap.input_dim
 
     def body(i, carry):
