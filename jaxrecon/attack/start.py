@@ -70,7 +70,7 @@ def pursuit_start(tgt, key: jax.Array, n: int, radius, dtype, candidates: int = 
         x, keep, r = carry
         z = pursuit(fmap, r, jax.random.fold_in(key, i), d, dtype, radius, candidates)
         z = refine_row(fmap, z, r, radius, refine_steps)
-        x, keep = x.at[i].set(z), keep.at[i].set(True)
+        x, keep = x.at[i].set(z.astype(x.dtype)), keep.at[i].set(True)
         r, _ = residual_of_rows(fmap, theta, x, keep, jitter)
         return x, keep, r.astype(dtype)
 
