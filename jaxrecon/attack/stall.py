@@ -172,7 +172,7 @@ def sign_search(fmap, theta, x: jax.Array, keep: jax.Array, max_flips: int, jitt
     The kernel of the ``2n`` rows ``[x; -x]`` is formed once (one pass over the features); each
     round evaluates, for every kept row, the loss of the kept rows with that row's sign changed
     (``n`` solves of ``n x n`` kernels) and flips the best row while it lowers the loss by more
-    than 1e-3 relatively, at most ``max_flips`` times. For ReLU features ``phi(-z) = phi(z) - V z``,
+    than 1e-3 relatively and more than the kernel form's rounding, at most ``max_flips`` times. For ReLU features ``phi(-z) = phi(z) - V z``,
     so a row at ``-x_j`` lacks a linear feature; with the rows that compensate such deficits (an
     antipodal pair) left out of ``keep``, each wrongly signed row shows as a loss its flip removes.
     """
@@ -182,6 +182,7 @@ def sign_search(fmap, theta, x: jax.Array, keep: jax.Array, max_flips: int, jitt
     keep_f = jnp.repeat(keep, k)
     t2 = jnp.sum(jnp.square(theta.astype(x.dtype)))
     scale = jnp.trace(K) / K.shape[0]
+    floor = 100 * jnp.finfo(x.dtype).eps * t2  # kernel-form losses closer than this are rounding
 
     def loss_of(s):
         fr = ((jnp.where(s, n, 0) + jnp.arange(n))[:, None] * k + jnp.arange(k)).reshape(-1)
@@ -195,7 +196,7 @@ def sign_search(fmap, theta, x: jax.Array, keep: jax.Array, max_flips: int, jitt
         cand = jax.vmap(lambda i: loss_of(s.at[i].set(~s[i])))(jnp.arange(n))
         cand = jnp.where(keep & jnp.isfinite(cand), cand, jnp.inf)
         best = jnp.argmin(cand)
-        go = cand[best] < cur * (1 - 1e-3)
+        go = cand[best] < cur * (1 - 1e-3) - floor
         return jnp.where(go, s.at[best].set(~s[best]), s), jnp.where(go, cand[best], cur), flips + go, go
 
     s0 = jnp.zeros(n, bool)
