@@ -172,9 +172,10 @@ def sign_search(fmap, theta, x: jax.Array, keep: jax.Array, max_flips: int, jitt
     The kernel of the ``2n`` rows ``[x; -x]`` is formed once (one pass over the features); each
     round evaluates, for every kept row, the loss of the kept rows with that row's sign changed
     (``n`` solves of ``n x n`` kernels) and flips the best row while it lowers the loss by more
-    than 1e-3 relatively and more than the kernel form's rounding, at most ``max_flips`` times. For ReLU features ``phi(-z) = phi(z) - V z``,
-    so a row at ``-x_j`` lacks a linear feature; with the rows that compensate such deficits (an
-    antipodal pair) left out of ``keep``, each wrongly signed row shows as a loss its flip removes.
+    than 1e-3 relatively and more than the kernel form's rounding, at most ``max_flips`` times.
+    For ReLU features ``phi(-z) = phi(z) - V z``, so a row at ``-x_j`` lacks a linear feature; with
+    the rows that compensate such deficits (an antipodal pair) left out of ``keep``, a wrongly
+    signed row shows as a loss its flip removes.
     """
     n = x.shape[0]
     K, v = fmap.gram_project(jnp.concatenate([x, -x]), theta.astype(x.dtype))
@@ -241,7 +242,8 @@ def repair_rows(tgt, x: jax.Array, key: jax.Array, radius, pair_cos: float = 0.9
     The suspects (:func:`suspect_rows`: antipodal pairs, rows that explain little) are left out, the
     other rows' signs are chosen by :func:`sign_search`, and the suspects are redrawn one after
     another by :func:`pursuit` (refined by ``refine_steps`` of
-    :func:`~jaxrecon.attack.start.refine_row`) on the residual of the rows kept so far (deflation), each then kept.
+    :func:`~jaxrecon.attack.start.refine_row`) on the residual of the rows kept so far, each then
+    kept (deflation).
     ``found`` is False (and ``x`` unchanged) when there is no suspect and no sign to change.
     """
     from .start import refine_row
@@ -252,12 +254,15 @@ def repair_rows(tgt, x: jax.Array, key: jax.Array, radius, pair_cos: float = 0.9
     bad = suspect_rows(x, loss, cost, pair_cos, useless)
     x_new, flipped = sign_search(fmap, theta, x, ~bad, n, jitter)
 
-    def redraw(i, carry):
-        x_, keep = carry
+    def redraw_row(i, x_, keep):
         r, _ = residual_of_rows(fmap, theta, x_, keep, jitter)
         z = pursuit(fmap, r, jax.random.fold_in(key, i), d, x.dtype, radius, candidates)
         z = refine_row(fmap, z, r, radius, refine_steps) if refine_steps else z
-        return jnp.where(keep[i], x_, x_.at[i].set(z)), keep.at[i].set(True)
+        return x_.at[i].set(z)
+
+    def redraw(i, carry):  # only the suspects pay for a pursuit (a select under vmap)
+        x_, keep = carry
+        return jax.lax.cond(keep[i], lambda: x_, lambda: redraw_row(i, x_, keep)), keep.at[i].set(True)
 
     x_new, _ = jax.lax.fori_loop(0, n, redraw, (x_new, ~bad))
     found = jnp.any(bad) | jnp.any(flipped)
