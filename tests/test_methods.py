@@ -11,7 +11,8 @@ from jaxrecon.data import project_to_sphere, sphere
 from jaxrecon.attack import METHODS, Phase, Status, attack_target, make_solver, method_config
 from jaxrecon.attack.lm import lm_direction, lm_system
 from jaxrecon.attack.loop import _start, advance, init_state
-from jaxrecon.attack.stall import PairRepair, Restart, RowRedraw, redraw_weakest_row, repair_antipodal_pair
+from jaxrecon.attack.stall import (PairRepair, Restart, RowRedraw, RowRepair, drop_costs, redraw_weakest_row,
+                                   repair_antipodal_pair, repair_rows)
 
 
 def problem(d, n, p_over_dn, dtype="float64", seed=1):
@@ -200,3 +201,24 @@ def test_repair_undoes_flipped_rows_compensated_by_an_antipodal_pair():
     # without an antipodal pair nothing changes
     same, found = repair(jnp.asarray(truth))
     assert not bool(found) and np.array_equal(np.asarray(same), truth)
+
+
+def test_row_repair_fixes_several_wrong_rows_at_once():
+    data, target = problem(6, 5, 10)
+    tgt = attack_target(target, METHODS["adam-lm-repair"]())
+    truth = np.asarray(data.x)
+    x = truth.copy()
+    x[0] *= -1  # a row at -x_0 (the sign-flip minimum of ReLU features)
+    x[1] = np.asarray(sphere(jax.random.key(4), 1, 6))[0]  # a random row
+    x[2] = truth[3]  # a duplicate of another row
+    loss = lambda xx: float(drop_costs(tgt.fmap, tgt.theta, jnp.asarray(xx))[0])
+    repair = jax.jit(lambda xx: repair_rows(tgt, xx, jax.random.key(0), np.sqrt(6)))
+    new, found = repair(jnp.asarray(x))
+    new = np.asarray(new)
+    assert bool(found)
+    np.testing.assert_allclose(new[[0, 4]], truth[[0, 4]], rtol=1e-12)  # the sign restored, a right row kept
+    assert loss(new) < loss(x) / 10
+    np.testing.assert_allclose(np.linalg.norm(new, axis=1), np.sqrt(6), rtol=1e-12)
+    same, found = repair(jnp.asarray(truth))  # at the training set nothing changes
+    assert not bool(found) and np.array_equal(np.asarray(same), truth)
+    assert METHODS["adam-lm-repair"]().on_stall == (RowRepair(), RowRedraw())

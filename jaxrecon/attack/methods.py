@@ -5,6 +5,7 @@ Named methods are short factories, in the manner of optax's ``alias.py``::
     published()   SGD with momentum on the kernel form, the paper's recipe
     adam()        Adam, warm-up and cosine decay, on the residual form
     adam_lm()     Adam, then Levenberg-Marquardt, with stall actions (the default)
+    adam_lm_repair()  adam_lm with every suspect row repaired at a stall (many rows)
 
 :func:`method_config` looks a method up by name and applies overrides by field name (the
 sections' fields, e.g. ``lr=0.1``, ``cg_iters=40``, ``repair_pairs=False``).
@@ -21,7 +22,7 @@ from ..loss import LOSS_FORMS
 from .first_order import FirstOrder
 from .lm import LevenbergMarquardt
 from .population import Population
-from .stall import PairRepair, Restart, RowRedraw
+from .stall import PairRepair, Restart, RowRedraw, RowRepair
 from .start import STARTS
 
 
@@ -135,6 +136,16 @@ def adam_lm() -> Method:
                   on_stall=(PairRepair(), RowRedraw()), loss_form="residual", init="sphere", tol=1e-12)
 
 
+def adam_lm_repair() -> Method:
+    """``adam-lm`` for many rows: a stall repairs every suspect row at once
+    (:class:`~jaxrecon.attack.stall.RowRepair`: the signs of the rows, antipodal pairs and weak
+    rows redrawn with deflation) before the weakest row is redrawn. Above ``n ~ d`` the sign-flip
+    minimum of ReLU features holds tens of rows at ``-x_j`` that the one-pair repair cannot undo
+    (``benchmarks/RESULTS.md``, Scaling). Stops at ``L <= 1e-11``: the float32 floor of the
+    residual form grows with ``n`` (``1.2e-12`` at ``n = 80``, above ``adam-lm``'s ``1e-12``)."""
+    return dataclasses.replace(adam_lm(), on_stall=(RowRepair(), RowRedraw()), tol=1e-11)
+
+
 def global_() -> Method:
     """``adam-lm`` with a population of 8 starts per seed, advanced in rounds of 200 steps until
     one reaches the zero of the loss (:mod:`jaxrecon.attack.population`): for sweeps near the
@@ -148,7 +159,8 @@ def global_() -> Method:
 DEFAULT_PLATEAU_WINDOW = 500
 
 #: Named methods: name -> factory. ``published`` is the paper's recipe and must stay exactly so.
-METHODS = {"published": published, "adam": adam, "adam-lm": adam_lm, "global": global_}
+METHODS = {"published": published, "adam": adam, "adam-lm": adam_lm, "adam-lm-repair": adam_lm_repair,
+           "global": global_}
 DEFAULT_METHOD = "adam-lm"
 
 _SECTION_OF = {f.name: "first_order" for f in dataclasses.fields(FirstOrder)}

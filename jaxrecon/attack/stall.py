@@ -1,6 +1,8 @@
 """Stall actions: what a seed does when its last phase ends without converging.
 
-A method lists its actions in order; on a stall the first action that applies replaces ``x_hat``
+Actions: :class:`PairRepair` (one antipodal pair), :class:`RowRepair` (every suspect row at once:
+signs, pairs and weak rows), :class:`RowRedraw` (the weakest row), :class:`Restart`. A method lists
+its actions in order; on a stall the first action that applies replaces ``x_hat``
 and the method's first phase starts again (with a fresh state). Each action is a frozen dataclass
 called as ``action(solver, tgt, x, key) -> (x_new, applies)`` on the prepared target.
 """
@@ -139,4 +141,129 @@ class Restart:
         return solver.fresh_x(key, x.shape[1], x.dtype), jnp.asarray(True)
 
 
-STALL_ACTIONS = {"pair_repair": PairRepair, "row_redraw": RowRedraw, "restart": Restart}
+@dataclasses.dataclass(frozen=True)
+class RowRepair:
+    """Repair every suspect row at once (:func:`repair_rows`: signs by :func:`sign_search`,
+    antipodal pairs and rows that explain little redrawn with deflation); applies when it finds something."""
+
+    pair_cos: float = 0.9
+    useless: float = 1.0
+    candidates: int = 1024
+    refine_steps: int = 16
+
+    def validate(self):
+        _validate.positive_int("reset_candidates", self.candidates)
+        if self.refine_steps != 0:
+            _validate.positive_int("refine_steps", self.refine_steps)
+        _validate.positive_float("useless", self.useless, allow_zero=True)
+        return self
+
+    def __call__(self, solver, tgt, x, key):
+        return repair_rows(tgt, x, jax.random.fold_in(key, 2), solver.radius, self.pair_cos, self.useless,
+                           self.candidates, self.refine_steps, solver.method.jitter)
+
+
+STALL_ACTIONS = {"pair_repair": PairRepair, "row_repair": RowRepair, "row_redraw": RowRedraw, "restart": Restart}
+
+
+def sign_search(fmap, theta, x: jax.Array, keep: jax.Array, max_flips: int, jitter=None):
+    """Greedy sign choice of the kept rows: ``(x_new, flipped)``.
+
+    The kernel of the ``2n`` rows ``[x; -x]`` is formed once (one pass over the features); each
+    round evaluates, for every kept row, the loss of the kept rows with that row's sign changed
+    (``n`` solves of ``n x n`` kernels) and flips the best row while it lowers the loss by more
+    than 1e-3 relatively and more than the kernel form's rounding, at most ``max_flips`` times.
+    For ReLU features ``phi(-z) = phi(z) - V z``, so a row at ``-x_j`` lacks a linear feature; with
+    the rows that compensate such deficits (an antipodal pair) left out of ``keep``, a wrongly
+    signed row shows as a loss its flip removes.
+    """
+    n = x.shape[0]
+    K, v = fmap.gram_project(jnp.concatenate([x, -x]), theta.astype(x.dtype))
+    k = K.shape[0] // (2 * n)
+    keep_f = jnp.repeat(keep, k)
+    t2 = jnp.sum(jnp.square(theta.astype(x.dtype)))
+    scale = jnp.trace(K) / K.shape[0]
+    floor = 100 * jnp.finfo(x.dtype).eps * t2  # kernel-form losses closer than this are rounding
+
+    def loss_of(s):
+        fr = ((jnp.where(s, n, 0) + jnp.arange(n))[:, None] * k + jnp.arange(k)).reshape(-1)
+        A = K[fr][:, fr]
+        A = jnp.where(keep_f[:, None] & keep_f[None, :], A, jnp.where(jnp.eye(A.shape[0], dtype=bool), scale, 0.0))
+        w = factor_kernel(A, jitter).half_solve(jnp.where(keep_f, v[fr], 0.0))
+        return t2 - jnp.sum(w * w)
+
+    def body(carry):
+        s, cur, flips, _ = carry
+        cand = jax.vmap(lambda i: loss_of(s.at[i].set(~s[i])))(jnp.arange(n))
+        cand = jnp.where(keep & jnp.isfinite(cand), cand, jnp.inf)
+        best = jnp.argmin(cand)
+        go = cand[best] < cur * (1 - 1e-3) - floor
+        return jnp.where(go, s.at[best].set(~s[best]), s), jnp.where(go, cand[best], cur), flips + go, go
+
+    s0 = jnp.zeros(n, bool)
+    s, _, _, _ = jax.lax.while_loop(lambda c: c[3] & (c[2] < max_flips), body,
+                                    (s0, loss_of(s0), jnp.asarray(0, jnp.int32), jnp.asarray(True)))
+    return jnp.where(s[:, None], -x, x), s
+
+
+def drop_costs(fmap, theta, x: jax.Array, jitter=None) -> jax.Array:
+    """``(loss, cost)``: the loss of the rows ``x`` and, per row, how much it rises when that row
+    is left out (``c_B^T [(A^{-1})_{BB}]^{-1} c_B / |theta|^2`` over the row's ``k`` feature rows)."""
+    n = x.shape[0]
+    A, v = fmap.gram_project(x, theta.astype(x.dtype))
+    f = factor_kernel(A, jitter)
+    c = f.solve(v)
+    k = A.shape[0] // n
+    Ainv = f.solve(jnp.eye(A.shape[0], dtype=A.dtype))
+    blocks = jax.vmap(lambda i: jax.lax.dynamic_slice(Ainv, (i * k, i * k), (k, k)))(jnp.arange(n))
+    cb = c.reshape(n, k)
+    t2 = jnp.sum(jnp.square(theta.astype(x.dtype)))
+    cost = jax.vmap(lambda b, ci: ci @ jnp.linalg.solve(b, ci))(blocks, cb) / t2
+    return 1.0 - jnp.sum(v * c) / t2, cost
+
+
+def suspect_rows(x: jax.Array, loss, cost: jax.Array, pair_cos: float, useless: float) -> jax.Array:
+    """Rows to redraw: members of an antipodal pair (cosine below ``-pair_cos`` with another row)
+    and rows that explain less of ``theta`` than ``useless`` times the loss and than 5 % of the
+    median row (``cost`` from :func:`drop_costs`): a right row, even of small weight, explains its
+    own training point, far more than the loss near a zero; a row stuck away from every training
+    point explains little."""
+    n = x.shape[0]
+    u = x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), jnp.finfo(x.dtype).tiny)
+    cos = jnp.where(jnp.eye(n, dtype=bool), 0.0, u @ u.T)
+    small = (cost < useless * loss) & (cost < 0.05 * jnp.median(cost))
+    return jnp.any(cos < -pair_cos, axis=1) | small
+
+
+def repair_rows(tgt, x: jax.Array, key: jax.Array, radius, pair_cos: float = 0.9, useless: float = 1.0,
+                candidates: int = 256, refine_steps: int = 8, jitter=None):
+    """Repair every suspect row at once: ``(x_new, found)``.
+
+    The suspects (:func:`suspect_rows`: antipodal pairs, rows that explain little) are left out, the
+    other rows' signs are chosen by :func:`sign_search`, and the suspects are redrawn one after
+    another by :func:`pursuit` (refined by ``refine_steps`` of
+    :func:`~jaxrecon.attack.start.refine_row`) on the residual of the rows kept so far, each then
+    kept (deflation).
+    ``found`` is False (and ``x`` unchanged) when there is no suspect and no sign to change.
+    """
+    from .start import refine_row
+
+    fmap, theta = full_precision(tgt)[:2]
+    n, d = x.shape
+    loss, cost = drop_costs(fmap, theta, x, jitter)
+    bad = suspect_rows(x, loss, cost, pair_cos, useless)
+    x_new, flipped = sign_search(fmap, theta, x, ~bad, n, jitter)
+
+    def redraw_row(i, x_, keep):
+        r, _ = residual_of_rows(fmap, theta, x_, keep, jitter)
+        z = pursuit(fmap, r, jax.random.fold_in(key, i), d, x.dtype, radius, candidates)
+        z = refine_row(fmap, z, r, radius, refine_steps) if refine_steps else z
+        return x_.at[i].set(z)
+
+    def redraw(i, carry):  # only the suspects pay for a pursuit (a select under vmap)
+        x_, keep = carry
+        return jax.lax.cond(keep[i], lambda: x_, lambda: redraw_row(i, x_, keep)), keep.at[i].set(True)
+
+    x_new, _ = jax.lax.fori_loop(0, n, redraw, (x_new, ~bad))
+    found = jnp.any(bad) | jnp.any(flipped)
+    return jnp.where(found, x_new, x), found
