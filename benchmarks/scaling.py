@@ -258,8 +258,11 @@ def plot(rows: list, path: Path) -> None:
                 ax.plot([int(r["n"]) for r in bad], [float(r["budget_s"]) for r in bad], "x", color=color, ms=9,
                         label=f"d={d}: not exact (at budget)")
     for ax, title in zip(axes, ("time to exact (s, compile incl.)", "passes over V", "peak host RSS (MB)")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        if any(len(line.get_xdata()) for line in ax.get_lines()):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        else:  # no exact point: nothing to put on log axes
+            ax.text(0.5, 0.5, "no exact point", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("n")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
