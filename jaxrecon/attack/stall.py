@@ -47,6 +47,55 @@ def pursuit(fmap, r: jax.Array, key, d: int, dtype, radius, candidates: int) -> 
     return cands[jnp.argmax(score)]
 
 
+def pursuit_score(fmap, z: jax.Array, r: jax.Array) -> jax.Array:
+    """``(phi(z)^T r)^2 / |phi(z)|^2`` for one row ``z`` (summed over a ``k``-output map's rows)."""
+    corr = fmap.project(z[None], r)
+    norm2 = jnp.sum(jnp.diagonal(fmap.gram(z[None], z[None])))
+    return jnp.sum(corr * corr) / jnp.maximum(norm2, jnp.finfo(z.dtype).tiny)
+
+
+def refine_row(fmap, z: jax.Array, r: jax.Array, radius, steps: int, angle: float = 0.5) -> jax.Array:
+    """``steps`` of projected gradient ascent of :func:`pursuit_score` from ``z``: each a move along
+    the tangent gradient by ``angle * 0.6^k`` times the row norm, kept only if the score rises."""
+    score = lambda z_: pursuit_score(fmap, z_, r)
+    scale = jnp.linalg.norm(z) if radius is None else radius
+
+    def body(k, carry):
+        z_, s = carry
+        g = jax.grad(score)(z_)
+        g = g - jnp.dot(g, z_) / jnp.maximum(jnp.dot(z_, z_), jnp.finfo(z_.dtype).tiny) * z_
+        step = angle * (0.6 ** k.astype(z_.dtype)) * scale / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(z_.dtype).tiny)
+        z_new = _project((z_ + step * g)[None], radius)[0]
+        s_new = score(z_new)
+        better = jnp.isfinite(s_new) & (s_new > s)
+        return jnp.where(better, z_new, z_), jnp.where(better, s_new, s)
+
+    z, _ = jax.lax.fori_loop(0, steps, body, (z, score(z)))
+    return z
+
+
+def fill_rows(fmap, theta, x: jax.Array, keep: jax.Array, key: jax.Array, radius, candidates: int,
+              refine_steps: int, jitter=None) -> jax.Array:
+    """Fill the rows of ``x`` outside ``keep``, in row order, each by :func:`pursuit` (refined by
+    ``refine_steps`` of :func:`refine_row`) on the residual of the rows kept so far, then kept
+    (deflation). Row ``i`` draws its candidates from ``fold_in(key, i)``; only the rows to fill pay
+    for a pursuit (a select under ``vmap``)."""
+    d = x.shape[1]
+
+    def fill_row(i, x_, keep_):
+        r, _ = residual_of_rows(fmap, theta, x_, keep_, jitter)
+        z = pursuit(fmap, r, jax.random.fold_in(key, i), d, x_.dtype, radius, candidates)
+        z = refine_row(fmap, z, r, radius, refine_steps) if refine_steps else z
+        return x_.at[i].set(z.astype(x_.dtype))
+
+    def body(i, carry):
+        x_, keep_ = carry
+        return jax.lax.cond(keep_[i], lambda: x_, lambda: fill_row(i, x_, keep_)), keep_.at[i].set(True)
+
+    x, _ = jax.lax.fori_loop(0, x.shape[0], body, (x, keep))
+    return x
+
+
 def redraw_weakest_row(tgt, x: jax.Array, key: jax.Array, radius, candidates: int = 256, jitter=None):
     """Replace the row of ``x`` that explains least of ``theta`` by a matching-pursuit pick.
 
@@ -241,29 +290,14 @@ def repair_rows(tgt, x: jax.Array, key: jax.Array, radius, pair_cos: float = 0.9
 
     The suspects (:func:`suspect_rows`: antipodal pairs, rows that explain little) are left out, the
     other rows' signs are chosen by :func:`sign_search`, and the suspects are redrawn one after
-    another by :func:`pursuit` (refined by ``refine_steps`` of
-    :func:`~jaxrecon.attack.start.refine_row`) on the residual of the rows kept so far, each then
-    kept (deflation).
+    another by :func:`fill_rows` (pursuit on the residual of the rows kept so far, each then kept).
     ``found`` is False (and ``x`` unchanged) when there is no suspect and no sign to change.
     """
-    from .start import refine_row
-
     fmap, theta = full_precision(tgt)[:2]
-    n, d = x.shape
+    n = x.shape[0]
     loss, cost = drop_costs(fmap, theta, x, jitter)
     bad = suspect_rows(x, loss, cost, pair_cos, useless)
     x_new, flipped = sign_search(fmap, theta, x, ~bad, n, jitter)
-
-    def redraw_row(i, x_, keep):
-        r, _ = residual_of_rows(fmap, theta, x_, keep, jitter)
-        z = pursuit(fmap, r, jax.random.fold_in(key, i), d, x.dtype, radius, candidates)
-        z = refine_row(fmap, z, r, radius, refine_steps) if refine_steps else z
-        return x_.at[i].set(z)
-
-    def redraw(i, carry):  # only the suspects pay for a pursuit (a select under vmap)
-        x_, keep = carry
-        return jax.lax.cond(keep[i], lambda: x_, lambda: redraw_row(i, x_, keep)), keep.at[i].set(True)
-
-    x_new, _ = jax.lax.fori_loop(0, n, redraw, (x_new, ~bad))
+    x_new = fill_rows(fmap, theta, x_new, ~bad, key, radius, candidates, refine_steps, jitter)
     found = jnp.any(bad) | jnp.any(flipped)
     return jnp.where(found, x_new, x), found

@@ -23,60 +23,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..data.synthetic import project_to_sphere
 from .lm import full_precision
-from .stall import pursuit, residual_of_rows
+from .stall import fill_rows, pursuit_score, refine_row  # noqa: F401  (the start's pieces, re-exported)
 
 #: Starts a method can name (:attr:`~jaxrecon.attack.Method.start`).
 STARTS = ("random", "pursuit")
 
 
-def pursuit_score(fmap, z: jax.Array, r: jax.Array) -> jax.Array:
-    """``(phi(z)^T r)^2 / |phi(z)|^2`` for one row ``z`` (summed over a ``k``-output map's rows)."""
-    corr = fmap.project(z[None], r)
-    norm2 = jnp.sum(jnp.diagonal(fmap.gram(z[None], z[None])))
-    return jnp.sum(corr * corr) / jnp.maximum(norm2, jnp.finfo(z.dtype).tiny)
-
-
-def refine_row(fmap, z: jax.Array, r: jax.Array, radius, steps: int, angle: float = 0.5) -> jax.Array:
-    """``steps`` of projected gradient ascent of :func:`pursuit_score` from ``z``: each a move along
-    the tangent gradient by ``angle * 0.6^k`` times the row norm, kept only if the score rises."""
-    score = lambda z_: pursuit_score(fmap, z_, r)
-    scale = jnp.linalg.norm(z) if radius is None else radius
-    put_back = (lambda v: v) if radius is None else (lambda v: project_to_sphere(v[None], radius)[0])
-
-    def body(k, carry):
-        z_, s = carry
-        g = jax.grad(score)(z_)
-        g = g - jnp.dot(g, z_) / jnp.maximum(jnp.dot(z_, z_), jnp.finfo(z_.dtype).tiny) * z_
-        step = angle * (0.6 ** k.astype(z_.dtype)) * scale / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(z_.dtype).tiny)
-        z_new = put_back(z_ + step * g)
-        s_new = score(z_new)
-        better = jnp.isfinite(s_new) & (s_new > s)
-        return jnp.where(better, z_new, z_), jnp.where(better, s_new, s)
-
-    z, _ = jax.lax.fori_loop(0, steps, body, (z, score(z)))
-    return z
-
-
 def pursuit_start(tgt, key: jax.Array, n: int, radius, dtype, candidates: int = 256, refine_steps: int = 8,
                   jitter=None) -> jax.Array:
-    """``(n, d)`` rows chosen greedily against ``theta`` (module docstring); ``tgt`` is the prepared
-    attack target. Row ``i`` draws its candidates from ``fold_in(key, i)``."""
+    """``(n, d)`` rows chosen greedily against ``theta`` (module docstring; :func:`~jaxrecon.attack.stall.fill_rows`
+    from no rows); ``tgt`` is the prepared attack target. Row ``i`` draws its candidates from ``fold_in(key, i)``."""
     fmap, theta = full_precision(tgt)[:2]
-    d = fmap.input_dim
-
-    def body(i, carry):
-        x, keep, r = carry
-        z = pursuit(fmap, r, jax.random.fold_in(key, i), d, dtype, radius, candidates)
-        z = refine_row(fmap, z, r, radius, refine_steps)
-        x, keep = x.at[i].set(z.astype(x.dtype)), keep.at[i].set(True)
-        r, _ = residual_of_rows(fmap, theta, x, keep, jitter)
-        return x, keep, r.astype(dtype)
-
-    init = (jnp.zeros((n, d), dtype), jnp.zeros(n, bool), theta.astype(dtype))
-    x, _, _ = jax.lax.fori_loop(0, n, body, init)
-    return x
+    x0 = jnp.zeros((n, fmap.input_dim), dtype)
+    return fill_rows(fmap, theta, x0, jnp.zeros(n, bool), key, radius, candidates, refine_steps, jitter)
 
 
 def start_rows(solver, key: jax.Array, tgt, dtype) -> jax.Array:
