@@ -55,8 +55,7 @@ def open_shard(out: Path, process: int) -> Path:
 def done_seeds(out: Path, resolved, points: Sequence) -> dict:
     """``{point key: finished seeds}`` in the union of ``results.csv`` and the shard files; a row
     of a point outside the grid is a one-line ``ValueError``."""
-    tol = store.outcome_tolerances(resolved)["solved_tolerance"]
-    tolerance = lambda m: tol.get(m, store.method_tolerance(m))
+    tolerance = store.row_tolerance(resolved)
     valid = {pt.key() for pt in points}
     done: dict = {}
     for f in store.result_files(out):
@@ -76,8 +75,7 @@ def merge_shards(out: Path, resolved, points: Sequence, drop_partial: bool = Fal
     with ``drop_partial`` (a single process reruns incomplete points whole). The caller is the
     only writer (process 0 after the barrier, or a single process holding the lock)."""
     out = Path(out)
-    tol = store.outcome_tolerances(resolved)["solved_tolerance"]
-    tolerance = lambda m: tol.get(m, store.method_tolerance(m))
+    tolerance = store.row_tolerance(resolved)
     rows = [r for f in store.result_files(out) for r in store._read_rows(f, tolerance)[0]]
     done, partial = store.complete_points(rows, resolved.seeds)
     valid = {pt.key() for pt in points}

@@ -259,6 +259,13 @@ def outcome_tolerances(resolved: ResolvedSweep) -> dict:
             "identified_tolerance": IDENTIFIED_TOL}
 
 
+def row_tolerance(resolved: ResolvedSweep):
+    """``method -> solved tolerance`` for reading this sweep's rows (:func:`outcome_tolerances`;
+    a method outside the grid gets its own default)."""
+    tol = outcome_tolerances(resolved)["solved_tolerance"]
+    return lambda m: tol.get(m, method_tolerance(m))
+
+
 def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
     """Create or check ``out``; returns finished points ``{point key: rows}``.
 
@@ -278,8 +285,7 @@ def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
     if not res_path.exists():
         _write_text(res_path, _HEADER)
         return {}
-    tol = outcome_tolerances(resolved)["solved_tolerance"]
-    rows, torn, old = _read_rows(res_path, lambda m: tol.get(m, method_tolerance(m)))
+    rows, torn, old = _read_rows(res_path, row_tolerance(resolved))
     done, dropped = complete_points(rows, resolved.seeds)
     valid = {pt.key() for pt in points}
     stray = [k for k in done if k not in valid]
