@@ -299,17 +299,16 @@ def gaussian_sigma(sensitivity: float, epsilon: float, delta: float, mechanism: 
 # -- the release ------------------------------------------------------------------------------
 
 def _ridge_theta(fmap, x, y, lam):
-    """``Phi^T (K + lam I)^{-1} y`` for a (possibly traced) ``lam > 0``: the ridge branch of
-    :func:`jaxrecon.models.rf.fit_with_info`, the same operations."""
-    prepared = fmap.prepare()
-    K = prepared.gram(x, x)
+    """``Phi^T (K + lam I)^{-1} y`` for a (possibly traced) ``lam > 0`` and a prepared map: the ridge
+    branch of :func:`jaxrecon.models.rf.fit_with_info`, the same operations."""
+    K = fmap.gram(x, x)
     lam = jnp.asarray(lam, K.dtype)
     alpha = jax.scipy.linalg.solve(K + lam * jnp.eye(K.shape[0], dtype=K.dtype), y.astype(K.dtype), assume_a="pos")
-    return prepared.adjoint(x, alpha)
+    return fmap.adjoint(x, alpha)
 
 
 def _fit_theta(defence: Defence, lv: Levels, fmap, x, y, key):
-    """The fitted (unperturbed) ``theta`` of the defence's training procedure."""
+    """The fitted (unperturbed) ``theta`` of the defence's training procedure (``fmap`` prepared)."""
     if defence.kind == "label_noise":
         y = y + jnp.asarray(lv.strength, y.dtype) * jax.random.normal(key, y.shape, y.dtype)
     if defence.kind == "dp":
@@ -317,9 +316,8 @@ def _fit_theta(defence: Defence, lv: Levels, fmap, x, y, key):
     if defence.kind == "ridge":
         return _ridge_theta(fmap, x, y, lv.strength)
     if defence.kind == "early_stop":
-        prepared = fmap.prepare()
-        K = prepared.gram(x, x)
-        return prepared.adjoint(x, early_stopped_alpha(K, y.astype(K.dtype), lv.strength))
+        K = fmap.gram(x, x)
+        return fmap.adjoint(x, early_stopped_alpha(K, y.astype(K.dtype), lv.strength))
     return fit_with_info(fmap, x, y, defence.fit_ridge).theta
 
 
@@ -338,14 +336,15 @@ def defend(fmap, x, y, defence: Defence, key, active=None, levels: Optional[Leve
     _validate.matrix("x", x, width=fmap.input_dim)
     lv = defence_levels(defence) if levels is None else levels
     x, y = jnp.asarray(x), jnp.asarray(y)
-    clean = _fit_theta(defence, lv, fmap, x, y, key)
+    prepared = fmap.prepare()  # V generated once here; the released target keeps the map as given
+    clean = _fit_theta(defence, lv, prepared, x, y, key)
     nan = jnp.asarray(jnp.nan, clean.dtype)
     info = {k: nan for k in INFO_KEYS}
     k = defence.kind
     if k == "theta_noise":
         theta = clean + relative_noise(clean, jnp.asarray(lv.strength, clean.dtype), key, active)
     elif k == "dp":
-        B = feature_bound(fmap)
+        B = feature_bound(prepared)
         delta_2 = ridge_sensitivity(B, defence.label_bound, defence.fit_ridge / x.shape[0], x.shape[0])
         sigma = delta_2 * jnp.asarray(lv.noise_multiplier, delta_2.dtype)
         theta = clean + jnp.where(_active(clean, active), sigma * jax.random.normal(key, clean.shape, clean.dtype), 0)
@@ -358,11 +357,11 @@ def defend(fmap, x, y, defence: Defence, key, active=None, levels: Optional[Leve
     else:
         theta = clean
     p = jnp.sum(_active(clean, active)).astype(clean.dtype)
-    m = feature_rows(fmap, x)
+    m = feature_rows(prepared, x)
     noise_sq = jnp.sum((theta - clean) ** 2)
-    fit_err = fmap.prepare().project(x, theta) - y.astype(clean.dtype)
+    fit_err = prepared.project(x, theta) - y.astype(clean.dtype)
     info.update(noise_norm=jnp.sqrt(noise_sq), theta_norm=jnp.linalg.norm(clean),
-                loss_at_truth=projector_loss(fmap, theta, x, form="residual"),
+                loss_at_truth=projector_loss(prepared, theta, x, form="residual"),
                 train_loss=jnp.mean(fit_err ** 2).astype(clean.dtype))
     if k in IN_SPAN:
         return Defended(Target(fmap, theta), info)
