@@ -81,7 +81,7 @@ from scipy import special
 from . import _validate
 from .features.base import Target
 from .loss import feature_rows, projector_loss
-from .models.rf import fit_with_info
+from .models.rf import fit_with_info, ridge_alpha
 
 DEFENCES = ("none", "theta_noise", "dp", "ridge", "label_noise", "early_stop", "quantize", "prune")
 QUANTIZE_DTYPES = ("bfloat16", "int8")
@@ -302,12 +302,9 @@ def gaussian_sigma(sensitivity: float, epsilon: float, delta: float, mechanism: 
 # -- the release ------------------------------------------------------------------------------
 
 def _ridge_theta(fmap, x, y, lam):
-    """``Phi^T (K + lam I)^{-1} y`` for a (possibly traced) ``lam > 0`` and a prepared map: the ridge
-    branch of :func:`jaxrecon.models.rf.fit_with_info`, the same operations."""
-    K = fmap.gram(x, x)
-    lam = jnp.asarray(lam, K.dtype)
-    alpha = jax.scipy.linalg.solve(K + lam * jnp.eye(K.shape[0], dtype=K.dtype), y.astype(K.dtype), assume_a="pos")
-    return fmap.adjoint(x, alpha)
+    """``Phi^T (K + lam I)^{-1} y`` for a (possibly traced) ``lam > 0`` and a prepared map (the ridge
+    branch of :func:`jaxrecon.models.rf.fit_with_info`, which validates ``ridge`` as a number)."""
+    return fmap.adjoint(x, ridge_alpha(fmap.gram(x, x), y, lam))
 
 
 def _fit_theta(defence: Defence, lv: Levels, fmap, x, y, key):

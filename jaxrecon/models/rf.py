@@ -28,6 +28,12 @@ def _kernel_pinv_solve(K, y, rcond=None):
     return evecs @ (inv * (evecs.T @ y))
 
 
+def ridge_alpha(K: jax.Array, y: jax.Array, ridge) -> jax.Array:
+    """``(K + ridge I)^{-1} y`` for ``ridge > 0`` (a number or a traced value)."""
+    ridge = jnp.asarray(ridge, K.dtype)
+    return jax.scipy.linalg.solve(K + ridge * jnp.eye(K.shape[0], dtype=K.dtype), y.astype(K.dtype), assume_a="pos")
+
+
 def fit_with_info(fmap, x, y, ridge: float = 0.0) -> FitResult:
     """Fit ``f(x) = phi(x)^T theta`` by (ridge) least squares through the kernel ``K = Phi Phi^T``.
 
@@ -47,7 +53,7 @@ def fit_with_info(fmap, x, y, ridge: float = 0.0) -> FitResult:
     K = fmap.gram(x, x)
     y = y.astype(K.dtype)
     if ridge > 0:
-        alpha = jax.scipy.linalg.solve(K + ridge * jnp.eye(K.shape[0], dtype=K.dtype), y, assume_a="pos")
+        alpha = ridge_alpha(K, y, ridge)
     else:
         alpha = _kernel_pinv_solve(K, y)
     theta = fmap.adjoint(x, alpha)
