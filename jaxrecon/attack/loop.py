@@ -100,7 +100,7 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
     if method.lm is not None:
         phases.append(LMPhase(method.lm, method.jitter, project))
     return Solver(method, n, radius, loss_fn, tuple(phases), static_reason(target.fmap, n, radius),
-                  stop_rule(method, getattr(target, "floor", None) is not None))
+                  stop_rule(method, target.floor is not None))
 
 
 def attack_target(target: Target, method: Method) -> Target:
@@ -110,7 +110,7 @@ def attack_target(target: Target, method: Method) -> Target:
     fmap = target.fmap
     if method.surrogate_slope is not None:
         fmap = fmap.with_surrogate(method.surrogate_slope)
-    return Target(fmap.prepare(), normalized_theta(target.theta), getattr(target, "floor", None))
+    return Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
 
 
 def _where(c, new, old):
@@ -173,7 +173,7 @@ def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None) -> Attack
         status = Status.DEGENERATE
     watch = None
     if solver.stop is not None:
-        floor = jnp.asarray(0.0 if getattr(target, "floor", None) is None else target.floor, dtype)
+        floor = jnp.asarray(0.0 if target.floor is None else target.floor, dtype)
         watch = Watch(floor, jnp.asarray(jnp.inf, dtype), x0, jnp.asarray(jnp.inf, dtype), i32(steps))
     return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
                        phase=i32(solver.phases[0].kind), phase_start=i32(steps), stalls=i32(0), key=key,
