@@ -243,3 +243,24 @@ def test_one_process_folds_in_the_shards_a_multi_process_run_left(tmp_path):
     done = prepare_out(tmp_path, cfg, points)  # (16) complete; (4) has one seed: rerun whole, as one process does
     assert list(done) == [points[1].key()] and not (tmp_path / "shards").exists()
     assert read_results(tmp_path)["seed"].tolist() == [0, 1]
+
+
+def test_a_unit_cut_by_seeds_gives_those_seeds_rows_of_the_full_point():
+    """The seed-split path (a large point shared by processes) runs the sweep's compiled program on
+    a subset of seeds: its rows equal the same seeds' rows of a full run of the point."""
+    from jaxrecon.sweeps import SweepConfig
+    from jaxrecon.sweeps.points import ProgramCache, compiled_program, grid, point_rows, run_point
+    from jaxrecon.sweeps.run import _run_seeds, _unit_program
+    from jaxrecon.sweeps.split import Unit
+
+    resolved = SweepConfig(grid=dict(d=[5], n=[3], p_over_dn=[3], method=["adam-lm"]),
+                           attack=dict(seeds=4, steps=100)).resolved()
+    points = grid(resolved)
+    unit = Unit(0, points[0], (1, 3))
+    width, sub, _ = _unit_program(unit, resolved, points)
+    rows, _ = _run_seeds(unit, resolved, width, compiled_program(unit.point, sub, width, True, ProgramCache()))
+    full = point_rows(points[0], run_point(points[0], resolved, width))
+    assert [r["seed"] for r in rows] == [1, 3]
+    for r in rows:
+        assert {k: r[k] for k in ("loss", "error_sign", "steps", "status")} == \
+               {k: full[r["seed"]][k] for k in ("loss", "error_sign", "steps", "status")}

@@ -209,10 +209,12 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
     return trial
 
 
-def seed_keys(seed: int, seeds: int) -> jax.Array:
-    """Key of seed ``s`` is ``fold_in(key(seed), s)`` (the same at every grid point)."""
+def seed_keys(seed: int, seeds) -> jax.Array:
+    """Key of seed ``s`` is ``fold_in(key(seed), s)`` (the same at every grid point), for
+    ``s < seeds`` (an int) or for the seeds listed."""
     base = jax.random.key(seed)
-    return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
+    which = jnp.arange(seeds) if isinstance(seeds, int) else jnp.asarray(seeds)
+    return jax.vmap(lambda s: jax.random.fold_in(base, s))(which)
 
 
 class ProgramCache:
@@ -294,15 +296,17 @@ class PointOutput(NamedTuple):
 
 
 def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None,
-              vmapped: bool = True, program=None, cache: Optional[ProgramCache] = None) -> PointOutput:
+              vmapped: bool = True, program=None, cache: Optional[ProgramCache] = None,
+              seeds: Optional[Sequence[int]] = None) -> PointOutput:
     """Run every seed of one grid point in one program (``width``: see :func:`pad_width`); the
-    seeds are mapped on CPUs, vmapped on accelerators (see the module docstring).
+    seeds are mapped on CPUs, vmapped on accelerators (see the module docstring). ``seeds``: run
+    only these (keyed as in a full run; ``resolved`` and ``program`` then for that many seeds).
 
     ``vmapped=False`` runs the seeds one by one through separately compiled calls of the per-seed
     function (for tests and benchmarks; the results agree to rounding). ``program``: a ``compiled_program`` result; without
     it the program comes from ``cache`` (compiled there if missing; default: a fresh cache)."""
     exe, compile_seconds = program or compiled_program(point, resolved, width, vmapped, cache)
-    keys = seed_keys(resolved.seed, resolved.seeds)
+    keys = seed_keys(resolved.seed, resolved.seeds if seeds is None else tuple(seeds))
     p, lv = np.int32(point.p), point_levels(point, resolved)
     t0 = time.perf_counter()
     if vmapped:

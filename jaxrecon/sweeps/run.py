@@ -216,13 +216,7 @@ def _run_seeds(unit: Unit, resolved: ResolvedSweep, width: int, program) -> list
     if len(unit.seeds) == resolved.seeds:
         po = run_point(unit.point, resolved, width, program=program)
         return point_rows(unit.point, po), po
-    exe, compile_seconds = program
-    base = jax.random.key(resolved.seed)
-    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(unit.seeds))
-    t0 = time.perf_counter()
-    out = {k: np.asarray(v) for k, v in jax.block_until_ready(exe(keys, np.int32(unit.point.p))).items()}
-    po = PointOutput(out["x"], out["x_hat"], out["train_loss"], out["loss"], out["steps"], out["status"],
-                     out["residual"], time.perf_counter() - t0, compile_seconds)
+    po = run_point(unit.point, _with_seeds(resolved, len(unit.seeds)), width, program=program, seeds=unit.seeds)
     rows = point_rows(unit.point, po)
     for r, s in zip(rows, unit.seeds):
         r["seed"] = s
