@@ -9,10 +9,13 @@ Times ``jaxrecon.attack.lm.lm_direction`` (linearise the residual, set up the ro
 Records compile and run seconds (best of 5) and the relative difference of the two directions.
 
 ``--streamed B`` times the same for V streamed in blocks of ``B`` rows (closed form summed over
-blocks, two passes per product, vs autodiff). ``--converge`` runs LM steps from a start near the
-training set until the loss is below ``1e-12`` (at most 40 steps), with all ``--cg-iters`` CG
-iterations per step (``cg_tol=0``) and with the adaptive tolerance ``cg_tol=0.1``: steps, CG
-products, seconds and the final loss of each.
+blocks, two passes per product, vs autodiff). ``--converge`` runs LM steps until the loss is below
+``1e-12`` (at most ``--max-steps``) for every ``--cg-tols`` x ``--cg-iters-list`` setting, from each
+of ``--starts``: ``near`` (training set + 0.02 noise), ``far`` (+ ``--far-noise``), ``adam`` (the
+iterate after ``--adam-steps`` steps of ``adam``). Per setting: steps, CG iterations, passes over
+``V`` (per step: 5 set-up, 2 per CG iteration, 1 for the trial loss), seconds and final loss.
+
+    python benchmarks/lm_step.py --d 768 --n 10 --converge --skip-direction --name lm_cg/d768_n10
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ def main():
     ap.add_argument("--cg-iters", type=int, default=30)
     ap.add_argument("--streamed", type=int, default=None, help="also time V streamed in blocks of this many rows")
     ap.add_argument("--converge", action="store_true", help="also time LM convergence, fixed vs adaptive CG")
+    ap.add_argument("--skip-direction", action="store_true", help="skip the closed form vs autodiff timing")
+    ap.add_argument("--cg-tols", default="0,0.1,0.3", help="comma-separated cg_tol values for --converge")
+    ap.add_argument("--cg-iters-list", default="30,15", help="comma-separated cg_iters values for --converge")
+    ap.add_argument("--starts", default="near,far", help="comma-separated: near, far, adam")
+    ap.add_argument("--far-noise", type=float, default=0.3)
+    ap.add_argument("--adam-steps", type=int, default=200)
+    ap.add_argument("--max-steps", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--name", default="lm_step", help="results/NAME.json")
     args = ap.parse_args()
@@ -49,7 +59,7 @@ def main():
     x = data.x + 0.3 * jax.random.normal(jax.random.key(3), data.x.shape)
     out = {}
     maps = {"": fmap} if args.streamed is None else {"": fmap, "streamed_": fmap.replace(V=None, block_size=args.streamed)}
-    for prefix, fm in maps.items():
+    for prefix, fm in ({} if args.skip_direction else maps).items():
         tgt = jr.Target(fm, target.theta)
         for name in ("closed_form", "autodiff"):
             out[prefix + name] = _time_direction(tgt, x, args, autodiff=name == "autodiff")
@@ -61,15 +71,38 @@ def main():
         out[prefix + "speedup"], out[prefix + "relative_difference"] = ratio, rel
         print(f"{prefix}autodiff / closed form: {ratio:.2f}x run time; directions differ by {rel:.1e} (relative)")
     if args.converge:
-        x_near = data.x + 0.02 * jax.random.normal(jax.random.key(4), data.x.shape)
-        for tol in (0.0, 0.1):
-            out[f"converge_cg_tol_{tol}"] = r = _converge(target, x_near, args.cg_iters, tol)
-            print(f"converge cg_tol={tol}: {r['steps']} LM steps, {r['seconds']:.1f} s, final loss "
-                  f"{r['loss']:.2e}", flush=True)
-    ratio, rel = out["speedup"], out["relative_difference"]
-    path = save(args.name, {"machine": machine(), "args": vars(args), "results": out, "speedup": ratio,
-                            "relative_difference": rel})
+        out["converge"] = _converge_grid(target, data, args)
+    path = save(args.name, {"machine": machine(), "args": vars(args), "results": out,
+                            "speedup": out.get("speedup"), "relative_difference": out.get("relative_difference")})
     print(f"wrote {path}")
+
+
+def _start(name: str, target, data, args):
+    if name == "near":
+        return data.x + 0.02 * jax.random.normal(jax.random.key(4), data.x.shape)
+    if name == "far":
+        return data.x + args.far_noise * jax.random.normal(jax.random.key(4), data.x.shape)
+    if name == "adam":
+        return jr.reconstruct(target, jax.random.key(4), args.n, method="adam", steps=args.adam_steps).x_hat
+    raise ValueError(f"start must be one of near, far, adam; got {name!r}")
+
+
+def _converge_grid(target, data, args) -> dict:
+    """:func:`_converge` for every start and (cg_tol, cg_iters) setting."""
+    out = {}
+    for start in args.starts.split(","):
+        x0 = _start(start, target, data, args)
+        loss0 = float(jnp.sum(R.projector_residual(target.fmap, target.theta, x0) ** 2))
+        out[start] = {"start_loss": loss0, "settings": []}
+        print(f"start {start}: loss {loss0:.2e}", flush=True)
+        for iters in (int(v) for v in args.cg_iters_list.split(",")):
+            for tol in (float(v) for v in args.cg_tols.split(",")):
+                r = _converge(target, x0, iters, tol, args.max_steps)
+                out[start]["settings"].append(r)
+                print(f"  cg_iters={iters:>3} cg_tol={tol:<4}: {r['steps']:>3} steps ({r['rejected']} rejected), "
+                      f"{r['cg_iters_total']:>4} CG its, {r['passes']:>5} passes, {r['seconds']:7.1f} s, "
+                      f"loss {r['loss']:.2e}", flush=True)
+    return out
 
 
 def _time_direction(target, x, args, autodiff: bool) -> dict:
@@ -89,19 +122,25 @@ def _time_direction(target, x, args, autodiff: bool) -> dict:
 
 
 def _converge(target, x, cg_iters: int, cg_tol: float, max_steps: int = 40, tol: float = 1e-12) -> dict:
-    """LM steps (one compiled step, host loop) until the residual loss is below ``tol``."""
+    """LM steps (one compiled step, host loop) until the residual loss is below ``tol``: steps,
+    rejected steps, CG iterations, passes over ``V`` (5 set-up + 2 per CG iteration + 1 trial loss
+    per step), seconds (compile excluded) and the final loss."""
     phase = R.LMPhase(R.LevenbergMarquardt(cg_iters=cg_iters, cg_tol=cg_tol), None, lambda z: z)
-    step = jax.jit(phase.step)
+    step = jax.jit(phase.step_counted)
     loss_of = jax.jit(lambda t, z: jnp.sum(R.projector_residual(t.fmap, t.theta, z) ** 2))
     damping = phase.init(x, x.dtype)
     block(step(target, x, damping)), block(loss_of(target, x))  # compile
-    t0, loss, steps = time.perf_counter(), float("inf"), 0
+    t0, loss, steps, its, rejected = time.perf_counter(), float("inf"), 0, 0, 0
     for steps in range(1, max_steps + 1):
-        x, damping, _, _ = block(step(target, x, damping))
+        x_new, damping_new, _, _, k = block(step(target, x, damping))
+        rejected += int(damping_new > damping)
+        x, damping, its = x_new, damping_new, its + int(k)
         loss = float(loss_of(target, x))
         if loss < tol:
             break
-    return {"steps": steps, "seconds": time.perf_counter() - t0, "loss": loss}
+    return {"cg_iters": cg_iters, "cg_tol": cg_tol, "steps": steps, "rejected": rejected, "cg_iters_total": its,
+            "passes": 6 * steps + 2 * its, "seconds": time.perf_counter() - t0, "loss": loss,
+            "converged": loss < tol}
 
 
 if __name__ == "__main__":

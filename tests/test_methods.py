@@ -42,7 +42,7 @@ def test_lm_step_equals_dense_numpy_gauss_newton():
     tgt = attack_target(target, cfg)
     x = project_to_sphere(jax.random.normal(jax.random.key(3), (2, 3)))
     damping = jnp.asarray(1e-2)
-    delta, loss, grad = lm_direction(tgt, x, damping, cfg.lm.cg_iters)
+    delta, loss, grad, _ = lm_direction(tgt, x, damping, cfg.lm.cg_iters)
     system = lm_system(tgt, x, damping)
     # dense reference: the full Jacobian of the residual, materialised
     r_fn = lambda xx: projector_residual(tgt.fmap, tgt.theta, xx)

@@ -95,16 +95,61 @@ def lm_system(tgt: Target, x: jax.Array, damping, jitter: Optional[float] = None
     return LMSystem(jnp.sum(r * r), g, damping * scale, D, lin.gram_matvec)
 
 
+def _vdot(a, b):
+    return jnp.vdot(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def cg_solve(matvec: Callable, b: jax.Array, precond: Callable, tol, maxiter: int, x0=None):
+    """Preconditioned conjugate gradients for an SPD ``matvec``: ``(x, iterations)``.
+
+    Stops once ``|b - A x| <= tol * |b|`` (never, for ``tol = 0``, before ``maxiter``) or after
+    ``maxiter`` iterations. The iterates are those of ``jax.scipy.sparse.linalg.cg`` (same
+    recurrences), but the number of iterations used is returned, and without ``x0`` the start
+    ``x = 0`` costs no product. A ``lax.while_loop``: jit- and vmap-safe (vmapped, each system
+    keeps its own count).
+    """
+    tol2 = jnp.square(tol) * _vdot(b, b)
+    r0 = b if x0 is None else b - matvec(x0)
+    x0 = jnp.zeros_like(b) if x0 is None else x0
+    z0 = precond(r0)
+
+    def cond(v):
+        _, r, _, _, k = v
+        return (_vdot(r, r) > tol2) & (k < maxiter)
+
+    def body(v):
+        x, r, gamma, p, k = v
+        Ap = matvec(p)
+        alpha = gamma / _vdot(p, Ap)
+        x, r = x + alpha * p, r - alpha * Ap
+        z = precond(r)
+        gamma_next = _vdot(r, z)
+        return x, r, gamma_next, z + (gamma_next / gamma) * p, k + 1
+
+    x, *_, k = jax.lax.while_loop(cond, body, (x0, r0, _vdot(r0, z0), z0, jnp.asarray(0, jnp.int32)))
+    return x, k
+
+
+class LMDirection(NamedTuple):
+    """One LM step's direction, the loss and gradient it was solved at, and the CG iterations used
+    (each one product ``J^T J u``: two passes over a stored or streamed ``V``)."""
+
+    delta: jax.Array
+    loss: jax.Array
+    grad: jax.Array
+    cg_iters: jax.Array
+
+
 def lm_direction(tgt: Target, x: jax.Array, damping, cg_iters: int, jitter: Optional[float] = None,
-                 cg_tol: float = 0.0):
-    """Solve the LM system by preconditioned CG: ``(delta, loss, grad)``. At most ``cg_iters``
-    iterations; with ``cg_tol > 0`` fewer, to the relative tolerance ``min(cg_tol, |r|)``
-    (see :class:`LevenbergMarquardt`)."""
+                 cg_tol: float = 0.0, x0: Optional[jax.Array] = None) -> LMDirection:
+    """Solve the LM system by preconditioned CG (:func:`cg_solve`, started at ``x0`` or zero).
+    At most ``cg_iters`` iterations; with ``cg_tol > 0`` fewer, to the relative tolerance
+    ``min(cg_tol, |r|)`` (see :class:`LevenbergMarquardt`)."""
     sys_ = lm_system(tgt, x, damping, jitter)
     matvec = lambda u: sys_.matvec(u) + sys_.mu * sys_.D * u
     tol = jnp.minimum(cg_tol, jnp.sqrt(sys_.loss)) if cg_tol else 0.0
-    delta, _ = jax.scipy.sparse.linalg.cg(matvec, -sys_.grad, tol=tol, maxiter=cg_iters, M=lambda u: u / sys_.D)
-    return delta, sys_.loss, sys_.grad
+    delta, iters = cg_solve(matvec, -sys_.grad, lambda u: u / sys_.D, tol, cg_iters, x0)
+    return LMDirection(delta, sys_.loss, sys_.grad, iters)
 
 
 class LMPhase(NamedTuple):
@@ -123,15 +168,19 @@ class LMPhase(NamedTuple):
         return jnp.asarray(self.config.damping, dtype)
 
     def step(self, tgt, x, damping):
+        return self.step_counted(tgt, x, damping)[:4]
+
+    def step_counted(self, tgt, x, damping):
+        """:meth:`step` and the CG iterations its direction used."""
         tgt = full_precision(tgt)
-        delta, loss, g = lm_direction(tgt, x, damping, self.config.cg_iters, self.jitter, self.config.cg_tol)
+        delta, loss, g, iters = lm_direction(tgt, x, damping, self.config.cg_iters, self.jitter, self.config.cg_tol)
         x_new = self.project(x + delta)
         r_new = projector_residual(tgt.fmap, tgt.theta, x_new, self.jitter)
         loss_new = jnp.sum(r_new * r_new)
         accept = jnp.isfinite(loss_new) & (loss_new < loss)
         damping_next = jnp.clip(jnp.where(accept, damping / 3.0, damping * 4.0), 1e-12, 1e6)
         ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(g))
-        return jnp.where(accept, x_new, x), damping_next.astype(damping.dtype), loss, ok
+        return jnp.where(accept, x_new, x), damping_next.astype(damping.dtype), loss, ok, iters
 
     def done(self, value, in_phase):
         return in_phase >= self.config.stall_after
