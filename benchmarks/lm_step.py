@@ -49,6 +49,9 @@ def main():
     ap.add_argument("--far-noise", type=float, default=0.3)
     ap.add_argument("--adam-steps", type=int, default=200)
     ap.add_argument("--max-steps", type=int, default=40)
+    ap.add_argument("--seeds", type=int, default=1, help="start draws per --starts kind")
+    ap.add_argument("--variants", default="plain", help="comma-separated: plain, warm, ew2 (see _converge)")
+    ap.add_argument("--damping", type=float, default=1e-3, help="initial LM damping for --converge")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--name", default="lm_step", help="results/NAME.json")
     args = ap.parse_args()
@@ -77,31 +80,37 @@ def main():
     print(f"wrote {path}")
 
 
-def _start(name: str, target, data, args):
+def _start(name: str, target, data, args, seed: int):
+    key = jax.random.fold_in(jax.random.key(4), seed)
     if name == "near":
-        return data.x + 0.02 * jax.random.normal(jax.random.key(4), data.x.shape)
+        return data.x + 0.02 * jax.random.normal(key, data.x.shape)
     if name == "far":
-        return data.x + args.far_noise * jax.random.normal(jax.random.key(4), data.x.shape)
+        return data.x + args.far_noise * jax.random.normal(key, data.x.shape)
     if name == "adam":
-        return jr.reconstruct(target, jax.random.key(4), args.n, method="adam", steps=args.adam_steps).x_hat
+        return jr.reconstruct(target, key, args.n, method="adam", steps=args.adam_steps).x_hat
     raise ValueError(f"start must be one of near, far, adam; got {name!r}")
 
 
 def _converge_grid(target, data, args) -> dict:
-    """:func:`_converge` for every start and (cg_tol, cg_iters) setting."""
+    """:func:`_converge` for every start (``--seeds`` draws each), variant and (cg_tol, cg_iters)."""
     out = {}
     for start in args.starts.split(","):
-        x0 = _start(start, target, data, args)
-        loss0 = float(jnp.sum(R.projector_residual(target.fmap, target.theta, x0) ** 2))
-        out[start] = {"start_loss": loss0, "settings": []}
-        print(f"start {start}: loss {loss0:.2e}", flush=True)
-        for iters in (int(v) for v in args.cg_iters_list.split(",")):
-            for tol in (float(v) for v in args.cg_tols.split(",")):
-                r = _converge(target, x0, iters, tol, args.max_steps)
-                out[start]["settings"].append(r)
-                print(f"  cg_iters={iters:>3} cg_tol={tol:<4}: {r['steps']:>3} steps ({r['rejected']} rejected), "
-                      f"{r['cg_iters_total']:>4} CG its, {r['passes']:>5} passes, {r['seconds']:7.1f} s, "
-                      f"loss {r['loss']:.2e}", flush=True)
+        out[start] = {"start_loss": [], "settings": []}
+        for seed in range(args.seeds):
+            x0 = _start(start, target, data, args, seed)
+            loss0 = float(jnp.sum(R.projector_residual(target.fmap, target.theta, x0) ** 2))
+            out[start]["start_loss"].append(loss0)
+            print(f"start {start} seed {seed}: loss {loss0:.2e}", flush=True)
+            for variant in args.variants.split(","):
+                for iters in (int(v) for v in args.cg_iters_list.split(",")):
+                    for tol in (float(v) for v in args.cg_tols.split(",")):
+                        if variant == "ew2" and tol == 0:
+                            continue
+                        r = _converge(target, x0, iters, tol, args.max_steps, damping=args.damping, variant=variant)
+                        out[start]["settings"].append(dict(r, seed=seed))
+                        print(f"  {variant:>5} cg_iters={iters:>3} cg_tol={tol:<4}: {r['steps']:>3} steps "
+                              f"({r['rejected']} rejected), {r['cg_iters_total']:>4} CG its, {r['passes']:>5} passes, "
+                              f"{r['seconds']:7.1f} s, loss {r['loss']:.2e}", flush=True)
     return out
 
 
@@ -121,26 +130,59 @@ def _time_direction(target, x, args, autodiff: bool) -> dict:
     return {"compile_s": compile_s, "run_s": run_s, "direction": direction}
 
 
-def _converge(target, x, cg_iters: int, cg_tol: float, max_steps: int = 40, tol: float = 1e-12) -> dict:
-    """LM steps (one compiled step, host loop) until the residual loss is below ``tol``: steps,
-    rejected steps, CG iterations, passes over ``V`` (5 set-up + 2 per CG iteration + 1 trial loss
-    per step), seconds (compile excluded) and the final loss."""
-    phase = R.LMPhase(R.LevenbergMarquardt(cg_iters=cg_iters, cg_tol=cg_tol), None, lambda z: z)
-    step = jax.jit(phase.step_counted)
+def _variant_step(cg_iters: int, tgt, x, damping, x0, eta, ew1: bool):
+    """An LM step as :meth:`LMPhase.step_counted` with a CG start ``x0`` and a given forcing term
+    (``ew1``: ``min(eta, |r|)`` as ``cg_tol``; else ``eta`` itself), also returning the direction."""
+    tgt = R.full_precision(tgt)
+    s = R.lm_system(tgt, x, damping)
+    tol = jnp.minimum(eta, jnp.sqrt(s.loss)) if ew1 else eta
+    delta, k = R.cg_solve(lambda u: s.matvec(u) + s.mu * s.D * u, -s.grad, lambda u: u / s.D, tol, cg_iters, x0)
+    r_new = R.projector_residual(tgt.fmap, tgt.theta, x + delta)
+    loss_new = jnp.sum(r_new * r_new)
+    accept = jnp.isfinite(loss_new) & (loss_new < s.loss)
+    damping_next = jnp.clip(jnp.where(accept, damping / 3.0, damping * 4.0), 1e-12, 1e6)
+    return jnp.where(accept, x + delta, x), damping_next.astype(damping.dtype), s.loss, k, delta
+
+
+def _converge(target, x, cg_iters: int, cg_tol: float, max_steps: int = 40, tol: float = 1e-12,
+              damping: float = 1e-3, variant: str = "plain") -> dict:
+    """LM steps (one compiled step, host loop) until the residual loss is below ``tol``.
+
+    Variants: ``plain`` (:meth:`LMPhase.step_counted`, the library's step), ``warm`` (CG started
+    at the previous direction: one more product per step), ``ew2`` (Eisenstat-Walker's second
+    forcing term ``min(cg_tol, max(0.9 loss_k / loss_k-1, 0.9 eta_k-1^2))``). Returns steps, rejected
+    steps, CG iterations, ``(CG iterations, loss after)`` per step, passes over ``V`` (per step: 5
+    set-up, 2 per CG iteration, 1 trial loss, 2 for a warm start), seconds (compile excluded) and
+    the final loss.
+    """
+    phase = R.LMPhase(R.LevenbergMarquardt(cg_iters=cg_iters, damping=damping, cg_tol=cg_tol), None, lambda z: z)
+    plain = jax.jit(phase.step_counted)
+    custom = jax.jit(lambda t, z, dmp, z0, eta: _variant_step(cg_iters, t, z, dmp, z0, eta, variant == "warm"))
     loss_of = jax.jit(lambda t, z: jnp.sum(R.projector_residual(t.fmap, t.theta, z) ** 2))
-    damping = phase.init(x, x.dtype)
-    block(step(target, x, damping)), block(loss_of(target, x))  # compile
-    t0, loss, steps, its, rejected = time.perf_counter(), float("inf"), 0, 0, 0
+    dmp, delta, eta = phase.init(x, x.dtype), jnp.zeros_like(x), jnp.asarray(cg_tol, x.dtype)
+
+    def step(z, dmp, delta, eta):
+        if variant == "plain":
+            return plain(target, z, dmp) + (delta,)
+        return custom(target, z, dmp, delta if variant == "warm" else None, eta)
+
+    block(step(x, dmp, delta, eta)), block(loss_of(target, x))  # compile
+    t0, loss, prev, steps, its, rejected, trace = time.perf_counter(), float("inf"), None, 0, 0, 0, []
     for steps in range(1, max_steps + 1):
-        x_new, damping_new, _, _, k = block(step(target, x, damping))
-        rejected += int(damping_new > damping)
-        x, damping, its = x_new, damping_new, its + int(k)
+        x, dmp_new, loss_at, *_, k, delta = block(step(x, dmp, delta, eta))
+        rejected += int(dmp_new > dmp)
+        dmp, its = dmp_new, its + int(k)
         loss = float(loss_of(target, x))
+        trace.append((int(k), loss))
+        if variant == "ew2" and prev is not None:
+            eta = jnp.asarray(min(cg_tol, max(0.9 * float(loss_at) / prev, 0.9 * float(eta) ** 2)), x.dtype)
+        prev = float(loss_at)
         if loss < tol:
             break
-    return {"cg_iters": cg_iters, "cg_tol": cg_tol, "steps": steps, "rejected": rejected, "cg_iters_total": its,
-            "passes": 6 * steps + 2 * its, "seconds": time.perf_counter() - t0, "loss": loss,
-            "converged": loss < tol}
+    return {"variant": variant, "cg_iters": cg_iters, "cg_tol": cg_tol, "damping": phase.config.damping,
+            "steps": steps, "rejected": rejected, "cg_iters_total": its,
+            "passes": (8 if variant == "warm" else 6) * steps + 2 * its, "seconds": time.perf_counter() - t0,
+            "loss": loss, "converged": loss < tol, "trace": trace}
 
 
 if __name__ == "__main__":
