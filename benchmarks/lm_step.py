@@ -50,8 +50,12 @@ def main():
     ap.add_argument("--adam-steps", type=int, default=200)
     ap.add_argument("--max-steps", type=int, default=40)
     ap.add_argument("--seeds", type=int, default=1, help="start draws per --starts kind")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first start draw's index")
     ap.add_argument("--variants", default="plain", help="comma-separated: plain, warm, ew2 (see _converge)")
     ap.add_argument("--damping", type=float, default=1e-3, help="initial LM damping for --converge")
+    ap.add_argument("--attack-seeds", type=int, default=0,
+                    help="also run the whole adam-lm attack per (cg_iters, cg_tol) setting for this many seeds")
+    ap.add_argument("--attack-steps", type=int, default=3000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--name", default="lm_step", help="results/NAME.json")
     args = ap.parse_args()
@@ -75,6 +79,8 @@ def main():
         print(f"{prefix}autodiff / closed form: {ratio:.2f}x run time; directions differ by {rel:.1e} (relative)")
     if args.converge:
         out["converge"] = _converge_grid(target, data, args)
+    if args.attack_seeds:
+        out["attack"] = _attack_grid(target, data, args)
     path = save(args.name, {"machine": machine(), "args": vars(args), "results": out,
                             "speedup": out.get("speedup"), "relative_difference": out.get("relative_difference")})
     print(f"wrote {path}")
@@ -96,7 +102,7 @@ def _converge_grid(target, data, args) -> dict:
     out = {}
     for start in args.starts.split(","):
         out[start] = {"start_loss": [], "settings": []}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             x0 = _start(start, target, data, args, seed)
             loss0 = float(jnp.sum(R.projector_residual(target.fmap, target.theta, x0) ** 2))
             out[start]["start_loss"].append(loss0)
@@ -112,6 +118,29 @@ def _converge_grid(target, data, args) -> dict:
                               f"({r['rejected']} rejected), {r['cg_iters_total']:>4} CG its, {r['passes']:>5} passes, "
                               f"{r['seconds']:7.1f} s, loss {r['loss']:.2e}", flush=True)
     return out
+
+
+def _attack_grid(target, data, args) -> list:
+    """The whole ``adam-lm`` attack (stall actions included), one seed at a time (a vmapped batch
+    would run every CG loop to the slowest seed's count), per (cg_iters, cg_tol) setting: status,
+    steps, stalls, worst row error and seconds (compile excluded)."""
+    rows = []
+    for iters in (int(v) for v in args.cg_iters_list.split(",")):
+        for tol in (float(v) for v in args.cg_tols.split(",")):
+            m = jr.attack.method_config("adam-lm", cg_iters=iters, cg_tol=tol)
+            run = jax.jit(lambda k: jr.reconstruct(target, k, args.n, method=m, steps=args.attack_steps))
+            block(run(jax.random.key(100)))  # compile
+            for seed in range(args.attack_seeds):
+                t0 = time.perf_counter()
+                res = block(run(jax.random.key(100 + seed)))
+                row = {"cg_iters": iters, "cg_tol": tol, "seed": seed, "seconds": time.perf_counter() - t0,
+                       "status": jr.attack.Status(int(res.status)).name, "steps": int(res.steps), "stalls": int(res.stalls),
+                       "loss": float(res.loss), "error_sign": float(jnp.max(jr.match(data.x, res.x_hat).error_sign))}
+                rows.append(row)
+                print(f"  attack cg_iters={iters:>3} cg_tol={tol:<4} seed {seed}: status {row['status']}, "
+                      f"{row['steps']} steps, {row['stalls']} stalls, error {row['error_sign']:.1e}, "
+                      f"{row['seconds']:.1f} s", flush=True)
+    return rows
 
 
 def _time_direction(target, x, args, autodiff: bool) -> dict:
