@@ -16,6 +16,8 @@ iterate after ``--adam-steps`` steps of ``adam``). Per setting: steps, CG iterat
 ``V`` (per step: 5 set-up, 2 per CG iteration, 1 for the trial loss), seconds and final loss.
 
     python benchmarks/lm_step.py --d 768 --n 10 --converge --skip-direction --name lm_cg/d768_n10
+
+``--attack-seeds K`` runs the whole ``adam-lm`` attack (stall actions included) per setting.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ def _attack_grid(target, data, args) -> list:
                 t0 = time.perf_counter()
                 res = block(run(jax.random.key(100 + seed)))
                 row = {"cg_iters": iters, "cg_tol": tol, "seed": seed, "seconds": time.perf_counter() - t0,
-                       "status": jr.attack.Status(int(res.status)).name, "steps": int(res.steps), "stalls": int(res.stalls),
+                       "status": jr.attack.Status(int(res.status)).name, "steps": int(res.steps),
+                       "stalls": int(res.stalls),
                        "loss": float(res.loss), "error_sign": float(jnp.max(jr.match(data.x, res.x_hat).error_sign))}
                 rows.append(row)
                 print(f"  attack cg_iters={iters:>3} cg_tol={tol:<4} seed {seed}: status {row['status']}, "
