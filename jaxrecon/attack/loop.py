@@ -46,6 +46,7 @@ from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .methods import DEFAULT_METHOD, Method, method_config
 from .population import advance_population, best_member, init_population, summarize
+from .split import SPLIT_TOL, check_split, choose_signs, split_problem
 from .start import start_rows
 from .state import AttackState, Phase, ReconResult, Status, Watch
 
@@ -94,6 +95,8 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
     method = method if isinstance(method, Method) else method_config(method)
     n = _validate.positive_int("n", n)
     radius = math.sqrt(target.fmap.input_dim) if radius == "sphere" else radius
+    if method.start == "split":
+        check_split(target.fmap)
     loss_fn = lambda tgt, x: projector_loss(tgt.fmap, tgt.theta, x, method.jitter, method.loss_form)
     project = (lambda x: x) if radius is None else (lambda x: project_to_sphere(x, radius))
     phases = [FirstOrderPhase(method.first_order, method.first_order.optimizer_fn(total_steps), loss_fn, project)]
@@ -110,7 +113,10 @@ def attack_target(target: Target, method: Method) -> Target:
     fmap = target.fmap
     if method.surrogate_slope is not None:
         fmap = fmap.with_surrogate(method.surrogate_slope)
-    return Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
+    tgt = Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
+    if method.start == "split":
+        tgt = tgt._replace(split=split_problem(tgt))
+    return tgt
 
 
 def _where(c, new, old):
@@ -129,6 +135,9 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None):
     if x0 is not None:
         x0 = solver.project(jnp.asarray(x0, dtype))
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
+    if method.start == "split" and solver.degenerate is None:
+        x0, steps = _split_start(solver, key, target)
+        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), steps
     if method.starts <= 1:
         x0 = start_rows(solver, key, target, dtype)
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
@@ -148,6 +157,20 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None):
     best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
     take = lambda tree: jax.tree_util.tree_map(lambda a: a[best], tree)
     return xs[best], take(states), losses[best].astype(dtype), method.start_steps
+
+
+def _split_start(solver: Solver, key: jax.Array, tgt: Target):
+    """``(x0, steps)``: the method run on the even part of ``theta`` (random start, its own phases
+    and stall actions, at most ``split_steps`` steps, until the loss is ``<= SPLIT_TOL``), then the
+    rows' signs chosen in one solve (:mod:`jaxrecon.attack.split`); ``steps`` are the even
+    stage's, counted in the seed's total."""
+    m = solver.method
+    sub = solver._replace(method=dataclasses.replace(m, start="random", starts=1, start_steps=0, population=None,
+                                                     tol=max(m.tol, SPLIT_TOL), plateau_window=0), stop=None)
+    even = tgt.split.even
+    state = _advance_one(sub, even, _init_one(sub, key, even), m.split_steps)
+    x0, _ = choose_signs(tgt.split, state.x_hat, m.jitter)
+    return solver.project(x0), state.steps
 
 
 def init_state(solver: Solver, key: jax.Array, target: Target, x0=None):
@@ -177,7 +200,7 @@ def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None) -> Attack
         watch = Watch(floor, jnp.asarray(jnp.inf, dtype), x0, jnp.asarray(jnp.inf, dtype), i32(steps))
     return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
                        phase=i32(solver.phases[0].kind), phase_start=i32(steps), stalls=i32(0), key=key,
-                       status=i32(status), watch=watch)
+                       status=i32(status), watch=watch, start_steps=i32(steps))
 
 
 def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:

@@ -49,6 +49,7 @@ class AttackState(NamedTuple):
     key: jax.Array  # the seed's key (stall actions draw from fold_in(key, stalls))
     status: jax.Array  # int32: a Status value
     watch: Any = None  # a Watch when the floor / plateau stops are on (else None: no such stop)
+    start_steps: Any = None  # int32: steps the start took (the split start's first stage; else 0)
 
 
 class Watch(NamedTuple):

@@ -129,8 +129,13 @@ class Target(NamedTuple):
     ``floor`` (optional, a scalar): the loss the attack can expect at best when ``theta`` was
     released with noise (:func:`jaxrecon.defences.defend` sets it); a target that carries one
     turns on the attack's floor and plateau stops (:mod:`jaxrecon.attack.loop`). ``None``: none.
+
+    ``split`` (optional): the sign-free part of the problem
+    (:class:`jaxrecon.attack.split.SplitProblem`), which the attack prepares itself for a method
+    with ``start="split"``; leave ``None``.
     """
 
     fmap: Any
     theta: jax.Array
     floor: Optional[Any] = None
+    split: Optional[Any] = None

@@ -1,0 +1,250 @@
+"""The split start: rows up to sign from the even part of ``theta``, then their signs in one solve.
+
+For an activation whose odd part is linear, ``sigma(z) - sigma(-z) = 2 k z`` (ReLU and GELU:
+``k = 1/2``; the "relu-like" symmetry class of :mod:`jaxrecon.theory`), every feature splits as
+
+    phi(x) = e(x) + k V x,        e(x) = (sigma(V x) + sigma(-V x)) / 2   (even in x),
+
+so ``theta = sum_j alpha_j phi(x_j)`` has a part outside the column space of ``V`` that depends on
+the training rows only up to sign::
+
+    theta_e = P_perp(V) theta = sum_j alpha_j P_perp(V) e(x_j).
+
+Stage 1 attacks ``theta_e`` with the even features ``P_perp(V) e(x)`` (:class:`EvenFeatures`): the
+same method (phases and stall actions), on a problem in which ``x`` and ``-x`` are the same point,
+so the sign-flip minima of ReLU features (rows at ``-x_j`` whose linear deficits cancel, the reason
+``adam-lm`` stalls once ``n`` nears ``d``: ``benchmarks/RESULTS.md``, Scaling) do not exist there.
+Stage 2 chooses the signs ``s`` of the recovered rows ``y_j`` at once: with the even coefficients
+``alpha`` (the even fit) the linear part of ``theta`` gives ``d`` equations
+
+    sum_j alpha_j s_j y_j = m,     m = ((V^T V)^{-1} V^T theta - (V^T V)^{-1} V^T E(y)^T alpha) / k,
+
+solved as a box-constrained least-squares problem ``min |A s - m|_G^2`` over ``s in [-1, 1]^n``
+(``G = V^T V``; accelerated projected gradient) and rounded. For ``n <= d`` the solution is the
+sign vector itself; for ``d < n < 2d`` it is still unique with high probability for generic rows
+(Mangasarian & Recht 2011, "Probability of unique integer solution to a system of linear
+equations"), and beyond that it is a best effort the main attack's stall actions repair. The
+method then runs as usual on the full ``theta`` from the signed rows (its LM phase polishes them).
+
+Costs: ``V^T V`` once per attack (``p d^2`` multiply-adds, ``d`` passes of ``n = 1`` rows); an even
+step reads ``V`` about 1.5 times as often as a plain one, and its LM phase uses autodiff products.
+The split needs ``V`` stored (a dense :class:`~jaxrecon.RandomFeatures`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..activations import activation_name, get_activation
+from ..features.base import FeatureMapBase, Target, static
+from ..loss import ResidualLinearization, factor_kernel, normalized_theta
+
+#: Loss on the even part at which stage 1 ends and the signs are chosen (the full attack's LM
+#: phase then polishes the rows to the method's own tolerance).
+SPLIT_TOL = 1e-9
+#: Iterations of the accelerated projected gradient of the sign problem (``n x d`` products each).
+SIGN_ITERS = 2000
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def odd_slope(activation, surrogate_slope=None) -> float:
+    """``k`` with ``sigma(z) - sigma(-z) = 2 k z`` for all ``z``, checked at a few points; a
+    ``ValueError`` when the odd part of ``sigma`` is not linear (the split start does not apply)."""
+    sigma = get_activation(activation, surrogate_slope)
+    with jax.ensure_compile_time_eval():  # concrete numbers, also while a caller is being traced
+        z = jnp.asarray([0.3, 1.0, 2.5, 4.0], jnp.float32)
+        ks = np.asarray((sigma(z) - sigma(-z)) / (2 * z))
+    k = float(ks[1])
+    if not np.all(np.abs(ks - k) <= 1e-5 * max(abs(k), 1e-3)):
+        raise ValueError(f"start: 'split' needs an activation whose odd part is linear (relu, gelu); "
+                         f"{activation_name(activation)!r} is not")
+    return k
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class EvenFeatures(FeatureMapBase):
+    """The even features ``P_perp(V) e(x)`` of a dense random-features map (module docstring).
+
+    ``E(x) = (sigma(x V^T) + sigma(-x V^T)) / 2`` and ``B(x) = E(x) V`` give every product without
+    forming ``P_perp``: ``gram = E E^T - B G^{-1} B^T`` and ``project(x, t) = E t - B G^{-1} V^T t``
+    (``G = V^T V``, held as its Cholesky factor ``chol``).
+    """
+
+    V: jax.Array
+    chol: jax.Array
+    activation: Any = static(default="relu")
+    surrogate_slope: Any = static(default=None)
+    odd: float = static(default=0.5)  # the odd slope k
+    dense = True
+
+    @property
+    def p(self) -> int:
+        return self.V.shape[0]
+
+    @property
+    def input_dim(self) -> int:
+        return self.V.shape[1]
+
+    def _mm(self, a, b):
+        return jnp.matmul(a, b, precision=_HIGHEST)
+
+    def raw(self, x):
+        """``(E(x), B(x))``: the even features before projection and their products with ``V``."""
+        sigma = get_activation(self.activation, self.surrogate_slope)
+        Z = self._mm(jnp.asarray(x, self.V.dtype), self.V.T)
+        E = (sigma(Z) + sigma(-Z)) / 2
+        return E, self._mm(E, self.V)
+
+    def ginv(self, b):
+        """``(V^T V)^{-1} b``."""
+        return jax.scipy.linalg.cho_solve((self.chol, True), b)
+
+    def features(self, x):
+        E, B = self.raw(x)
+        return E - self._mm(self.ginv(B.T).T, self.V.T)
+
+    def gram(self, x1, x2):
+        (E1, B1), (E2, B2) = self.raw(x1), self.raw(x2)
+        return self._mm(E1, E2.T) - self._mm(B1, self.ginv(B2.T))
+
+    def project(self, x, theta):
+        E, B = self.raw(x)
+        return self._mm(E, theta) - self._mm(B, self.ginv(self._mm(self.V.T, theta)))
+
+    def adjoint(self, x, alpha):
+        E, B = self.raw(x)
+        return self._mm(E.T, alpha) - self._mm(self.V, self.ginv(self._mm(B.T, alpha)))
+
+    def residual_linearization(self, theta, x, jitter=None):
+        """The closed-form Gauss-Newton pieces (as :mod:`jaxrecon.features.rf_gauss_newton` for
+        random features): with ``F = P_perp(V) E``, ``S = (sigma'(Z) - sigma'(-Z)) / 2`` and every
+        ``p``-side vector of the products (``r``, ``P_perp w``) already in the range of
+        ``P_perp(V)``, ``J^T J u = (S * (c (P_perp_F w)^T + b r^T)) V`` with
+        ``w = P_perp(V) (S * (u V^T))^T c``: two passes over ``V`` per product."""
+        sigma = get_activation(self.activation, self.surrogate_slope)
+        mm, V = self._mm, self.V
+        t = normalized_theta(theta, V.dtype)
+        t = t / jnp.linalg.norm(t)
+        x = jnp.asarray(x, V.dtype)
+        Z = mm(x, V.T)
+        Fp, Sp = jax.jvp(sigma, (Z,), (jnp.ones_like(Z),))
+        Fm, Sm = jax.jvp(sigma, (-Z,), (jnp.ones_like(Z),))
+        E, S = (Fp + Fm) / 2, (Sp - Sm) / 2
+        F = E - mm(self.ginv(mm(E, V).T).T, V.T)
+        fac = factor_kernel(mm(F, F.T), jitter)
+        c = fac.solve(mm(F, t))
+        r = t - mm(c, F)
+        a = fac.solve(mm(F, r))
+        grad = -mm(S * (c[:, None] * (r - mm(a, F))[None, :] + a[:, None] * r[None, :]), V)
+
+        def gram_matvec(u):
+            dE = S * mm(u, V.T)
+            we = mm(c, dE)
+            w = we - mm(V, self.ginv(mm(V.T, we)))
+            pw = w - mm(fac.solve(mm(F, w)), F)
+            b = fac.solve(mm(dE, r))
+            return mm(S * (c[:, None] * pw[None, :] + b[:, None] * r[None, :]), V)
+
+        return ResidualLinearization(r, c, grad, gram_matvec)
+
+    def gram_project(self, x, theta):
+        E, B = self.raw(x)
+        A = self._mm(E, E.T) - self._mm(B, self.ginv(B.T))
+        return A, self._mm(E, theta) - self._mm(B, self.ginv(self._mm(self.V.T, theta)))
+
+
+class SplitProblem(NamedTuple):
+    """What the split start needs, prepared once per attack (:func:`split_problem`)."""
+
+    even: Target  # EvenFeatures and theta_e = P_perp(V) theta
+    m_theta: jax.Array  # (V^T V)^{-1} V^T theta, shape (d,)
+
+
+def check_split(fmap) -> float:
+    """The odd slope ``k`` of ``fmap``, or a ``ValueError`` saying why the split start does not apply
+    (it needs a dense :class:`~jaxrecon.RandomFeatures` map with a relu-like activation)."""
+    from ..features.random_features import RandomFeatures
+
+    if not isinstance(fmap, RandomFeatures) or not fmap.dense:
+        what = fmap.describe() if hasattr(fmap, "describe") else type(fmap).__name__
+        raise ValueError("start: 'split' needs random features with V stored (a dense RandomFeatures map: "
+                         f"no block_size, and a memory budget that stores V); got {what}")
+    return odd_slope(fmap.activation, fmap.surrogate_slope)
+
+
+def split_problem(tgt: Target) -> SplitProblem:
+    """The even target and the linear part of ``theta`` of a prepared dense random-features target."""
+    fmap = tgt.fmap
+    k = check_split(fmap)
+    V = fmap.weights()
+    G = jnp.matmul(V.T, V, precision=_HIGHEST)
+    chol = jnp.linalg.cholesky(G)
+    theta = tgt.theta.astype(V.dtype)
+    m_theta = jax.scipy.linalg.cho_solve((chol, True), jnp.matmul(V.T, theta, precision=_HIGHEST))
+    theta_e = theta - jnp.matmul(V, m_theta, precision=_HIGHEST)
+    even = EvenFeatures(V, chol, fmap.activation, fmap.surrogate_slope, k)
+    return SplitProblem(Target(even, theta_e), m_theta)
+
+
+def box_least_squares(A: jax.Array, b: jax.Array, iters: int = SIGN_ITERS) -> jax.Array:
+    """``argmin |A s - b|^2`` over ``s in [-1, 1]^n`` by accelerated projected gradient (FISTA),
+    from ``s = 0``; ``A`` is ``(m, n)``."""
+    L = jnp.maximum(jnp.linalg.eigvalsh(A.T @ A)[-1], jnp.finfo(A.dtype).tiny)
+
+    def body(_, carry):
+        s, z, t = carry
+        s_new = jnp.clip(z - (A.T @ (A @ z - b)) / L, -1.0, 1.0)
+        t_new = (1 + jnp.sqrt(1 + 4 * t * t)) / 2
+        return s_new, s_new + (t - 1) / t_new * (s_new - s), t_new
+
+    s0 = jnp.zeros(A.shape[1], A.dtype)
+    s, _, _ = jax.lax.fori_loop(0, iters, body, (s0, s0, jnp.asarray(1.0, A.dtype)))
+    return s
+
+
+def polish_signs(A: jax.Array, b: jax.Array, s: jax.Array) -> jax.Array:
+    """Single sign flips of ``s in {-1, 1}^n`` while one lowers ``|A s - b|^2`` (the best flip
+    each round, at most ``n`` rounds): the rounding of the relaxed solution can leave a few wrong
+    signs where the box problem's solution is not unique (``n`` near ``2 d``)."""
+    n = s.shape[0]
+
+    def gains(s_):
+        res = A @ s_ - b
+        # |res - 2 s_j a_j|^2 - |res|^2 for flipping j
+        return -4 * s_ * (A.T @ res) + 4 * jnp.sum(A * A, axis=0)
+
+    def body(carry):
+        s_, k, _ = carry
+        g = gains(s_)
+        j = jnp.argmin(g)
+        go = g[j] < -1e-6 * jnp.sum(jnp.square(A @ s_ - b))
+        return jnp.where(go, s_.at[j].multiply(-1), s_), k + 1, go
+
+    s, _, _ = jax.lax.while_loop(lambda c: c[2] & (c[1] < n), body, (s, jnp.asarray(0), jnp.asarray(True)))
+    return s
+
+
+def choose_signs(problem: SplitProblem, y: jax.Array, jitter=None, iters: int = SIGN_ITERS):
+    """``(x, s)``: the rows ``y`` (right up to sign) with signs chosen from the linear part of
+    ``theta`` (module docstring: the relaxed problem, rounded, then :func:`polish_signs`); ``s`` the
+    relaxed signs in ``[-1, 1]`` (near ``+-1`` where the choice is clear). With ``k = 0`` (no odd part) the rows are returned as they are."""
+    even = problem.even.fmap
+    if even.odd == 0:
+        return y, jnp.ones(y.shape[0], y.dtype)
+    A_even, v = even.gram_project(y, problem.even.theta)
+    alpha = factor_kernel(A_even, jitter).solve(v)
+    _, B = even.raw(y)
+    m = (problem.m_theta - even.ginv(B.T @ alpha)) / even.odd
+    A = y.T * alpha[None, :]  # (d, n): column j is alpha_j y_j
+    W = even.chol.T  # |W u|^2 = u^T V^T V u: the residual's norm in feature space
+    scale = jnp.maximum(jnp.linalg.norm(W @ A), jnp.finfo(y.dtype).tiny)
+    A, b = (W @ A) / scale, (W @ m) / scale
+    relaxed = box_least_squares(A, b, iters)
+    s = polish_signs(A, b, jnp.where(relaxed < 0, -1.0, 1.0).astype(y.dtype))
+    return jnp.where((s < 0)[:, None], -y, y), relaxed

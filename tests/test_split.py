@@ -1,0 +1,122 @@
+"""The split start (jaxrecon/attack/split.py): even features, the sign solve, the start end to end."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrecon as jr
+from jaxrecon import loss as L
+from jaxrecon.attack import split as S
+from jaxrecon.features.base import FeatureMapBase
+from jaxrecon.metrics import match
+
+
+def _problem(d, n, activation="relu", seed=1):
+    with jr.config.x64():
+        data = jr.synthetic(jax.random.key(seed), n, d)
+        fmap = jr.RandomFeatures(jax.random.key(seed + 1), d, 10 * d * n, activation=activation,
+                                 dtype="float64").prepare()
+        theta = jr.fit(fmap, data.x, data.y)
+        return data, fmap, theta, S.split_problem(jr.Target(fmap, theta))
+
+
+def _rel(a, b):
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_even_features_products_and_the_even_part_of_theta(activation):
+    """Every product equals the explicit ``P_perp(V) e(x)``; ``theta_e`` is explained exactly by
+    the training rows, with any signs, and the full ``theta`` is not once a row is flipped."""
+    with jr.config.x64():
+        data, fmap, theta, prob = _problem(6, 9, activation)
+        ev, te = prob.even.fmap, prob.even.theta
+        V = fmap.weights()
+        Z = data.x @ V.T
+        sigma = fmap.sigma
+        E = (sigma(Z) + sigma(-Z)) / 2
+        F = E - jnp.linalg.solve(V.T @ V, V.T @ E.T).T @ V.T  # rows P_perp(V) e(x_i)
+        assert _rel(ev.features(data.x), F) < 1e-12
+        assert _rel(ev.gram(data.x, data.x), F @ F.T) < 1e-12
+        a = jax.random.normal(jax.random.key(5), (9,), jnp.float64)
+        assert _rel(ev.project(data.x, theta), F @ theta) < 1e-12
+        assert _rel(ev.adjoint(data.x, a), F.T @ a) < 1e-12
+        assert float(jnp.abs(V.T @ te).max()) < 1e-10 * float(jnp.abs(V.T @ theta).max())
+        flipped = data.x.at[::2].multiply(-1)
+        for x in (data.x, flipped):
+            assert float(L.projector_loss(ev, te, x, form="residual")) < 1e-20
+        assert float(L.projector_loss(fmap, theta, flipped, form="residual")) > 1e-3
+
+
+def test_even_closed_form_gauss_newton_equals_autodiff():
+    with jr.config.x64():
+        data, fmap, theta, prob = _problem(7, 10)
+        ev, te = prob.even.fmap, prob.even.theta
+        x = data.x + 0.2 * jax.random.normal(jax.random.key(3), data.x.shape, jnp.float64)
+        u = jax.random.normal(jax.random.key(4), x.shape, jnp.float64)
+        closed = L.residual_linearization(ev, te, x)
+        auto = L.residual_linearization(_NoClosedForm(ev.V, ev.chol, ev.activation, None, ev.odd), te, x)
+        assert _rel(closed.residual, auto.residual) < 1e-10
+        assert _rel(closed.grad, auto.grad) < 1e-10
+        assert _rel(closed.gram_matvec(u), auto.gram_matvec(u)) < 1e-10
+
+
+@jax.tree_util.register_dataclass
+class _NoClosedForm(S.EvenFeatures):
+    def residual_linearization(self, theta, x, jitter=None):
+        return FeatureMapBase.residual_linearization(self, theta, x, jitter)
+
+
+@pytest.mark.parametrize("d,n", [(10, 6), (10, 15), (10, 19)])
+def test_signs_recovered_from_the_linear_part(d, n):
+    """Rows right up to sign get their signs back: ``n <= d`` by the relaxation alone,
+    ``d < n < 2d`` too (unique with high probability), and near ``2d`` with the flip polish."""
+    with jr.config.x64():
+        data, _, _, prob = _problem(d, n)
+        flips = jax.random.bernoulli(jax.random.key(3), 0.5, (n,))
+        y = jnp.where(flips[:, None], -data.x, data.x)
+        x, relaxed = S.choose_signs(prob, y)
+        assert bool(jnp.any(flips))
+        np.testing.assert_allclose(np.asarray(x), np.asarray(data.x), atol=1e-12)
+        assert float(jnp.max(jnp.abs(relaxed))) <= 1.0 + 1e-12
+
+
+def test_box_least_squares_matches_the_unconstrained_solution_inside_the_box():
+    with jr.config.x64():
+        A = jax.random.normal(jax.random.key(0), (12, 5), jnp.float64)
+        s_true = jnp.asarray([0.3, -0.5, 0.1, 0.9, -0.2])
+        s = S.box_least_squares(A, A @ s_true, iters=3000)
+        np.testing.assert_allclose(np.asarray(s), np.asarray(s_true), atol=1e-8)
+        clipped = S.box_least_squares(A, A @ (3 * s_true), iters=3000)
+        assert float(jnp.max(jnp.abs(clipped))) <= 1.0
+
+
+def test_odd_slope_and_where_the_split_does_not_apply():
+    assert S.odd_slope("relu") == pytest.approx(0.5)
+    assert S.odd_slope("gelu") == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="start: 'split' needs an activation whose odd part is linear"):
+        S.odd_slope("tanh")
+    streamed = jr.RandomFeatures(jax.random.key(0), 5, 200, block_size=50)
+    with pytest.raises(ValueError, match="start: 'split' needs random features with V stored"):
+        S.check_split(streamed)
+    data = jr.synthetic(jax.random.key(1), 3, 5)
+    with pytest.raises(ValueError, match="odd part is linear"):
+        fm = jr.RandomFeatures(jax.random.key(0), 5, 200, activation="tanh")
+        jr.reconstruct(jr.Target(fm, jr.fit(fm, data.x, data.y)), jax.random.key(0), 3, steps=5, start="split")
+
+
+def test_split_start_end_to_end_is_exact_and_no_worse_than_random():
+    """n > d (the regime of the sign-flip minima): the split start reaches the training set; its
+    steps include the first stage's."""
+    d, n = 8, 12
+    data = jr.synthetic(jax.random.key(1), n, d)
+    fmap = jr.RandomFeatures(jax.random.key(2), d, 10 * d * n)
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    split = jr.reconstruct(target, jax.random.key(7), n, steps=1500, start="split")
+    random = jr.reconstruct(target, jax.random.key(7), n, steps=1500)
+    err_split = match(data.x, split.x_hat).row_error.max()
+    err_random = match(data.x, random.x_hat).row_error.max()
+    assert err_split <= 1e-3
+    assert err_split <= max(err_random, 1e-3)
+    assert int(split.steps) > 1
