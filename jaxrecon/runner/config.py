@@ -18,6 +18,7 @@ from ..config import Config, option, section
 from ..features.random_features import PRECISIONS
 from ..models import MODELS, TRAIN_SUBSETS
 from ..attack import DEFAULT_METHOD, METHODS, method_config
+from ..attack.start import STARTS
 from ..scale import Layout, choose_layout, parse_bytes
 
 #: ``d`` of synthetic data when none is given, and for the ResNet (3 x 32 x 32, the paper's input).
@@ -69,6 +70,9 @@ class AttackConfig:
     method: str = option(DEFAULT_METHOD, "attack method", choices=sorted(METHODS))
     optimizer: Optional[str] = option(None, "any optax optimiser by name (overrides the method's)")
     lr: Optional[float] = option(None, "learning rate (overrides the method's)")
+    start: Optional[str] = option(None, "starting point (overrides the method's): random, pursuit (rows chosen "
+                                  "greedily against theta) or split (rows up to sign first, then their signs; "
+                                  "ReLU/GELU random features with V stored)", choices=list(STARTS))
     steps: int = option(10_000, "step budget per seed")
     seeds: Optional[int] = option(None, "attack seeds, vmapped in one program (default: 4; 1 for image datasets, "
                                   "whose steps cost d/100 times more and whose figure shows one seed)")
@@ -182,7 +186,8 @@ class ReconstructConfig(Config):
 
     def method_cfg(self):
         """The attack's :class:`~jaxrecon.attack.Method` (method, optimiser and lr overrides)."""
-        return method_config(self.attack.method, optimizer=self.attack.optimizer, lr=self.attack.lr)
+        return method_config(self.attack.method, optimizer=self.attack.optimizer, lr=self.attack.lr,
+                             start=self.attack.start)
 
 
 def default_d(data: str = "synthetic", model: str = "rf", image_size: Optional[int] = None) -> int:
