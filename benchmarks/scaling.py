@@ -51,7 +51,7 @@ import numpy as np
 
 OUT = Path(__file__).parent / "results" / "scaling"
 COLUMNS = ["d", "n", "p", "p_over_dn", "method", "block_size", "outcome", "t_exact_s", "seconds", "compile_s",
-           "monitor_s", "steps", "steps_first", "steps_lm", "stalls", "passes", "loss", "error_sign_max",
+           "monitor_s", "steps", "steps_first", "steps_lm", "steps_split", "stalls", "passes", "loss", "error_sign_max",
            "error_sign_mean", "peak_rss_mb", "peak_device_mb", "budget_s", "device"]
 EXACT = 1e-3  # every row's error_sign at most this
 
@@ -71,12 +71,16 @@ class PhaseSteps:
 
     def __init__(self):
         self.first = self.lm = self.last = 0
+        self.split = None
 
     def update(self, state):
         from jaxrecon.attack.state import Phase
 
         if not hasattr(state, "phase"):  # a population: no per-phase clock
             return
+        if self.split is None:  # the split start's first stage ran before the first chunk
+            self.split = int(np.asarray(state.start_steps).reshape(-1)[0]) if state.start_steps is not None else 0
+            self.last = self.split
         steps, start, phase = (int(np.asarray(a).reshape(-1)[0]) for a in (state.steps, state.phase_start, state.phase))
         in_phase = steps - max(start, self.last)
         before = max(start, self.last) - self.last
@@ -129,7 +133,7 @@ def run_point(d, n, ratio, method_spec, budget, chunk, block_size, data_seed, ma
             "outcome": outcome, "t_exact_s": round(seen["t_exact"] if seen["t_exact"] is not None else
                                                    (float(res.seconds[0]) - seen["monitor"] if exact else float("nan")), 3),
             "seconds": round(float(res.seconds[0]) - seen["monitor"], 3), "compile_s": round(res.compile_seconds, 3),
-            "monitor_s": round(seen["monitor"], 3), "steps": int(res.steps[0]), "steps_first": phases.first,
+            "monitor_s": round(seen["monitor"], 3), "steps": int(res.steps[0]), "steps_first": phases.first, "steps_split": phases.split or 0,
             "steps_lm": phases.lm, "stalls": int(res.stalls[0]), "passes": passes, "loss": float(res.loss[0]),
             "error_sign_max": float(row_err.max()), "error_sign_mean": float(row_err.mean()),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
