@@ -120,3 +120,17 @@ def test_split_start_end_to_end_is_exact_and_no_worse_than_random():
     assert err_split <= 1e-3
     assert err_split <= max(err_random, 1e-3)
     assert int(split.steps) > 1
+
+
+def test_split_start_in_the_chunked_driver(capsys):
+    """The seeds driver runs the first stage as its own chunked program (progress shown) and
+    hands over: the seed converges and its steps include the first stage's."""
+    d, n = 8, 12
+    data = jr.synthetic(jax.random.key(1), n, d)
+    fmap = jr.RandomFeatures(jax.random.key(2), d, 10 * d * n)
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    res = jr.reconstruct_seeds(target, jax.random.key(7), n, 1, method="adam-lm-split", steps=1500, chunk=50)
+    assert res.status[0] == "converged"
+    assert match(data.x, res.x_hat[0]).row_error.max() <= 1e-3
+    assert "split start" in capsys.readouterr().err
+    assert res.steps[0] > 100  # the first stage alone takes 300 Adam steps before its LM phase

@@ -8,6 +8,7 @@ devices); :func:`run_chunks` is the host loop (chunks of steps, progress, wall-c
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Callable, NamedTuple, Optional
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from .. import _validate
 from ..features.base import Target
-from .loop import advance, attack_target, finalize, init_state, make_solver
+from .loop import advance, advance_split, attack_target, finalize, finish_split, init_split, init_state, make_solver
 from .degenerate import warn_if_degenerate
 from .methods import DEFAULT_METHOD, method_config
 from ..signals import stop_requested
@@ -49,6 +50,18 @@ class Program(NamedTuple):
     state: object  # vmapped AttackState
     advance: Callable
     finalize: Callable
+    start_seconds: float = 0.0  # running the initial state (the split start's first stage), not compiling
+    split: Optional["SplitStage"] = None  # the split start's first stage, run by the host loop before ``state``
+
+
+class SplitStage(NamedTuple):
+    """The split start's first stage as a chunked program (:mod:`jaxrecon.attack.split`): its
+    initial state, ``advance(tgt, state, max_steps)`` and ``finish(tgt, state) -> main state``."""
+
+    state: object
+    advance: Callable
+    finish: Callable
+    max_steps: int
 
 
 def _check_seed_shards(seeds: int, seed_shards: int) -> None:
@@ -114,6 +127,9 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     prep = lambda t: attack_target(t, solver.method)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     init = jax.jit(over_seeds(lambda t, k: init_state(solver, k, t), target_axis, batching))
+    if (solver.method.start == "split" and solver.method.population is None and solver.degenerate is None
+            and seed_shards == 1):
+        return _split_program(solver, tgt, keys, steps, target_axis, batching)
     advance_fn = over_seeds(lambda t, s, m: advance(solver, t, s, m), target_axis, batching)
     if seeds == 1 and target_axis is None and batching == "vmap":
         tree = jax.tree_util.tree_map
@@ -133,11 +149,45 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
         else:
             step_fn = jax.jit(advance_fn, in_shardings=(whole if target_axis is None else by_seed, by_seed, whole),
                               out_shardings=by_seed)
-    state = init(tgt, keys)
+    init_compiled = init.lower(tgt, keys).compile()
+    t_start = time.perf_counter()
+    state = jax.block_until_ready(init_compiled(tgt, keys))
+    start_seconds = time.perf_counter() - t_start
     if seed_shards > 1:
         state = jax.device_put(state, by_seed)
     compiled = step_fn.lower(tgt, state, 0).compile()
-    return Program(tgt, state, compiled, fin)
+    return Program(tgt, state, compiled, fin, start_seconds)
+
+
+def _split_program(solver, tgt: Target, keys, steps: int, target_axis, batching: str) -> Program:
+    """:func:`build_program` for a method with the split start: the first stage (on the even
+    target) and the rest are two chunked programs, so that progress, the time budget and signals
+    reach the first stage too; same numbers as :func:`~jaxrecon.attack.loop.reconstruct`."""
+    over = lambda fn: jax.jit(over_seeds(fn, target_axis, batching))
+    init = over(lambda t, k: init_split(solver, k, t))
+    advance_split_fn = over(lambda t, s, m: advance_split(solver, t, s, m)).lower(
+        tgt, jax.eval_shape(init, tgt, keys), 0).compile()
+    finish = over(lambda t, ks: finish_split(solver, t, ks[0], ks[1]))
+    state = jax.block_until_ready(init(tgt, keys))
+    main = jax.eval_shape(finish, tgt, (keys, state))
+    compiled = jax.jit(over_seeds(lambda t, s, m: advance(solver, t, s, m), target_axis, batching)).lower(
+        tgt, main, 0).compile()
+    fin = jax.jit(over_seeds(lambda t, s: finalize(solver, t, s, steps), target_axis, batching))
+    stage = SplitStage(state, advance_split_fn, lambda t, s: finish(t, (keys, s)),
+                       min(solver.method.split_steps, steps))
+    return Program(tgt, None, compiled, fin, 0.0, stage)
+
+
+def run_split_stage(program: Program, chunk: int, t0: float, progress: bool, time_budget, callback) -> Program:
+    """Run the split start's first stage in chunks (its own progress line) and hand its rows,
+    with their signs chosen, to the main program; the first stage ends early on the time budget
+    or a signal as the main loop would (the main loop then stops at once)."""
+    stage = program.split
+    if progress:
+        print("split start: rows up to sign first (the even part of theta)", file=sys.stderr, flush=True)
+    state, _, _ = run_chunks(Program(program.tgt, stage.state, stage.advance, None), stage.max_steps, chunk, t0,
+                             progress, time_budget, callback)
+    return program._replace(state=stage.finish(program.tgt, state), split=None)
 
 
 def run_chunks(program: Program, steps: int, chunk: int, t0: float, progress: bool = True,
@@ -153,7 +203,8 @@ def run_chunks(program: Program, steps: int, chunk: int, t0: float, progress: bo
     seconds = np.full(seeds, np.nan)
     sizer = ChunkSizer(chunk, len(state.phase_states))
     shown = Progress(steps, seeds, progress)
-    done_steps, interrupted = 0, False
+    # steps a start already took (the split start's first stage, several candidates) count
+    done_steps, interrupted = min(int(np.min(np.asarray(state.steps))), steps), False
     before = phases_running(state)
     try:
         while done_steps < steps:
@@ -216,7 +267,9 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
                        batched=target_axis is not None)
     t0 = time.perf_counter()
     program = build_program(target, key, n, seeds, method, steps, radius, target_axis, seed_shards, batching)
-    compile_seconds = time.perf_counter() - t0
+    compile_seconds = time.perf_counter() - t0 - program.start_seconds
+    if program.split is not None:
+        program = run_split_stage(program, chunk, t0, progress, time_budget, callback)
     state, seconds, interrupted = run_chunks(program, steps, chunk, t0, progress, time_budget, callback)
     res = program.finalize(program.tgt, state)
     seconds[np.isnan(seconds)] = time.perf_counter() - t0

@@ -127,16 +127,17 @@ def _with(states: tuple, i: int, value) -> tuple:
     return states[:i] + (value,) + states[i + 1:]
 
 
-def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None):
+def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None, steps0=0):
     """``(x0, first phase state, loss, steps)``; with ``starts = S > 1`` the best of ``S`` candidates
     (vmapped) after ``start_steps`` first-order steps, with its optimiser state. A given ``x0``
-    (rows put back on the sphere) replaces the random start."""
+    (rows put back on the sphere) replaces the random start (``steps0``: steps already spent on it)."""
     method, d, first = solver.method, target.fmap.input_dim, solver.phases[0]
     if x0 is not None:
         x0 = solver.project(jnp.asarray(x0, dtype))
-        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
+        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), steps0
     if method.start == "split" and solver.degenerate is None:
         x0, steps = _split_start(solver, key, target)
+        x0 = solver.project(jnp.asarray(x0, dtype))
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), steps
     if method.starts <= 1:
         x0 = start_rows(solver, key, target, dtype)
@@ -159,18 +160,37 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None):
     return xs[best], take(states), losses[best].astype(dtype), method.start_steps
 
 
-def _split_start(solver: Solver, key: jax.Array, tgt: Target):
-    """``(x0, steps)``: the method run on the even part of ``theta`` (random start, its own phases
-    and stall actions, at most ``split_steps`` steps, until the loss is ``<= SPLIT_TOL``), then the
-    rows' signs chosen in one solve (:mod:`jaxrecon.attack.split`); ``steps`` are the even
-    stage's, counted in the seed's total."""
+def split_solver(solver: Solver) -> Solver:
+    """The solver of the split start's first stage: the same phases and stall actions on the even
+    target, random start, tolerance ``SPLIT_TOL``, no floor or plateau stops."""
     m = solver.method
-    sub = solver._replace(method=dataclasses.replace(m, start="random", starts=1, start_steps=0, population=None,
-                                                     tol=max(m.tol, SPLIT_TOL), plateau_window=0), stop=None)
-    even = tgt.split.even
-    state = _advance_one(sub, even, _init_one(sub, key, even), m.split_steps)
-    x0, _ = choose_signs(tgt.split, state.x_hat, m.jitter)
-    return solver.project(x0), state.steps
+    return solver._replace(method=dataclasses.replace(m, start="random", starts=1, start_steps=0, population=None,
+                                                      tol=max(m.tol, SPLIT_TOL), plateau_window=0), stop=None)
+
+
+def init_split(solver: Solver, key: jax.Array, tgt: Target) -> AttackState:
+    """The first stage's initial state (``tgt`` prepared by :func:`attack_target`)."""
+    return _init_one(split_solver(solver), key, tgt.split.even)
+
+
+def advance_split(solver: Solver, tgt: Target, state: AttackState, max_steps) -> AttackState:
+    """The first stage, until its loss is ``<= SPLIT_TOL`` or ``max_steps`` steps."""
+    return _advance_one(split_solver(solver), tgt.split.even, state, max_steps)
+
+
+def finish_split(solver: Solver, tgt: Target, key: jax.Array, state: AttackState) -> AttackState:
+    """The seed's initial state on ``theta`` after the first stage: the rows' signs chosen in one
+    solve (:func:`~jaxrecon.attack.split.choose_signs`), the first stage's steps counted."""
+    x0, _ = choose_signs(tgt.split, state.x_hat, solver.method.jitter)
+    return _init_one(solver, key, tgt, x0, state.steps)
+
+
+def _split_start(solver: Solver, key: jax.Array, tgt: Target):
+    """``(x0, steps)``: the first stage run whole (at most ``split_steps``), then the signs; the
+    driver runs the same pieces in chunks, with progress (:mod:`jaxrecon.attack.driver`)."""
+    state = advance_split(solver, tgt, init_split(solver, key, tgt), solver.method.split_steps)
+    x0, _ = choose_signs(tgt.split, state.x_hat, solver.method.jitter)
+    return x0, state.steps
 
 
 def init_state(solver: Solver, key: jax.Array, target: Target, x0=None):
@@ -186,9 +206,9 @@ def init_state(solver: Solver, key: jax.Array, target: Target, x0=None):
     return _init_one(solver, key, target, x0)
 
 
-def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None) -> AttackState:
+def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None, steps0=0) -> AttackState:
     dtype = jnp.result_type(target.theta.dtype, jnp.float32)
-    x0, first_state, loss, steps = _start(solver, key, target, dtype, x0)
+    x0, first_state, loss, steps = _start(solver, key, target, dtype, x0, steps0)
     later = tuple(ph.init(x0, dtype) for ph in solver.phases[1:])
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     status = jnp.where(zero_theta(target.theta), Status.DEGENERATE, Status.RUNNING)
