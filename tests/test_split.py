@@ -134,3 +134,26 @@ def test_split_start_in_the_chunked_driver(capsys):
     assert match(data.x, res.x_hat[0]).row_error.max() <= 1e-3
     assert "split start" in capsys.readouterr().err
     assert res.steps[0] > 100  # the first stage alone takes 300 Adam steps before its LM phase
+
+
+def test_lattice_signs_solve_the_integer_problem_the_relaxation_leaves():
+    """n = 2d (d = 12): from a sign vector with half its entries wrong, LLL on the subset-sum
+    embedding returns the planted signs; a vector that already solves the system is kept."""
+    rng = np.random.default_rng(0)
+    d, n = 12, 24
+    A = rng.standard_normal((d, n)) * rng.lognormal(0, 1, n)[None, :]
+    s_true = rng.choice([-1.0, 1.0], n)
+    b = A @ s_true
+    wrong = s_true * np.where(rng.random(n) < 0.5, -1, 1)
+    np.testing.assert_array_equal(S.lattice_signs(A, b, wrong), s_true)
+    np.testing.assert_array_equal(S.lattice_signs(A, b, s_true), s_true)
+
+
+def test_lll_reduce_keeps_the_lattice_and_shortens_it():
+    rng = np.random.default_rng(1)
+    B = rng.integers(-50, 50, (6, 6)).astype(float)
+    R = S.lll_reduce(B)
+    assert abs(abs(np.linalg.det(R)) - abs(np.linalg.det(B))) < 1e-6 * abs(np.linalg.det(B))
+    U = np.linalg.solve(B.T, R.T).T  # R = U B with U unimodular
+    np.testing.assert_allclose(U, np.round(U), atol=1e-8)
+    assert np.linalg.norm(R[0]) <= np.linalg.norm(B, axis=1).min()
