@@ -27,7 +27,11 @@ from memory (dense V) or regenerated block by block (streamed V). The counts fol
 
 Steps per phase are read from the state after every chunk (``phase`` and ``phase_start``), so
 chunks that contain a phase change attribute their steps exactly as long as at most one change
-happens within a chunk (``--chunk`` bounds that). The printed cost model is
+happens within a chunk (``--chunk`` bounds that). With the split start (``adam-lm-split``) the
+first stage's steps are counted in these columns too (the seeds driver runs it in chunks) and
+again in ``steps_split``; its steps read V about 1.5 times as often (the even features ``E`` and
+``E V``), which the pass count leaves out, and its one-time ``V^T V`` (``d`` passes of one row).
+The printed cost model is
 ``time ≈ passes(n) · n d p / throughput``, with ``passes(n)`` fitted as a power of n.
 
 Writes ``results.csv``, ``meta.json`` (machine, versions, arguments of each run) and
@@ -78,9 +82,10 @@ class PhaseSteps:
 
         if not hasattr(state, "phase"):  # a population: no per-phase clock
             return
-        if self.split is None:  # the split start's first stage ran before the first chunk
-            self.split = int(np.asarray(state.start_steps).reshape(-1)[0]) if state.start_steps is not None else 0
-            self.last = self.split
+        start = int(np.asarray(state.start_steps).reshape(-1)[0]) if state.start_steps is not None else 0
+        if self.split is None and start > 0:  # a split start run whole before the first chunk (pure path)
+            self.last = start
+        self.split = max(self.split or 0, start)  # the driver runs it in chunks: its phases counted too
         steps, start, phase = (int(np.asarray(a).reshape(-1)[0]) for a in (state.steps, state.phase_start, state.phase))
         in_phase = steps - max(start, self.last)
         before = max(start, self.last) - self.last
