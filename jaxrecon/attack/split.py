@@ -23,7 +23,8 @@ solved as a box-constrained least-squares problem ``min |A s - m|_G^2`` over ``s
 (``G = V^T V``; accelerated projected gradient) and rounded. For ``n <= d`` the solution is the
 sign vector itself; for ``d < n < 2d`` it is still unique with high probability for generic rows
 (Mangasarian & Recht 2011, "Probability of unique integer solution to a system of linear
-equations"), and beyond that it is a best effort the main attack's stall actions repair. The
+equations"); near ``n = 2d`` it is not, and :func:`lattice_signs` solves the integer problem by
+LLL reduction (measured at ``n = 2d = 100``; beyond that untested). The
 method then runs as usual on the full ``theta`` from the signed rows (its LM phase polishes them).
 
 Costs: ``V^T V`` once per attack (``p d^2`` multiply-adds, ``d`` passes of ``n = 1`` rows); an even
