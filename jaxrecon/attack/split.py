@@ -28,7 +28,8 @@ LLL reduction (measured at ``n = 2d = 100``; beyond that untested). The
 method then runs as usual on the full ``theta`` from the signed rows (its LM phase polishes them).
 
 Costs: ``V^T V`` once per attack (``p d^2`` multiply-adds, ``d`` passes of ``n = 1`` rows); an even
-step reads ``V`` about 1.5 times as often as a plain one, and its LM phase uses autodiff products.
+step reads ``V`` about 1.5 times as often as a plain one; its LM phase has closed-form products
+(:meth:`EvenFeatures.residual_linearization`, two passes each).
 The split needs ``V`` stored (a dense :class:`~jaxrecon.RandomFeatures`).
 """
 
