@@ -126,10 +126,10 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     keys = jax.random.split(key, seeds)
     prep = lambda t: attack_target(t, solver.method)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
-    init = jax.jit(over_seeds(lambda t, k: init_state(solver, k, t), target_axis, batching))
     if (solver.method.start == "split" and solver.method.population is None and solver.degenerate is None
             and seed_shards == 1):
         return _split_program(solver, tgt, keys, steps, target_axis, batching)
+    init = jax.jit(over_seeds(lambda t, k: init_state(solver, k, t), target_axis, batching))
     advance_fn = over_seeds(lambda t, s, m: advance(solver, t, s, m), target_axis, batching)
     if seeds == 1 and target_axis is None and batching == "vmap":
         tree = jax.tree_util.tree_map

@@ -44,7 +44,8 @@ import numpy as np
 
 from ..activations import activation_name, get_activation
 from ..features.base import FeatureMapBase, Target, static
-from ..loss import ResidualLinearization, factor_kernel, normalized_theta
+from ..features.rf_gauss_newton import stored_linearization, unit_theta
+from ..loss import factor_kernel
 
 #: Loss on the even part at which stage 1 ends and the signs are chosen (the full attack's LM
 #: phase then polishes the rows to the method's own tolerance).
@@ -131,39 +132,25 @@ class EvenFeatures(FeatureMapBase):
         return self._mm(E.T, alpha) - self._mm(self.V, self.ginv(self._mm(B.T, alpha)))
 
     def residual_linearization(self, theta, x, jitter=None):
-        """The closed-form Gauss-Newton pieces (as :mod:`jaxrecon.features.rf_gauss_newton` for
-        random features): with ``F = P_perp(V) E``, ``S = (sigma'(Z) - sigma'(-Z)) / 2`` and every
-        ``p``-side vector of the products (``r``, ``P_perp w``) already in the range of
-        ``P_perp(V)``, ``J^T J u = (S * (c (P_perp_F w)^T + b r^T)) V`` with
-        ``w = P_perp(V) (S * (u V^T))^T c``: two passes over ``V`` per product."""
+        """The closed-form Gauss-Newton pieces of :mod:`jaxrecon.features.rf_gauss_newton` with
+        ``F = P_perp(V) E`` and ``S = (sigma'(Z) - sigma'(-Z)) / 2``: ``r`` and ``P_perp_F w`` lie
+        in the range of ``P_perp(V)``, so only ``w = (S * (u V^T))^T c`` needs projecting; two
+        passes over ``V`` per product."""
         sigma = get_activation(self.activation, self.surrogate_slope)
         mm, V = self._mm, self.V
-        t = normalized_theta(theta, V.dtype)
-        t = t / jnp.linalg.norm(t)
-        x = jnp.asarray(x, V.dtype)
-        Z = mm(x, V.T)
+        Z = mm(jnp.asarray(x, V.dtype), V.T)
         Fp, Sp = jax.jvp(sigma, (Z,), (jnp.ones_like(Z),))
         Fm, Sm = jax.jvp(sigma, (-Z,), (jnp.ones_like(Z),))
         E, S = (Fp + Fm) / 2, (Sp - Sm) / 2
         F = E - mm(self.ginv(mm(E, V).T).T, V.T)
-        fac = factor_kernel(mm(F, F.T), jitter)
-        c = fac.solve(mm(F, t))
-        r = t - mm(c, F)
-        a = fac.solve(mm(F, r))
-        grad = -mm(S * (c[:, None] * (r - mm(a, F))[None, :] + a[:, None] * r[None, :]), V)
-
-        def gram_matvec(u):
-            dE = S * mm(u, V.T)
-            we = mm(c, dE)
-            w = we - mm(V, self.ginv(mm(V.T, we)))
-            pw = w - mm(fac.solve(mm(F, w)), F)
-            b = fac.solve(mm(dE, r))
-            return mm(S * (c[:, None] * pw[None, :] + b[:, None] * r[None, :]), V)
-
-        return ResidualLinearization(r, c, grad, gram_matvec)
+        project_w = lambda w: w - mm(V, self.ginv(mm(V.T, w)))
+        return stored_linearization(F, S, V, unit_theta(theta, V.dtype), mm, jitter, project_w)
 
     def gram_project(self, x, theta):
-        E, B = self.raw(x)
+        return self.gram_project_raw(*self.raw(x), theta)
+
+    def gram_project_raw(self, E, B, theta):
+        """:meth:`gram_project` from ``(E, B) = raw(x)``."""
         A = self._mm(E, E.T) - self._mm(B, self.ginv(B.T))
         return A, self._mm(E, theta) - self._mm(B, self.ginv(self._mm(self.V.T, theta)))
 
@@ -316,9 +303,9 @@ def choose_signs(problem: SplitProblem, y: jax.Array, jitter=None, iters: int = 
     even = problem.even.fmap
     if even.odd == 0:
         return y, jnp.ones(y.shape[0], y.dtype)
-    A_even, v = even.gram_project(y, problem.even.theta)
+    E, B = even.raw(y)
+    A_even, v = even.gram_project_raw(E, B, problem.even.theta)
     alpha = factor_kernel(A_even, jitter).solve(v)
-    _, B = even.raw(y)
     m = (problem.m_theta - even.ginv(B.T @ alpha)) / even.odd
     A = y.T * alpha[None, :]  # (d, n): column j is alpha_j y_j
     W = even.chol.T  # |W u|^2 = u^T V^T V u: the residual's norm in feature space

@@ -27,18 +27,18 @@ import jax.numpy as jnp
 from ..loss import ResidualLinearization, factor_kernel, normalized_theta
 
 
-def _unit_theta(fmap, theta):
-    t = normalized_theta(theta, fmap.feature_dtype)  # an exact rescaling: |t|^2 cannot overflow
+def unit_theta(theta, dtype):
+    """``theta / |theta|`` in ``dtype``, after an exact power-of-two rescaling (``|t|^2`` cannot overflow)."""
+    t = normalized_theta(theta, dtype)
     return t / jnp.linalg.norm(t)
 
 
-def dense_linearization(fmap, theta, x, jitter=None) -> ResidualLinearization:
-    """The closed form (module docstring) with ``V`` stored: all ``p`` features at once."""
-    V = fmap.weights()
-    mm = fmap._matmul
-    t = _unit_theta(fmap, theta)
-    Z = mm(x, V.T)
-    F, S = jax.jvp(fmap.sigma, (Z,), (jnp.ones_like(Z),))
+def stored_linearization(F, S, V, t, mm, jitter=None, project_w=None) -> ResidualLinearization:
+    """The closed form (module docstring) with all ``p`` features at hand: ``F`` and ``S`` (``n x p``),
+    ``V`` (``p x d``), the unit ``t`` and the matmul ``mm``. ``project_w`` (default: none) is applied
+    to ``w = dF^T c`` first, for maps whose features are ``sigma(x V^T)`` projected on a subspace that
+    holds ``t`` (:class:`jaxrecon.attack.split.EvenFeatures`: then ``dF = (S * (u V^T)) P`` and every
+    other ``p``-side vector is already in the range of ``P``)."""
     fac = factor_kernel(mm(F, F.T), jitter)
     c = fac.solve(mm(F, t))
     r = t - mm(c, F)
@@ -48,11 +48,22 @@ def dense_linearization(fmap, theta, x, jitter=None) -> ResidualLinearization:
     def gram_matvec(u):
         dF = S * mm(u, V.T)
         w = mm(c, dF)
+        if project_w is not None:
+            w = project_w(w)
         pw = w - mm(fac.solve(mm(F, w)), F)
         b = fac.solve(mm(dF, r))
         return mm(S * (c[:, None] * pw[None, :] + b[:, None] * r[None, :]), V)
 
     return ResidualLinearization(r, c, grad, gram_matvec)
+
+
+def dense_linearization(fmap, theta, x, jitter=None) -> ResidualLinearization:
+    """The closed form (module docstring) with ``V`` stored: all ``p`` features at once."""
+    V = fmap.weights()
+    mm = fmap._matmul
+    Z = mm(x, V.T)
+    F, S = jax.jvp(fmap.sigma, (Z,), (jnp.ones_like(Z),))
+    return stored_linearization(F, S, V, unit_theta(theta, fmap.feature_dtype), mm, jitter)
 
 
 def _block(fm, b, x, u=None):
@@ -84,7 +95,7 @@ def _back_pass(fmap, x, c, left, beta, base_b, r_b):
 
 def streamed_linearization(fmap, theta, x, jitter=None) -> ResidualLinearization:
     """The closed form (module docstring) summed over the blocks (and devices) of a streamed map."""
-    t = _unit_theta(fmap, theta)
+    t = unit_theta(theta, fmap.feature_dtype)
     A, v = fmap.gram_project(x, t)
     fac = factor_kernel(A, jitter)
     c = fac.solve(v)
