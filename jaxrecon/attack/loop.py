@@ -26,6 +26,13 @@ target that carries that ``floor`` (``Target.floor``) turns on two stops, checke
 ``plateau_window`` steps (status ``PLATEAU``). With either stop on (a plateau window can be set
 without a floor), the result is the best iterate seen when a seed ends on a plateau or the budget,
 and reports the floor. Without them the state has no :class:`Watch` and the program is unchanged.
+
+Precision. Without noise the training set is a zero of the loss, but float32 evaluates the loss
+only down to a floor that grows with ``n * d`` and with correlated inputs, and can lie above
+``tol``. A method with ``precision_tol`` stops a seed whose loss is ``<= precision_tol`` and has not
+halved in ``precision_window`` steps, or whose last phase stalls at such a loss (status
+``PRECISION``), and returns its best iterate: a stall action would otherwise discard a near-exact
+iterate. It uses the same :class:`Watch`.
 """
 
 from __future__ import annotations
@@ -52,19 +59,24 @@ from .state import AttackState, Phase, ReconResult, Status, Watch
 
 
 class StopRule(NamedTuple):
-    """The floor and plateau stops in force (see the module docstring); ``window = 0``: no plateau."""
+    """The floor, plateau and precision stops in force (see the module docstring); ``window = 0``:
+    no plateau; ``precision_tol = None``: no precision stop."""
 
     floor_factor: float
     window: int
     rtol: float
+    precision_tol: Optional[float] = None
+    precision_window: int = 0
 
 
 def stop_rule(method: Method, has_floor: bool) -> Optional[StopRule]:
     """The stops of ``method`` for a target with (``has_floor``) or without a noise floor."""
     window = method.plateau_steps(has_floor)
-    if not has_floor and window == 0:
+    if not has_floor and window == 0 and method.precision_tol is None:
         return None
-    return StopRule(float(method.floor_factor), int(window), float(method.plateau_rtol))
+    ptol = None if method.precision_tol is None else float(method.precision_tol)
+    return StopRule(float(method.floor_factor), int(window), float(method.plateau_rtol), ptol,
+                    int(method.precision_window))
 
 
 class Solver(NamedTuple):
@@ -217,7 +229,9 @@ def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None, steps0=0)
     watch = None
     if solver.stop is not None:
         floor = jnp.asarray(0.0 if target.floor is None else target.floor, dtype)
-        watch = Watch(floor, jnp.asarray(jnp.inf, dtype), x0, jnp.asarray(jnp.inf, dtype), i32(steps))
+        inf = jnp.asarray(jnp.inf, dtype)
+        low = (inf, i32(steps)) if solver.stop.precision_tol is not None else (None, None)
+        watch = Watch(floor, inf, x0, inf, i32(steps), *low)
     return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
                        phase=i32(solver.phases[0].kind), phase_start=i32(steps), stalls=i32(0), key=key,
                        status=i32(status), watch=watch, start_steps=i32(steps))
@@ -245,6 +259,10 @@ def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
         if solver.stop is not None and solver.stop.window > 0:
             flat = move & (steps - s.watch.mark_step >= solver.stop.window)
             status = jnp.where(flat, Status.PLATEAU, status)
+        if solver.stop is not None and solver.stop.precision_tol is not None:
+            precise = move & (value <= solver.stop.precision_tol) & (
+                steps - s.watch.low_step >= solver.stop.precision_window)
+            status = jnp.where(precise & (status == Status.RUNNING), Status.PRECISION, status)
         s = s._replace(phase_states=_with(s.phase_states, i, _where(move, aux_next, aux)),
                        x_hat=_where(move, x_next, s.x_hat), loss=jnp.where(ok, value, s.loss).astype(s.loss.dtype),
                        steps=steps, status=status.astype(jnp.int32))
@@ -269,16 +287,29 @@ def _watched(rule: StopRule, s: AttackState, value, ok) -> Watch:
     better = ok & (value < w.best_loss)
     marked = ok & (value < w.mark_loss * (1 - rule.rtol))
     dtype = w.best_loss.dtype
-    return w._replace(best_loss=jnp.where(better, value, w.best_loss).astype(dtype),
-                      best_x=jnp.where(better, s.x_hat, w.best_x),
-                      mark_loss=jnp.where(marked, value, w.mark_loss).astype(dtype),
-                      mark_step=jnp.where(marked, s.steps + 1, w.mark_step).astype(jnp.int32))
+    w = w._replace(best_loss=jnp.where(better, value, w.best_loss).astype(dtype),
+                   best_x=jnp.where(better, s.x_hat, w.best_x),
+                   mark_loss=jnp.where(marked, value, w.mark_loss).astype(dtype),
+                   mark_step=jnp.where(marked, s.steps + 1, w.mark_step).astype(jnp.int32))
+    if rule.precision_tol is None:
+        return w
+    # the precision mark: the loss when it last halved while <= precision_tol (reset above it)
+    tiny = value <= rule.precision_tol
+    halved = ok & tiny & (value < 0.5 * w.low_loss)
+    low_loss = jnp.where(ok & ~tiny, jnp.inf, jnp.where(halved, value, w.low_loss))
+    return w._replace(low_loss=low_loss.astype(dtype),
+                      low_step=jnp.where(halved, s.steps + 1, w.low_step).astype(jnp.int32))
 
 
 def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
     """A stalled seed takes the first stall action that applies (keys ``fold_in(key, stalls)``)
-    and restarts the first phase; other seeds are unchanged."""
+    and restarts the first phase; other seeds are unchanged. With a precision stop, a seed that
+    stalls at a loss ``<= precision_tol`` stops instead (status ``PRECISION``)."""
     stalled = s.phase == Phase.STALLED
+    if solver.stop is not None and solver.stop.precision_tol is not None:
+        precise = stalled & (s.loss <= solver.stop.precision_tol)
+        s = s._replace(status=jnp.where(precise, Status.PRECISION, s.status).astype(jnp.int32))
+        stalled = stalled & ~precise
     stalls = s.stalls + stalled.astype(jnp.int32)
     key = jax.random.fold_in(s.key, stalls)
     x_new = s.x_hat
@@ -334,9 +365,11 @@ def finalize(solver: Solver, tgt: Target, state, max_steps) -> ReconResult:
         return ReconResult(state.x_hat, final, state.steps, state.status, state.stalls)
     status = jnp.where((state.status == Status.RUNNING) & (state.steps >= max_steps), Status.BUDGET, state.status)
     x_hat, floor = state.x_hat, None
-    if solver.stop is not None:  # a seed that ended on a plateau or the budget returns its best iterate
-        w = state.watch
-        take = ((status == Status.PLATEAU) | (status == Status.BUDGET)) & (w.best_loss < state.loss)
+    if solver.stop is not None:  # a seed that ended on a plateau, precision or a budget (or was cut while
+        w = state.watch           # running: the driver's time budget or a signal) returns its best iterate
+        ended = ((status == Status.PLATEAU) | (status == Status.BUDGET) | (status == Status.PRECISION)
+                 | (status == Status.RUNNING))
+        take = ended & (w.best_loss < state.loss)
         x_hat, floor = jnp.where(take, w.best_x, x_hat), w.floor
     final = solver.loss_fn(tgt, x_hat)
     final = jnp.where(jnp.isfinite(final), final, state.loss)

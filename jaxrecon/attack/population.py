@@ -61,24 +61,25 @@ def best_member(members: AttackState) -> jax.Array:
     """Index of the best member: a converged one if any, else the lowest finite loss."""
     score = jnp.where(jnp.isfinite(members.loss), members.loss, jnp.inf)
     score = jnp.where(members.status == Status.FLOOR, -1.0, score)
+    score = jnp.where(members.status == Status.PRECISION, -1.5, score)
     score = jnp.where(members.status == Status.CONVERGED, -2.0, score)
     return jnp.argmin(score)
 
 
 def summarize(members: AttackState) -> PopulationState:
     """The population state of ``members``: the best member's view, and the seed's status
-    (converged as soon as one member is, at the floor as soon as one member is; running while any
-    runs; else non-finite / degenerate when every member is, plateau when one member ended on one,
-    else budget)."""
+    (converged as soon as one member is, then at precision or at the floor as soon as one member
+    is; running while any runs; else non-finite / degenerate when every member is, plateau when one
+    member ended on one, else budget)."""
     i = best_member(members)
     st = members.status
-    status = jnp.where(jnp.any(st == Status.CONVERGED), Status.CONVERGED,
-                       jnp.where(jnp.any(st == Status.FLOOR), Status.FLOOR,
-                                 jnp.where(jnp.any(st == Status.RUNNING), Status.RUNNING,
-                                           jnp.where(jnp.all(st == Status.NONFINITE), Status.NONFINITE,
-                                                     jnp.where(jnp.all(st == Status.DEGENERATE), Status.DEGENERATE,
-                                                               jnp.where(jnp.any(st == Status.PLATEAU),
-                                                                         Status.PLATEAU, Status.BUDGET))))))
+    rules = ((jnp.any(st == Status.CONVERGED), Status.CONVERGED), (jnp.any(st == Status.PRECISION), Status.PRECISION),
+             (jnp.any(st == Status.FLOOR), Status.FLOOR), (jnp.any(st == Status.RUNNING), Status.RUNNING),
+             (jnp.all(st == Status.NONFINITE), Status.NONFINITE), (jnp.all(st == Status.DEGENERATE), Status.DEGENERATE),
+             (jnp.any(st == Status.PLATEAU), Status.PLATEAU))
+    status = jnp.asarray(Status.BUDGET, jnp.int32)
+    for cond, value in reversed(rules):  # the first rule that holds decides
+        status = jnp.where(cond, value, status)
     return PopulationState(members, members.x_hat[i], members.loss[i], jnp.max(members.steps),
                            members.phase[i], jnp.sum(members.stalls), status.astype(jnp.int32))
 

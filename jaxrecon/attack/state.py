@@ -18,6 +18,7 @@ class Status(enum.IntEnum):
     DEGENERATE = 4  # the problem cannot identify anything (see jaxrecon.attack.degenerate); no step taken
     FLOOR = 5  # loss <= floor_factor * the target's noise floor (a defended target)
     PLATEAU = 6  # the best loss did not improve by plateau_rtol over plateau_window steps
+    PRECISION = 7  # the loss sat at <= precision_tol (above tol) without halving: the float floor; best kept
 
 
 #: Status code -> name, as written in results files.
@@ -53,13 +54,15 @@ class AttackState(NamedTuple):
 
 
 class Watch(NamedTuple):
-    """What the floor and plateau stops track (one seed)."""
+    """What the floor, plateau and precision stops track (one seed), and the best iterate."""
 
     floor: jax.Array  # the target's expected floor (0: no floor stop)
     best_loss: jax.Array  # lowest loss seen
     best_x: jax.Array  # (n, d) the iterate that had it
     mark_loss: jax.Array  # best loss when it last improved by more than plateau_rtol
     mark_step: jax.Array  # int32: ``steps`` at that time
+    low_loss: Any = None  # with a precision stop: the loss when it last halved while <= precision_tol
+    low_step: Any = None  # int32: ``steps`` at that time
 
 
 class ReconResult(NamedTuple):

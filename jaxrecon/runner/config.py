@@ -74,6 +74,11 @@ class AttackConfig:
                                   "greedily against theta) or split (rows up to sign first, then their signs; "
                                   "ReLU/GELU random features with V stored)", choices=list(STARTS))
     steps: int = option(10_000, "step budget per seed")
+    cg_iters: Optional[int] = option(None, "LM: most CG iterations per step (overrides the method's)")
+    cg_tol: Optional[float] = option(None, "LM: relative CG tolerance, min(CG_TOL, |r|) (0: always --cg-iters; "
+                                     "overrides the method's)")
+    precision_tol: Optional[float] = option(None, "stop a seed whose loss is at most this and no longer halves: the "
+                                            "float floor (overrides the method's; adam-lm-split: 1e-9)")
     seeds: Optional[int] = option(None, "attack seeds, vmapped in one program (default: 4; 1 for image datasets, "
                                   "whose steps cost d/100 times more and whose figure shows one seed)")
     chunk: int = option(250, "steps per compiled chunk (progress granularity)")
@@ -185,9 +190,13 @@ class ReconstructConfig(Config):
         return self.layout(free_bytes).block_size if self.model.name == "rf" else None
 
     def method_cfg(self):
-        """The attack's :class:`~jaxrecon.attack.Method` (method, optimiser and lr overrides)."""
-        return method_config(self.attack.method, optimizer=self.attack.optimizer, lr=self.attack.lr,
-                             start=self.attack.start)
+        """The attack's :class:`~jaxrecon.attack.Method` (the method with the flags' overrides)."""
+        a = self.attack
+        if (a.cg_iters is not None or a.cg_tol is not None) and method_config(a.method).lm is None:
+            with_lm = sorted(k for k in METHODS if method_config(k).lm is not None)
+            raise ValueError(f"cg_iters/cg_tol: method {a.method!r} has no LM phase; methods with one: {with_lm}")
+        return method_config(a.method, optimizer=a.optimizer, lr=a.lr, start=a.start, cg_iters=a.cg_iters,
+                             cg_tol=a.cg_tol, precision_tol=a.precision_tol)
 
 
 def default_d(data: str = "synthetic", model: str = "rf", image_size: Optional[int] = None) -> int:
