@@ -64,6 +64,20 @@ def test_plain_progress_lines_when_not_a_terminal(key, capsys):
     assert re.search(r"step \d+/300", lines[-1]) and "loss" in lines[-1] and "eta" not in lines[-1].lower()
 
 
+def test_progress_clock_counts_from_the_given_start(capsys):
+    """The split start's two stages print on one clock: plain lines show seconds since ``t0``."""
+    import time
+    import types
+
+    from jaxrecon.attack.progress import Progress
+
+    state = types.SimpleNamespace(status=jnp.zeros(2, jnp.int32), loss=jnp.ones(2), phase=jnp.zeros(2, jnp.int32))
+    Progress(10, 2, True, t0=time.perf_counter() - 500).update(1, state)
+    Progress(10, 2, True).update(1, state)
+    first, second = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert int(re.search(r"(\d+)s$", first).group(1)) >= 500 and re.search(r" 0s$", second)
+
+
 def test_chunks_sized_to_the_update_interval():
     from jaxrecon.attack.progress import GROWTH, UNTIMED_SLOWDOWN, ChunkSizer
 

@@ -202,7 +202,7 @@ def run_chunks(program: Program, steps: int, chunk: int, t0: float, progress: bo
     seeds = int(np.asarray(state.status).shape[0])
     seconds = np.full(seeds, np.nan)
     sizer = ChunkSizer(chunk, len(state.phase_states))
-    shown = Progress(steps, seeds, progress)
+    shown = Progress(steps, seeds, progress, t0=t0)
     # steps a start already took (the split start's first stage, several candidates) count
     done_steps, interrupted = min(int(np.min(np.asarray(state.steps))), steps), False
     before = phases_running(state)

@@ -24,8 +24,8 @@ target that carries that ``floor`` (``Target.floor``) turns on two stops, checke
 *floor*, the loss is ``<= floor_factor * floor`` (status ``FLOOR``, the iterate kept as for
 ``CONVERGED``), and *plateau*, the best loss has not improved by a relative ``plateau_rtol`` over
 ``plateau_window`` steps (status ``PLATEAU``). With either stop on (a plateau window can be set
-without a floor), the result is the best iterate seen when a seed ends on a plateau or the budget,
-and reports the floor. Without them the state has no :class:`Watch` and the program is unchanged.
+without a floor), the result is the best iterate seen when a seed ends on a plateau or the budget
+(or is cut while running), and reports the target's floor. Without them the state has no :class:`Watch` and the program is unchanged.
 
 Precision. Without noise the training set is a zero of the loss, but float32 evaluates the loss
 only down to a floor that grows with ``n * d`` and with correlated inputs, and can lie above
@@ -370,7 +370,8 @@ def finalize(solver: Solver, tgt: Target, state, max_steps) -> ReconResult:
         ended = ((status == Status.PLATEAU) | (status == Status.BUDGET) | (status == Status.PRECISION)
                  | (status == Status.RUNNING))
         take = ended & (w.best_loss < state.loss)
-        x_hat, floor = jnp.where(take, w.best_x, x_hat), w.floor
+        x_hat = jnp.where(take, w.best_x, x_hat)
+        floor = None if tgt.floor is None else w.floor  # a precision stop alone reports no floor
     final = solver.loss_fn(tgt, x_hat)
     final = jnp.where(jnp.isfinite(final), final, state.loss)
     final = jnp.where(state.status == Status.DEGENERATE, jnp.nan, final)

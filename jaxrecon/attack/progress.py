@@ -91,14 +91,15 @@ def phases_running(state) -> frozenset:
 
 class Progress:
     """Shows steps, phases and the median loss after each chunk (a tqdm bar on a terminal, plain
-    lines otherwise, nothing when disabled)."""
+    lines otherwise, nothing when disabled). Plain lines show the seconds since ``t0`` (default: now;
+    the driver passes the attack's start, so a split start's two stages count on one clock)."""
 
-    def __init__(self, total: int, seeds: int, enabled: bool = True, stream=None):
+    def __init__(self, total: int, seeds: int, enabled: bool = True, stream=None, t0: float | None = None):
         self.total, self.seeds, self.enabled = total, seeds, enabled
         self.stream = sys.stderr if stream is None else stream
         self.desc = f"reconstruct ({seeds} seeds)"
         self.bar, self.last_line, self.pending = None, None, None
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter() if t0 is None else t0
         if enabled and _is_terminal(self.stream):
             from tqdm.auto import tqdm
 

@@ -49,7 +49,7 @@ class AttackState(NamedTuple):
     stalls: jax.Array  # int32: stalls so far (each followed by a stall action)
     key: jax.Array  # the seed's key (stall actions draw from fold_in(key, stalls))
     status: jax.Array  # int32: a Status value
-    watch: Any = None  # a Watch when the floor / plateau stops are on (else None: no such stop)
+    watch: Any = None  # a Watch when the floor / plateau / precision stops are on (else None)
     start_steps: Any = None  # int32: steps the start took (the split start's first stage; else 0)
 
 
@@ -73,6 +73,6 @@ class ReconResult(NamedTuple):
     steps: jax.Array  # steps taken
     status: jax.Array  # a Status value
     stalls: jax.Array  # stalls (each followed by a stall action)
-    floor: Any = None  # the target's floor when the floor / plateau stops were on
+    floor: Any = None  # the target's noise floor when it has one (a defended theta; else None)
 
 
