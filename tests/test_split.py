@@ -157,3 +157,26 @@ def test_lll_reduce_keeps_the_lattice_and_shortens_it():
     U = np.linalg.solve(B.T, R.T).T  # R = U B with U unimodular
     np.testing.assert_allclose(U, np.round(U), atol=1e-8)
     assert np.linalg.norm(R[0]) <= np.linalg.norm(B, axis=1).min()
+
+
+def test_no_copy_of_V():
+    """The split target prepared by the driver holds the map's own V, and neither the even
+    features' products with a vector nor the pursuit score's gradient copy V (XLA memory analysis)."""
+    from jaxrecon.attack.loop import attack_target, with_split
+    from jaxrecon.attack.methods import method_config
+    from jaxrecon.attack.stall import pursuit_score
+
+    d, n, p = 64, 4, 16_384
+    data = jr.synthetic(jax.random.key(1), n, d)
+    fmap = jr.RandomFeatures(jax.random.key(2), d, p)
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    m = method_config("adam-lm-split")
+    tgt = with_split(jax.jit(lambda t: attack_target(t, m, split=False))(target))
+    assert tgt.split.even.fmap.V is tgt.fmap.V
+    v_bytes = tgt.fmap.V.nbytes
+    temp = lambda f, *a: jax.jit(f).lower(*a).compile().memory_analysis().temp_size_in_bytes
+    r, z = tgt.split.even.theta, data.x[0]
+    assert temp(lambda ev, t: ev.project(data.x, t), tgt.split.even.fmap, r) < v_bytes / 4
+    assert temp(lambda fm, z_, r_: jax.grad(pursuit_score, argnums=1)(fm, z_, r_), tgt.fmap, z, r) < v_bytes / 4
+    assert float(pursuit_score(tgt.fmap, z, r)) == pytest.approx(
+        float(jnp.sum(tgt.fmap.project(z[None], r) ** 2) / jnp.sum(tgt.fmap.gram(z[None], z[None]))), rel=1e-5)

@@ -18,7 +18,8 @@ import numpy as np
 
 from .. import _validate
 from ..features.base import Target
-from .loop import advance, advance_split, attack_target, finalize, finish_split, init_split, init_state, make_solver
+from .loop import (advance, advance_split, attack_target, finalize, finish_split, init_split, init_state, make_solver,
+                   with_split)
 from .degenerate import warn_if_degenerate
 from .methods import DEFAULT_METHOD, method_config
 from ..signals import stop_requested
@@ -124,8 +125,10 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     one_target = target if target_axis is None else jax.tree_util.tree_map(lambda a: a[0], target)
     solver = make_solver(one_target, n, method, steps, radius)
     keys = jax.random.split(key, seeds)
-    prep = lambda t: attack_target(t, solver.method)
+    prep = lambda t: attack_target(t, solver.method, split=False)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
+    if solver.method.start == "split" and solver.degenerate is None:
+        tgt = with_split(tgt, batched=target_axis is not None)  # shares the map's V
     if (solver.method.start == "split" and solver.method.population is None and solver.degenerate is None
             and seed_shards == 1):
         return _split_program(solver, tgt, keys, steps, target_axis, batching)

@@ -53,7 +53,7 @@ from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .methods import DEFAULT_METHOD, Method, method_config
 from .population import advance_population, best_member, init_population, summarize
-from .split import SPLIT_TOL, check_split, choose_signs, split_problem
+from .split import SPLIT_TOL, check_split, choose_signs, split_arrays, split_problem
 from .start import start_rows
 from .state import AttackState, Phase, ReconResult, Status, Watch
 
@@ -118,17 +118,27 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
                   stop_rule(method, target.floor is not None))
 
 
-def attack_target(target: Target, method: Method) -> Target:
+def attack_target(target: Target, method: Method, split: bool = True) -> Target:
     """The target the attack differentiates: surrogate derivative if the method asks, map prepared,
     ``theta`` rescaled by a power of two to a largest entry in ``[1/2, 1)`` (exact; the loss does not
-    depend on the scale, and stall actions then never square a huge or tiny ``theta``)."""
+    depend on the scale, and stall actions then never square a huge or tiny ``theta``).
+    ``split=False`` leaves ``Target.split`` for :func:`with_split` (a jitted preparation would
+    otherwise return ``V`` twice: the map's and the even features')."""
     fmap = target.fmap
     if method.surrogate_slope is not None:
         fmap = fmap.with_surrogate(method.surrogate_slope)
     tgt = Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
-    if method.start == "split":
+    if method.start == "split" and split:
         tgt = tgt._replace(split=split_problem(tgt))
     return tgt
+
+
+def with_split(tgt: Target, batched: bool = False) -> Target:
+    """A prepared target (``attack_target(..., split=False)``) with ``Target.split`` filled: the
+    split arrays computed in one jitted program (vmapped over a batch of targets), the even
+    features holding the map's own ``V`` (no copy)."""
+    fn = split_arrays if not batched else jax.vmap(split_arrays)
+    return tgt._replace(split=split_problem(tgt, jax.jit(fn)(tgt)))
 
 
 def _where(c, new, old):

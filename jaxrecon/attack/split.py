@@ -62,6 +62,13 @@ LLL_MAX_ITERS = 1_000_000
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
+def _vt(V, a):
+    """``V^T a`` for ``a`` of shape ``(p,)`` or ``(p, k)``, written ``(a^T V)^T``: XLA on CPU copies
+    the whole of ``V`` to form ``V^T`` times a vector, not ``a^T V`` (measured with
+    ``memory_analysis``: a temporary the size of ``V``)."""
+    return jnp.matmul(a.T, V, precision=_HIGHEST).T
+
+
 def odd_slope(activation, surrogate_slope=None) -> float:
     """``k`` with ``sigma(z) - sigma(-z) = 2 k z`` for all ``z``, checked at a few points; a
     ``ValueError`` when the odd part of ``sigma`` is not linear (the split start does not apply)."""
@@ -125,7 +132,7 @@ class EvenFeatures(FeatureMapBase):
 
     def project(self, x, theta):
         E, B = self.raw(x)
-        return self._mm(E, theta) - self._mm(B, self.ginv(self._mm(self.V.T, theta)))
+        return self._mm(E, theta) - self._mm(B, self.ginv(_vt(self.V, theta)))
 
     def adjoint(self, x, alpha):
         E, B = self.raw(x)
@@ -143,7 +150,7 @@ class EvenFeatures(FeatureMapBase):
         Fm, Sm = jax.jvp(sigma, (-Z,), (jnp.ones_like(Z),))
         E, S = (Fp + Fm) / 2, (Sp - Sm) / 2
         F = E - mm(self.ginv(mm(E, V).T).T, V.T)
-        project_w = lambda w: w - mm(V, self.ginv(mm(V.T, w)))
+        project_w = lambda w: w - mm(V, self.ginv(_vt(V, w)))
         return stored_linearization(F, S, V, unit_theta(theta, V.dtype), mm, jitter, project_w)
 
     def gram_project(self, x, theta):
@@ -152,7 +159,7 @@ class EvenFeatures(FeatureMapBase):
     def gram_project_raw(self, E, B, theta):
         """:meth:`gram_project` from ``(E, B) = raw(x)``."""
         A = self._mm(E, E.T) - self._mm(B, self.ginv(B.T))
-        return A, self._mm(E, theta) - self._mm(B, self.ginv(self._mm(self.V.T, theta)))
+        return A, self._mm(E, theta) - self._mm(B, self.ginv(_vt(self.V, theta)))
 
 
 class SplitProblem(NamedTuple):
@@ -174,17 +181,25 @@ def check_split(fmap) -> float:
     return odd_slope(fmap.activation, fmap.surrogate_slope)
 
 
-def split_problem(tgt: Target) -> SplitProblem:
-    """The even target and the linear part of ``theta`` of a prepared dense random-features target."""
+def split_arrays(tgt: Target):
+    """``(chol, theta_e, m_theta)`` of a prepared dense random-features target: the Cholesky
+    factor of ``V^T V``, ``theta_e = P_perp(V) theta`` and ``(V^T V)^{-1} V^T theta``."""
+    V = tgt.fmap.weights()
+    chol = jnp.linalg.cholesky(jnp.matmul(V.T, V, precision=_HIGHEST))
+    theta = tgt.theta.astype(V.dtype)
+    m_theta = jax.scipy.linalg.cho_solve((chol, True), _vt(V, theta))
+    theta_e = theta - jnp.matmul(V, m_theta, precision=_HIGHEST)
+    return chol, theta_e, m_theta
+
+
+def split_problem(tgt: Target, arrays=None) -> SplitProblem:
+    """The even target and the linear part of ``theta`` of a prepared dense random-features target
+    (``arrays``: :func:`split_arrays`, when already computed). The even features hold the map's
+    own ``V``: called outside ``jit`` on a prepared target, no copy of ``V`` is made."""
     fmap = tgt.fmap
     k = check_split(fmap)
-    V = fmap.weights()
-    G = jnp.matmul(V.T, V, precision=_HIGHEST)
-    chol = jnp.linalg.cholesky(G)
-    theta = tgt.theta.astype(V.dtype)
-    m_theta = jax.scipy.linalg.cho_solve((chol, True), jnp.matmul(V.T, theta, precision=_HIGHEST))
-    theta_e = theta - jnp.matmul(V, m_theta, precision=_HIGHEST)
-    even = EvenFeatures(V, chol, fmap.activation, fmap.surrogate_slope, k)
+    chol, theta_e, m_theta = split_arrays(tgt) if arrays is None else arrays
+    even = EvenFeatures(fmap.weights(), chol, fmap.activation, fmap.surrogate_slope, k)
     return SplitProblem(Target(even, theta_e), m_theta)
 
 

@@ -48,9 +48,14 @@ def pursuit(fmap, r: jax.Array, key, d: int, dtype, radius, candidates: int) -> 
 
 
 def pursuit_score(fmap, z: jax.Array, r: jax.Array) -> jax.Array:
-    """``(phi(z)^T r)^2 / |phi(z)|^2`` for one row ``z`` (summed over a ``k``-output map's rows)."""
-    corr = fmap.project(z[None], r)
-    norm2 = jnp.sum(jnp.diagonal(fmap.gram(z[None], z[None])))
+    """``(phi(z)^T r)^2 / |phi(z)|^2`` for one row ``z`` (summed over a ``k``-output map's rows).
+
+    Evaluated on the rows ``[z, stop_gradient(z)]``: the gradient of a one-row product ``z V^T``
+    makes XLA on CPU copy the whole of ``V`` (a temporary the size of ``V``, measured with
+    ``memory_analysis``), the gradient of a two-row one does not."""
+    zz = jnp.stack([z, jax.lax.stop_gradient(z)])
+    corr = fmap.project(zz, r).reshape(2, -1)[0]
+    norm2 = jnp.sum(jnp.diagonal(fmap.gram(zz, zz)).reshape(2, -1)[0])
     return jnp.sum(corr * corr) / jnp.maximum(norm2, jnp.finfo(z.dtype).tiny)
 
 
