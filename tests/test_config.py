@@ -157,3 +157,13 @@ def test_switches_have_a_negative_and_flags_keep_the_base():
     # setting one leaf of a section keeps the section's other leaves
     cfg = ReconstructConfig(n=7, d=5)
     assert cfg.replace(data="digits").data.n == 7 and override(cfg, "noise", "0.1").data.d == 5
+
+
+def test_attack_flags_override_the_method():
+    m = ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", cg_iters=12, cg_tol=0.2, switch_after=50,
+                          precision_tol=1e-8).method_cfg()
+    assert (m.lm.cg_iters, m.lm.cg_tol, m.first_order.switch_after, m.precision_tol, m.start) == (12, 0.2, 50, 1e-8,
+                                                                                                   "split")
+    assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().lm.cg_iters == 30  # the default untouched
+    with pytest.raises(ValueError, match="^cg_iters/cg_tol/switch_after: method 'adam' has no LM phase"):
+        ReconstructConfig(n=4, p_over_dn=2, method="adam", cg_iters=5).method_cfg()

@@ -74,6 +74,8 @@ class AttackConfig:
                                   "greedily against theta) or split (rows up to sign first, then their signs; "
                                   "ReLU/GELU random features with V stored)", choices=list(STARTS))
     steps: int = option(10_000, "step budget per seed")
+    switch_after: Optional[int] = option(None, "first-order steps before the LM phase takes over (overrides the "
+                                         "method's: 300 for the adam-lm family)")
     cg_iters: Optional[int] = option(None, "LM: most CG iterations per step (overrides the method's)")
     cg_tol: Optional[float] = option(None, "LM: relative CG tolerance, min(CG_TOL, |r|) (0: always --cg-iters; "
                                      "overrides the method's)")
@@ -192,11 +194,13 @@ class ReconstructConfig(Config):
     def method_cfg(self):
         """The attack's :class:`~jaxrecon.attack.Method` (the method with the flags' overrides)."""
         a = self.attack
-        if (a.cg_iters is not None or a.cg_tol is not None) and method_config(a.method).lm is None:
+        lm_flags = (a.cg_iters, a.cg_tol, a.switch_after)
+        if any(v is not None for v in lm_flags) and method_config(a.method).lm is None:
             with_lm = sorted(k for k in METHODS if method_config(k).lm is not None)
-            raise ValueError(f"cg_iters/cg_tol: method {a.method!r} has no LM phase; methods with one: {with_lm}")
+            raise ValueError(f"cg_iters/cg_tol/switch_after: method {a.method!r} has no LM phase; methods with one: "
+                             f"{with_lm}")
         return method_config(a.method, optimizer=a.optimizer, lr=a.lr, start=a.start, cg_iters=a.cg_iters,
-                             cg_tol=a.cg_tol, precision_tol=a.precision_tol)
+                             cg_tol=a.cg_tol, precision_tol=a.precision_tol, switch_after=a.switch_after)
 
 
 def default_d(data: str = "synthetic", model: str = "rf", image_size: Optional[int] = None) -> int:
