@@ -25,7 +25,8 @@ target that carries that ``floor`` (``Target.floor``) turns on two stops, checke
 ``CONVERGED``), and *plateau*, the best loss has not improved by a relative ``plateau_rtol`` over
 ``plateau_window`` steps (status ``PLATEAU``). With either stop on (a plateau window can be set
 without a floor), the result is the best iterate seen when a seed ends on a plateau or the budget
-(or is cut while running), and reports the target's floor. Without them the state has no :class:`Watch` and the program is unchanged.
+(or is cut while running), and reports the target's floor. Without them the state has no
+:class:`Watch` and the program is unchanged.
 
 Precision. Without noise the training set is a zero of the loss, but float32 evaluates the loss
 only down to a floor that grows with ``n * d`` and with correlated inputs, and can lie above

@@ -80,7 +80,8 @@ class AttackConfig:
     cg_tol: Optional[float] = option(None, "LM: relative CG tolerance, min(CG_TOL, |r|) (0: always --cg-iters; "
                                      "overrides the method's)")
     precision_tol: Optional[float] = option(None, "stop a seed whose loss is at most this and no longer halves: the "
-                                            "float floor (overrides the method's; adam-lm-split: 1e-9)")
+                                            "float floor (overrides the method's; adam-lm-split and "
+                                            "adam-lm-repair: 1e-9)")
     seeds: Optional[int] = option(None, "attack seeds, vmapped in one program (default: 4; 1 for image datasets, "
                                   "whose steps cost d/100 times more and whose figure shows one seed)")
     chunk: int = option(250, "steps per compiled chunk (progress granularity)")
