@@ -129,9 +129,8 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     if solver.method.start == "split" and solver.degenerate is None:
         tgt = with_split(tgt, batched=target_axis is not None)  # shares the map's V
-    if (solver.method.start == "split" and solver.method.population is None and solver.degenerate is None
-            and seed_shards == 1):
-        return _split_program(solver, tgt, keys, steps, target_axis, batching)
+        if solver.method.population is None and seed_shards == 1:
+            return _split_program(solver, tgt, keys, steps, target_axis, batching)
     init = jax.jit(over_seeds(lambda t, k: init_state(solver, k, t), target_axis, batching))
     advance_fn = over_seeds(lambda t, s, m: advance(solver, t, s, m), target_axis, batching)
     if seeds == 1 and target_axis is None and batching == "vmap":

@@ -225,16 +225,14 @@ def polish_signs(A: jax.Array, b: jax.Array, s: jax.Array) -> jax.Array:
     signs where the box problem's solution is not unique (``n`` near ``2 d``)."""
     n = s.shape[0]
 
-    def gains(s_):
-        res = A @ s_ - b
-        # |res - 2 s_j a_j|^2 - |res|^2 for flipping j
-        return -4 * s_ * (A.T @ res) + 4 * jnp.sum(A * A, axis=0)
+    col2 = jnp.sum(A * A, axis=0)
 
     def body(carry):
         s_, k, _ = carry
-        g = gains(s_)
+        res = A @ s_ - b
+        g = -4 * s_ * (A.T @ res) + 4 * col2  # |res - 2 s_j a_j|^2 - |res|^2 for flipping j
         j = jnp.argmin(g)
-        go = g[j] < -1e-6 * jnp.sum(jnp.square(A @ s_ - b))
+        go = g[j] < -1e-6 * jnp.sum(jnp.square(res))
         return jnp.where(go, s_.at[j].multiply(-1), s_), k + 1, go
 
     s, _, _ = jax.lax.while_loop(lambda c: c[2] & (c[1] < n), body, (s, jnp.asarray(0), jnp.asarray(True)))
@@ -314,7 +312,8 @@ def lattice_signs(A: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
 def choose_signs(problem: SplitProblem, y: jax.Array, jitter=None, iters: int = SIGN_ITERS):
     """``(x, s)``: the rows ``y`` (right up to sign) with signs chosen from the linear part of
     ``theta`` (module docstring: the relaxed problem, rounded, then :func:`polish_signs`); ``s`` the
-    relaxed signs in ``[-1, 1]`` (near ``+-1`` where the choice is clear). With ``k = 0`` (no odd part) the rows are returned as they are."""
+    relaxed signs in ``[-1, 1]`` (near ``+-1`` where the choice is clear). With ``k = 0`` (no odd
+    part) the rows are returned as they are."""
     even = problem.even.fmap
     if even.odd == 0:
         return y, jnp.ones(y.shape[0], y.dtype)
