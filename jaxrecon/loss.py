@@ -152,6 +152,28 @@ def residual_linearization(fmap, theta, x_hat, jitter=None) -> ResidualLineariza
     return ResidualLinearization(r, c, vjp_fn(r)[0], lambda u: vjp_fn(jvp_fn(u))[0])
 
 
+def residual_value_and_grad(fmap, theta, x_hat, jitter=None) -> tuple[jax.Array, jax.Array]:
+    """The residual form of the loss, ``|r|^2``, and its gradient ``2 J^T r`` in one call.
+
+    Where the map has a closed-form linearisation (dense and streamed random features, the split
+    start's even features) the gradient is its ``J^T r``: for dense random features two passes over
+    ``V`` instead of about four through autodiff, for the even features four instead of about
+    eleven (``benchmarks/RESULTS.md``, "The first-order step in closed form"). It leaves out the
+    derivative of the jitter's shift, a relative change of order ``jitter`` (``1e-8`` in float32).
+    Other maps: ``jax.value_and_grad`` of ``projector_loss(..., form="residual")``, unchanged.
+    """
+    _check(fmap, theta, x_hat)
+    fmap = fmap.prepare()
+    own = getattr(fmap, "residual_value_and_grad", None)  # a map's own closed form, where it has one
+    if own is not None:
+        return own(theta, x_hat, jitter)
+    lin = fmap.residual_linearization(theta, x_hat, jitter)
+    if lin is None:
+        return jax.value_and_grad(lambda xx: projector_loss(fmap, theta, xx, jitter, "residual"))(x_hat)
+    r = lin.residual
+    return jnp.sum(r * r), (2 * lin.grad).astype(jnp.asarray(x_hat).dtype)
+
+
 def projector_loss(fmap, theta, x_hat, jitter=None, form: str = "kernel") -> jax.Array:
     """Projector loss ``|P_perp_{Phi(x_hat)} theta|^2 / |theta|^2`` (paper Eq. 6), unclipped.
 

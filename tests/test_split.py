@@ -180,3 +180,18 @@ def test_no_copy_of_V():
     assert temp(lambda fm, z_, r_: jax.grad(pursuit_score, argnums=1)(fm, z_, r_), tgt.fmap, z, r) < v_bytes / 4
     assert float(pursuit_score(tgt.fmap, z, r)) == pytest.approx(
         float(jnp.sum(tgt.fmap.project(z[None], r) ** 2) / jnp.sum(tgt.fmap.gram(z[None], z[None]))), rel=1e-5)
+
+
+def test_even_closed_form_value_and_gradient_equal_autodiff():
+    """``EvenFeatures.residual_value_and_grad`` (the first-order step of the split start's first
+    stage, without forming ``P_perp(V) E``) equals autodiff of the residual form, far from and near
+    the zero (float64)."""
+    with jr.config.x64():
+        data, fmap, theta, prob = _problem(7, 10)
+        ev, te = prob.even.fmap, prob.even.theta
+        for noise in (0.3, 1e-4):
+            x = data.x + noise * jax.random.normal(jax.random.key(3), data.x.shape, jnp.float64)
+            auto = jax.value_and_grad(lambda xx: L.projector_loss(ev, te, xx, form="residual"))(x)
+            closed = jax.jit(L.residual_value_and_grad)(ev, te, x)
+            assert abs(float(closed[0]) - float(auto[0])) < 1e-9 * float(auto[0])
+            assert _rel(closed[1], auto[1]) < 1e-8

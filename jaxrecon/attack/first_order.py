@@ -94,12 +94,16 @@ class FirstOrderPhase(NamedTuple):
     loss_fn: Callable  # (tgt, x) -> loss
     project: Callable  # x -> x with rows back on the sphere
     kind: Phase = Phase.FIRST_ORDER
+    value_and_grad: Optional[Callable] = None  # (tgt, x) -> (loss, gradient); None: autodiff of loss_fn
 
     def init(self, x, dtype=None):
         return self.opt.init(x)
 
     def step(self, tgt, x, opt_state):
-        value, grad = jax.value_and_grad(self.loss_fn, argnums=1)(tgt, x)
+        if self.value_and_grad is not None:
+            value, grad = self.value_and_grad(tgt, x)
+        else:
+            value, grad = jax.value_and_grad(self.loss_fn, argnums=1)(tgt, x)
         updates, new_state = self.opt.update(grad, opt_state, x, value=value, grad=grad,
                                              value_fn=lambda xx: self.loss_fn(tgt, xx))
         ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from .. import _validate
 from ..data.synthetic import project_to_sphere
 from ..features.base import Target
-from ..loss import normalized_theta, projector_loss
+from ..loss import normalized_theta, projector_loss, residual_value_and_grad
 from .degenerate import static_loss, static_reason, warn_if_degenerate, zero_theta
 from .first_order import FirstOrderPhase
 from .lm import LMPhase
@@ -112,7 +112,11 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
         check_split(target.fmap)
     loss_fn = lambda tgt, x: projector_loss(tgt.fmap, tgt.theta, x, method.jitter, method.loss_form)
     project = (lambda x: x) if radius is None else (lambda x: project_to_sphere(x, radius))
-    phases = [FirstOrderPhase(method.first_order, method.first_order.optimizer_fn(total_steps), loss_fn, project)]
+    # the residual form's gradient in closed form where the map has one (loss.residual_value_and_grad)
+    value_and_grad = (None if method.loss_form != "residual" else
+                      lambda tgt, x: residual_value_and_grad(tgt.fmap, tgt.theta, x, method.jitter))
+    phases = [FirstOrderPhase(method.first_order, method.first_order.optimizer_fn(total_steps), loss_fn, project,
+                              value_and_grad=value_and_grad)]
     if method.lm is not None:
         phases.append(LMPhase(method.lm, method.jitter, project))
     return Solver(method, n, radius, loss_fn, tuple(phases), static_reason(target.fmap, n, radius),

@@ -153,6 +153,36 @@ class EvenFeatures(FeatureMapBase):
         project_w = lambda w: w - mm(V, self.ginv(_vt(V, w)))
         return stored_linearization(F, S, V, unit_theta(theta, V.dtype), mm, jitter, project_w)
 
+    def residual_value_and_grad(self, theta, x, jitter=None):
+        """``(|r|^2, 2 J^T r)`` of the residual form (:func:`jaxrecon.loss.residual_value_and_grad`)
+        without forming ``P_perp(V) E``: three passes over ``V`` with ``n`` or ``n + 1`` rows
+        (``Z = x V^T``; ``[E; t^T] V``; the gradient) and two with one column.
+
+        The residual is ``r = t - E^T c + V G^{-1} B^T c``; as ``V^T r = V^T t`` (``F`` has no part
+        in the range of ``V``), ``F r = E r - B G^{-1} V^T t`` needs no pass over ``V``, and
+        ``F^T a = E^T a - V G^{-1} B^T a`` one. (``F r`` from ``E t``, ``E E^T c`` and ``B G^{-1}
+        B^T c`` instead would save that pass but cancels badly near a zero.) The gradient is then that of
+        :mod:`jaxrecon.features.rf_gauss_newton` (``r`` and ``F^T a`` lie in the range of
+        ``P_perp(V)``, so no other projection is needed)."""
+        sigma = get_activation(self.activation, self.surrogate_slope)
+        mm, V = self._mm, self.V
+        Z = mm(jnp.asarray(x, V.dtype), V.T)
+        Fp, Sp = jax.jvp(sigma, (Z,), (jnp.ones_like(Z),))
+        Fm, Sm = jax.jvp(sigma, (-Z,), (jnp.ones_like(Z),))
+        E, S = (Fp + Fm) / 2, (Sp - Sm) / 2
+        t = unit_theta(theta, V.dtype)
+        n = E.shape[0]
+        BT = mm(jnp.concatenate([E, t[None, :]]), V)  # rows: B = E V, and t^T V
+        B, gt = BT[:n], self.ginv(BT[n])  # gt = G^{-1} V^T t
+        GB = self.ginv(B.T)  # G^{-1} B^T, (d, n)
+        fac = factor_kernel(mm(E, E.T) - mm(B, GB), jitter)
+        c = fac.solve(mm(E, t) - mm(B, gt))
+        r = t - mm(c, E) + mm(V, mm(GB, c))
+        a = fac.solve(mm(E, r) - mm(B, gt))  # A^{-1} F r
+        Fa = mm(a, E) - mm(V, mm(GB, a))
+        grad = -mm(S * (c[:, None] * (r - Fa)[None, :] + a[:, None] * r[None, :]), V)
+        return jnp.sum(r * r), (2 * grad).astype(jnp.asarray(x).dtype)
+
     def gram_project(self, x, theta):
         return self.gram_project_raw(*self.raw(x), theta)
 
