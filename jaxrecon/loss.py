@@ -155,23 +155,39 @@ def residual_linearization(fmap, theta, x_hat, jitter=None) -> ResidualLineariza
 def residual_value_and_grad(fmap, theta, x_hat, jitter=None) -> tuple[jax.Array, jax.Array]:
     """The residual form of the loss, ``|r|^2``, and its gradient ``2 J^T r`` in one call.
 
-    Where the map has a closed-form linearisation (dense and streamed random features, the split
-    start's even features) the gradient is its ``J^T r``: for dense random features two passes over
-    ``V`` instead of about four through autodiff, for the even features four instead of about
-    eleven (``benchmarks/RESULTS.md``, "The first-order step in closed form"). It leaves out the
+    The first-order phase of the residual-form methods calls it. Where the map has a closed form
+    (its own ``residual_value_and_grad``, else its ``residual_linearization``: dense and streamed
+    random features, the split start's even features) the gradient is that ``J^T r``: for dense
+    random features two passes over ``V`` per step, 1.4-1.7x faster than autodiff at d = 768 and
+    3072, for the even features 2.4-3.9x (``benchmarks/first_order_step.py``). It leaves out the
     derivative of the jitter's shift, a relative change of order ``jitter`` (``1e-8`` in float32).
     Other maps: ``jax.value_and_grad`` of ``projector_loss(..., form="residual")``, unchanged.
     """
     _check(fmap, theta, x_hat)
     fmap = fmap.prepare()
     own = getattr(fmap, "residual_value_and_grad", None)  # a map's own closed form, where it has one
+    own = None if own is None else own(theta, x_hat, jitter)
     if own is not None:
-        return own(theta, x_hat, jitter)
+        return own
     lin = fmap.residual_linearization(theta, x_hat, jitter)
     if lin is None:
         return jax.value_and_grad(lambda xx: projector_loss(fmap, theta, xx, jitter, "residual"))(x_hat)
     r = lin.residual
     return jnp.sum(r * r), (2 * lin.grad).astype(jnp.asarray(x_hat).dtype)
+
+
+def residual_loss(fmap, theta, x_hat, jitter=None) -> jax.Array:
+    """``|r|^2``, the residual form of the loss: from the map's own closed form where it has one
+    (its gradient, unused, is left out by XLA), else ``|projector_residual|^2``. The LM phase's
+    trial loss; for the split start's even features three reads of ``V`` instead of six."""
+    _check(fmap, theta, x_hat)
+    fmap = fmap.prepare()
+    own = getattr(fmap, "residual_value_and_grad", None)
+    own = None if own is None else own(theta, x_hat, jitter)
+    if own is not None:
+        return own[0]
+    r = _residual_and_coef(fmap, theta, x_hat, jitter)[0]
+    return jnp.sum(r * r)
 
 
 def projector_loss(fmap, theta, x_hat, jitter=None, form: str = "kernel") -> jax.Array:

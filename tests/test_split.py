@@ -49,17 +49,21 @@ def test_even_features_products_and_the_even_part_of_theta(activation):
         assert float(L.projector_loss(fmap, theta, flipped, form="residual")) > 1e-3
 
 
-def test_even_closed_form_gauss_newton_equals_autodiff():
+@pytest.mark.parametrize("block_bytes", [None, 3 * 7 * 8])  # one block; blocks of 3 rows and a remainder of 1
+def test_even_closed_form_gauss_newton_equals_autodiff(monkeypatch, block_bytes):
+    if block_bytes is not None:
+        monkeypatch.setattr(S, "EVEN_BLOCK_BYTES", block_bytes)
     with jr.config.x64():
         data, fmap, theta, prob = _problem(7, 10)
         ev, te = prob.even.fmap, prob.even.theta
+        assert S._block_rows(ev.V) == (3 if block_bytes else ev.p) and ev.p % 3 == 1
         x = data.x + 0.2 * jax.random.normal(jax.random.key(3), data.x.shape, jnp.float64)
         u = jax.random.normal(jax.random.key(4), x.shape, jnp.float64)
         closed = L.residual_linearization(ev, te, x)
         auto = L.residual_linearization(_NoClosedForm(ev.V, ev.chol, ev.activation, None, ev.odd), te, x)
         assert _rel(closed.residual, auto.residual) < 1e-10
         assert _rel(closed.grad, auto.grad) < 1e-10
-        assert _rel(closed.gram_matvec(u), auto.gram_matvec(u)) < 1e-10
+        assert _rel(jax.jit(closed.gram_matvec)(u), auto.gram_matvec(u)) < 1e-10
 
 
 @jax.tree_util.register_dataclass
@@ -159,7 +163,7 @@ def test_lll_reduce_keeps_the_lattice_and_shortens_it():
     assert np.linalg.norm(R[0]) <= np.linalg.norm(B, axis=1).min()
 
 
-def test_no_copy_of_V():
+def test_no_copy_of_V(monkeypatch):
     """The split target prepared by the driver holds the map's own V, and neither the even
     features' products with a vector nor the pursuit score's gradient copy V (XLA memory analysis)."""
     from jaxrecon.attack.loop import attack_target, with_split
@@ -177,6 +181,12 @@ def test_no_copy_of_V():
     temp = lambda f, *a: jax.jit(f).lower(*a).compile().memory_analysis().temp_size_in_bytes
     r, z = tgt.split.even.theta, data.x[0]
     assert temp(lambda ev, t: ev.project(data.x, t), tgt.split.even.fmap, r) < v_bytes / 4
+    ev = tgt.split.even.fmap
+    monkeypatch.setattr(S, "EVEN_BLOCK_BYTES", v_bytes // 64)  # the LM product holds one block of V
+    u = jax.random.normal(jax.random.key(3), data.x.shape)
+    assert temp(lambda ev, t: L.residual_value_and_grad(ev, t, data.x), ev, r) < v_bytes / 4
+    # the LM product keeps several n x p arrays (each V / 16 at this size); a copy of V is all of it
+    assert temp(lambda ev, t, u_: L.residual_linearization(ev, t, data.x).gram_matvec(u_), ev, r, u) < v_bytes / 2
     assert temp(lambda fm, z_, r_: jax.grad(pursuit_score, argnums=1)(fm, z_, r_), tgt.fmap, z, r) < v_bytes / 4
     assert float(pursuit_score(tgt.fmap, z, r)) == pytest.approx(
         float(jnp.sum(tgt.fmap.project(z[None], r) ** 2) / jnp.sum(tgt.fmap.gram(z[None], z[None]))), rel=1e-5)

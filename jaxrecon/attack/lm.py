@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from .. import _validate
 from ..features.base import Target
-from ..loss import projector_residual, residual_linearization
+from ..loss import residual_linearization, residual_loss
 from .state import Phase
 
 
@@ -175,8 +175,7 @@ class LMPhase(NamedTuple):
         tgt = full_precision(tgt)
         delta, loss, g, iters = lm_direction(tgt, x, damping, self.config.cg_iters, self.jitter, self.config.cg_tol)
         x_new = self.project(x + delta)
-        r_new = projector_residual(tgt.fmap, tgt.theta, x_new, self.jitter)
-        loss_new = jnp.sum(r_new * r_new)
+        loss_new = residual_loss(tgt.fmap, tgt.theta, x_new, self.jitter)
         accept = jnp.isfinite(loss_new) & (loss_new < loss)
         damping_next = jnp.clip(jnp.where(accept, damping / 3.0, damping * 4.0), 1e-12, 1e6)
         ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(g))

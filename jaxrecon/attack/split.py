@@ -28,8 +28,9 @@ LLL reduction (measured at ``n = 2d = 100``; beyond that untested). The
 method then runs as usual on the full ``theta`` from the signed rows (its LM phase polishes them).
 
 Costs: ``V^T V`` once per attack (``p d^2`` multiply-adds, ``d`` passes of ``n = 1`` rows); an even
-step reads ``V`` about 1.5 times as often as a plain one; its LM phase has closed-form products
-(:meth:`EvenFeatures.residual_linearization`, two passes each).
+first-order step (:meth:`EvenFeatures.residual_value_and_grad`) reads ``V`` three times with ``n``
+rows and twice with one column, where a plain one reads it twice; its LM phase has closed-form
+products (:meth:`EvenFeatures.residual_linearization`, two passes and two one-column passes each).
 The split needs ``V`` stored (a dense :class:`~jaxrecon.RandomFeatures`).
 """
 
@@ -44,8 +45,8 @@ import numpy as np
 
 from ..activations import activation_name, get_activation
 from ..features.base import FeatureMapBase, Target, static
-from ..features.rf_gauss_newton import stored_linearization, unit_theta
-from ..loss import factor_kernel
+from ..features.rf_gauss_newton import unit_theta
+from ..loss import ResidualLinearization, factor_kernel
 
 #: Loss on the even part at which stage 1 ends and the signs are chosen (the full attack's LM
 #: phase then polishes the rows to the method's own tolerance).
@@ -67,6 +68,47 @@ def _vt(V, a):
     the whole of ``V`` to form ``V^T`` times a vector, not ``a^T V`` (measured with
     ``memory_analysis``: a temporary the size of ``V``)."""
     return jnp.matmul(a.T, V, precision=_HIGHEST).T
+
+
+#: Bytes of ``V`` per row block in the even features' ``J^T J`` products (a block is read from
+#: memory once and used twice while it is in cache).
+EVEN_BLOCK_BYTES = 4 * 2**20
+
+
+class _EvenTerms(NamedTuple):
+    E: jax.Array  # (n, p) even features before projection
+    S: jax.Array  # (n, p) (sigma'(Z) - sigma'(-Z)) / 2
+    B: jax.Array  # (n, d) E V
+    GB: jax.Array  # (d, n) G^{-1} B^T
+    fac: Any  # factor of A = F F^T
+    c: jax.Array  # (n,) A^{-1} F t
+    r: jax.Array  # (p,) the residual
+    grad: jax.Array  # (n, d) J^T r
+
+
+def _block_rows(V) -> int:
+    """Rows of ``V`` per block: :data:`EVEN_BLOCK_BYTES` worth, at least one, at most ``p``."""
+    p, d = V.shape
+    return int(min(p, max(1, EVEN_BLOCK_BYTES // (d * V.dtype.itemsize))))
+
+
+def _scan_rows(V, rows, fn, init, *arrays):
+    """``fn(acc, V_b, *arrays_b) -> (acc, y_b)`` over blocks of ``rows`` rows of ``V`` (``arrays``
+    sliced alike on their last axis, of length ``p``), in a ``lax.scan`` plus one shorter block for
+    the remainder: ``(acc, y)`` with the ``y_b`` concatenated (``None`` when ``fn`` gives none)."""
+    p = V.shape[0]
+    count, rest = divmod(p, rows)
+
+    def block(acc, start, size):
+        take = lambda a, axis: jax.lax.dynamic_slice_in_dim(a, start, size, axis=axis)
+        return fn(acc, take(V, 0), *(take(a, a.ndim - 1) for a in arrays))
+
+    acc, ys = jax.lax.scan(lambda acc, i: block(acc, i * rows, rows), init, jnp.arange(count))
+    parts = [] if ys is None else [ys.reshape(-1)]
+    if rest:
+        acc, y = block(acc, count * rows, rest)
+        parts += [] if y is None else [y]
+    return acc, (jnp.concatenate(parts) if parts else None)
 
 
 def odd_slope(activation, surrogate_slope=None) -> float:
@@ -138,32 +180,15 @@ class EvenFeatures(FeatureMapBase):
         E, B = self.raw(x)
         return self._mm(E.T, alpha) - self._mm(self.V, self.ginv(self._mm(B.T, alpha)))
 
-    def residual_linearization(self, theta, x, jitter=None):
-        """The closed-form Gauss-Newton pieces of :mod:`jaxrecon.features.rf_gauss_newton` with
-        ``F = P_perp(V) E`` and ``S = (sigma'(Z) - sigma'(-Z)) / 2``: ``r`` and ``P_perp_F w`` lie
-        in the range of ``P_perp(V)``, so only ``w = (S * (u V^T))^T c`` needs projecting; two
-        passes over ``V`` per product."""
-        sigma = get_activation(self.activation, self.surrogate_slope)
-        mm, V = self._mm, self.V
-        Z = mm(jnp.asarray(x, V.dtype), V.T)
-        Fp, Sp = jax.jvp(sigma, (Z,), (jnp.ones_like(Z),))
-        Fm, Sm = jax.jvp(sigma, (-Z,), (jnp.ones_like(Z),))
-        E, S = (Fp + Fm) / 2, (Sp - Sm) / 2
-        F = E - mm(self.ginv(mm(E, V).T).T, V.T)
-        project_w = lambda w: w - mm(V, self.ginv(_vt(V, w)))
-        return stored_linearization(F, S, V, unit_theta(theta, V.dtype), mm, jitter, project_w)
-
-    def residual_value_and_grad(self, theta, x, jitter=None):
-        """``(|r|^2, 2 J^T r)`` of the residual form (:func:`jaxrecon.loss.residual_value_and_grad`)
-        without forming ``P_perp(V) E``: three passes over ``V`` with ``n`` or ``n + 1`` rows
-        (``Z = x V^T``; ``[E; t^T] V``; the gradient) and two with one column.
+    def _even_terms(self, theta, x, jitter):
+        """The pieces of the residual at ``x`` shared by :meth:`residual_value_and_grad` and
+        :meth:`residual_linearization`, without forming ``F = P_perp(V) E``: two passes over ``V``
+        with ``n`` or ``n + 1`` rows (``Z = x V^T``; ``[E; t^T] V``) and two with one column.
 
         The residual is ``r = t - E^T c + V G^{-1} B^T c``; as ``V^T r = V^T t`` (``F`` has no part
         in the range of ``V``), ``F r = E r - B G^{-1} V^T t`` needs no pass over ``V``, and
         ``F^T a = E^T a - V G^{-1} B^T a`` one. (``F r`` from ``E t``, ``E E^T c`` and ``B G^{-1}
-        B^T c`` instead would save that pass but cancels badly near a zero.) The gradient is then that of
-        :mod:`jaxrecon.features.rf_gauss_newton` (``r`` and ``F^T a`` lie in the range of
-        ``P_perp(V)``, so no other projection is needed)."""
+        B^T c`` instead would save that pass but cancels badly near a zero.)"""
         sigma = get_activation(self.activation, self.surrogate_slope)
         mm, V = self._mm, self.V
         Z = mm(jnp.asarray(x, V.dtype), V.T)
@@ -181,7 +206,57 @@ class EvenFeatures(FeatureMapBase):
         a = fac.solve(mm(E, r) - mm(B, gt))  # A^{-1} F r
         Fa = mm(a, E) - mm(V, mm(GB, a))
         grad = -mm(S * (c[:, None] * (r - Fa)[None, :] + a[:, None] * r[None, :]), V)
-        return jnp.sum(r * r), (2 * grad).astype(jnp.asarray(x).dtype)
+        return _EvenTerms(E, S, B, GB, fac, c, r, grad)
+
+    def residual_value_and_grad(self, theta, x, jitter=None):
+        """``(|r|^2, 2 J^T r)`` of the residual form (:func:`jaxrecon.loss.residual_value_and_grad`):
+        the passes of :meth:`_even_terms` and one for the gradient, that of
+        :mod:`jaxrecon.features.rf_gauss_newton` (``r`` and ``F^T a`` lie in the range of
+        ``P_perp(V)``, so no other projection is needed)."""
+        e = self._even_terms(theta, x, jitter)
+        return jnp.sum(e.r * e.r), (2 * e.grad).astype(jnp.asarray(x).dtype)
+
+    def residual_linearization(self, theta, x, jitter=None):
+        """The closed-form Gauss-Newton pieces of :mod:`jaxrecon.features.rf_gauss_newton` with
+        ``F = P_perp(V) E`` and ``S = (sigma'(Z) - sigma'(-Z)) / 2``, ``F`` never formed.
+
+        A product ``J^T J u`` runs over row blocks of ``V`` (:data:`EVEN_BLOCK_BYTES` each) in two
+        passes, each reading ``V`` once. The first forms ``w = (S * (u V^T))^T c`` and, from the
+        same block, the sums ``V^T w``, ``E w`` and ``dF r``; then with ``q = G^{-1} V^T w``,
+        ``F P_perp w = E w - B q``, ``z = A^{-1} F P_perp w`` and ``b = A^{-1} dF r``, the projected
+        ``P_perp_F P_perp w = w - E^T z - V (q - G^{-1} B^T z)``; the second pass forms it per
+        block and sums ``(S * (c (P_perp_F P_perp w)^T + b r^T)) V``. (Unblocked, the two
+        one-column products ``V^T w`` and ``V q`` read ``V`` twice more.)"""
+        mm, V = self._mm, self.V
+        e = self._even_terms(theta, x, jitter)
+        c, r, fac = e.c, e.r, e.fac
+        rows = _block_rows(V)
+
+        def gram_matvec(u):
+            u = u.astype(V.dtype)
+
+            def first(acc, Vb, Sb, Eb, rb):
+                vtw, Ew, dFr = acc
+                dF = Sb * mm(u, Vb.T)
+                wb = mm(c, dF)
+                return (vtw + mm(wb, Vb), Ew + mm(Eb, wb), dFr + mm(dF, rb)), wb
+
+            n, d = u.shape
+            zero = (jnp.zeros((d,), V.dtype), jnp.zeros((n,), V.dtype), jnp.zeros((n,), V.dtype))
+            (vtw, Ew, dFr), w = _scan_rows(V, rows, first, zero, e.S, e.E, r)
+            q = self.ginv(vtw)
+            z = fac.solve(Ew - mm(e.B, q))
+            b = fac.solve(dFr)
+            q2 = q - mm(e.GB, z)
+
+            def second(acc, Vb, Sb, Eb, rb, wb):
+                pw = wb - mm(z, Eb) - mm(Vb, q2)
+                return acc + mm(Sb * (c[:, None] * pw[None, :] + b[:, None] * rb[None, :]), Vb), None
+
+            out, _ = _scan_rows(V, rows, second, jnp.zeros(u.shape, V.dtype), e.S, e.E, r, w)
+            return out
+
+        return ResidualLinearization(r, c, e.grad, gram_matvec)
 
     def gram_project(self, x, theta):
         return self.gram_project_raw(*self.raw(x), theta)

@@ -28,6 +28,7 @@ member                                      default
 ``with_surrogate(slope)``                   ``self`` (no activation whose derivative to replace)
 ``with_precision(precision)``               ``self`` (no choice of matmul precision)
 ``residual_linearization(theta, x, jit)``   ``None`` (the loss falls back to autodiff)
+``residual_value_and_grad(theta, x, jit)``  ``None`` (from ``residual_linearization``, else autodiff)
 ``replace(**changes)``                      :func:`dataclasses.replace`
 ==========================================  ====================================================
 
@@ -81,6 +82,8 @@ class FeatureMap(Protocol):
     def residual_linearization(self, theta: jax.Array, x: jax.Array,
                                jitter: Optional[float] = None) -> Optional[ResidualLinearization]: ...
 
+    def residual_value_and_grad(self, theta: jax.Array, x: jax.Array, jitter: Optional[float] = None): ...
+
 
 class FeatureMapBase:
     """Defaults of a feature map's optional abilities (see the module docstring).
@@ -115,6 +118,12 @@ class FeatureMapBase:
                                jitter: Optional[float] = None) -> Optional[ResidualLinearization]:
         """A closed-form linearisation of the projector residual at ``x``
         (:class:`jaxrecon.loss.ResidualLinearization`), or ``None``: use autodiff."""
+        return None
+
+    def residual_value_and_grad(self, theta: jax.Array, x: jax.Array, jitter: Optional[float] = None):
+        """``(|r|^2, 2 J^T r)`` of the residual form at ``x`` in closed form, for maps that can do
+        better than their ``residual_linearization`` (:func:`jaxrecon.loss.residual_value_and_grad`),
+        or ``None``."""
         return None
 
 
