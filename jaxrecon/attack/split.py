@@ -30,7 +30,8 @@ method then runs as usual on the full ``theta`` from the signed rows (its LM pha
 Costs: ``V^T V`` once per attack (``p d^2`` multiply-adds, ``d`` passes of ``n = 1`` rows); an even
 first-order step (:meth:`EvenFeatures.residual_value_and_grad`) reads ``V`` three times with ``n``
 rows and twice with one column, where a plain one reads it twice; its LM phase has closed-form
-products (:meth:`EvenFeatures.residual_linearization`, two passes and two one-column passes each).
+products (:meth:`EvenFeatures.residual_linearization`: two passes over row blocks of ``V``, each
+reading ``V`` once, as for plain features).
 The split needs ``V`` stored (a dense :class:`~jaxrecon.RandomFeatures`).
 """
 

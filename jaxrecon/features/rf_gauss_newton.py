@@ -33,12 +33,11 @@ def unit_theta(theta, dtype):
     return t / jnp.linalg.norm(t)
 
 
-def stored_linearization(F, S, V, t, mm, jitter=None, project_w=None) -> ResidualLinearization:
+def stored_linearization(F, S, V, t, mm, jitter=None) -> ResidualLinearization:
     """The closed form (module docstring) with all ``p`` features at hand: ``F`` and ``S`` (``n x p``),
-    ``V`` (``p x d``), the unit ``t`` and the matmul ``mm``. ``project_w`` (default: none) is applied
-    to ``w = dF^T c`` first, for maps whose features are ``sigma(x V^T)`` projected on a subspace that
-    holds ``t`` (:class:`jaxrecon.attack.split.EvenFeatures`: then ``dF = (S * (u V^T)) P`` and every
-    other ``p``-side vector is already in the range of ``P``)."""
+    ``V`` (``p x d``), the unit ``t`` and the matmul ``mm``. (The split start's even features,
+    projected on the complement of ``V``'s columns, have their own:
+    :meth:`jaxrecon.attack.split.EvenFeatures.residual_linearization`.)"""
     fac = factor_kernel(mm(F, F.T), jitter)
     c = fac.solve(mm(F, t))
     r = t - mm(c, F)
@@ -48,8 +47,6 @@ def stored_linearization(F, S, V, t, mm, jitter=None, project_w=None) -> Residua
     def gram_matvec(u):
         dF = S * mm(u, V.T)
         w = mm(c, dF)
-        if project_w is not None:
-            w = project_w(w)
         pw = w - mm(fac.solve(mm(F, w)), F)
         b = fac.solve(mm(dF, r))
         return mm(S * (c[:, None] * pw[None, :] + b[:, None] * r[None, :]), V)
