@@ -36,20 +36,27 @@ from jaxrecon.loss import projector_loss, residual_linearization, residual_value
 from _common import block, machine, save, timed
 
 
-def measure(d, n):
+def _problem(d, n):
+    """``(p, [("plain", target), ("even", target)], y)``: p = 10 d n, float32, V stored, synthetic
+    sphere rows, theta the sum of their features, and the point ``y`` 0.1 away from the rows."""
     p = 10 * d * n
     data = jr.synthetic(jax.random.key(1), n, d, dtype="float32")
     fmap = jr.RandomFeatures(jax.random.key(2), d, p, dtype="float32").prepare()
     theta = fmap.adjoint(data.x, jnp.ones(n, jnp.float32))
     even = S.split_problem(jr.Target(fmap, theta)).even
     y = data.x + 0.1 * jax.random.normal(jax.random.key(5), data.x.shape, jnp.float32)
+    return p, [("plain", jr.Target(fmap, theta)), ("even", even)], y
+
+
+def measure(d, n):
+    p, targets, y = _problem(d, n)
     forms = {
         "autodiff": jax.jit(jax.value_and_grad(lambda f, t, x: projector_loss(f, t, x, form="residual"), argnums=2)),
         "closed": jax.jit(residual_value_and_grad),
         "kernel": jax.jit(jax.value_and_grad(lambda f, t, x: projector_loss(f, t, x, form="kernel"), argnums=2)),
     }
     rows = []
-    for name, tgt in (("plain", jr.Target(fmap, theta)), ("even", even)):
+    for name, tgt in targets:
         out, row = {}, {"d": d, "n": n, "p": p, "features": name}
         for form, fn in forms.items():
             out[form] = block(fn(tgt.fmap, tgt.theta, y))  # compile and warm up
@@ -65,12 +72,7 @@ def measure(d, n):
 
 
 def measure_lm(d, n):
-    p = 10 * d * n
-    data = jr.synthetic(jax.random.key(1), n, d, dtype="float32")
-    fmap = jr.RandomFeatures(jax.random.key(2), d, p, dtype="float32").prepare()
-    theta = fmap.adjoint(data.x, jnp.ones(n, jnp.float32))
-    even = S.split_problem(jr.Target(fmap, theta)).even
-    y = data.x + 0.1 * jax.random.normal(jax.random.key(5), data.x.shape, jnp.float32)
+    p, targets, y = _problem(d, n)
 
     def chain(k):
         def f(fm, t, x):
@@ -82,7 +84,7 @@ def measure_lm(d, n):
         return jax.jit(f)
 
     rows = []
-    for name, tgt in (("plain", jr.Target(fmap, theta)), ("even", even)):
+    for name, tgt in targets:
         secs = {}
         for k in (0, 4):
             fn = chain(k)

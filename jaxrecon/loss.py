@@ -152,6 +152,13 @@ def residual_linearization(fmap, theta, x_hat, jitter=None) -> ResidualLineariza
     return ResidualLinearization(r, c, vjp_fn(r)[0], lambda u: vjp_fn(jvp_fn(u))[0])
 
 
+def _own_value_and_grad(fmap, theta, x_hat, jitter):
+    """The prepared map's own closed-form ``(|r|^2, 2 J^T r)``, or ``None`` (maps that only follow
+    the protocol may lack the method)."""
+    own = getattr(fmap, "residual_value_and_grad", None)
+    return None if own is None else own(theta, x_hat, jitter)
+
+
 def residual_value_and_grad(fmap, theta, x_hat, jitter=None) -> tuple[jax.Array, jax.Array]:
     """The residual form of the loss, ``|r|^2``, and its gradient ``2 J^T r`` in one call.
 
@@ -165,8 +172,7 @@ def residual_value_and_grad(fmap, theta, x_hat, jitter=None) -> tuple[jax.Array,
     """
     _check(fmap, theta, x_hat)
     fmap = fmap.prepare()
-    own = getattr(fmap, "residual_value_and_grad", None)  # a map's own closed form, where it has one
-    own = None if own is None else own(theta, x_hat, jitter)
+    own = _own_value_and_grad(fmap, theta, x_hat, jitter)
     if own is not None:
         return own
     lin = fmap.residual_linearization(theta, x_hat, jitter)
@@ -182,8 +188,7 @@ def residual_loss(fmap, theta, x_hat, jitter=None) -> jax.Array:
     trial loss; for the split start's even features three reads of ``V`` instead of six."""
     _check(fmap, theta, x_hat)
     fmap = fmap.prepare()
-    own = getattr(fmap, "residual_value_and_grad", None)
-    own = None if own is None else own(theta, x_hat, jitter)
+    own = _own_value_and_grad(fmap, theta, x_hat, jitter)
     if own is not None:
         return own[0]
     r = _residual_and_coef(fmap, theta, x_hat, jitter)[0]
