@@ -165,5 +165,12 @@ def test_attack_flags_override_the_method():
     assert (m.lm.cg_iters, m.lm.cg_tol, m.first_order.switch_after, m.precision_tol, m.start) == (12, 0.2, 50, 1e-8,
                                                                                                    "split")
     assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().lm.cg_iters == 30  # the default untouched
-    with pytest.raises(ValueError, match="^cg_iters/cg_tol/switch_after: method 'adam' has no LM phase"):
+    with pytest.raises(ValueError, match="^cg_iters/cg_tol/switch_after/switch_plateau: method 'adam' has no LM phase"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam", cg_iters=5).method_cfg()
+    # the plateau hand-over: adam-lm-split's default, another window, or off (0)
+    split = lambda **kw: ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", **kw).method_cfg().first_order
+    assert split().switch_plateau == 20 and split(switch_plateau=7).switch_plateau == 7
+    assert split(switch_plateau=0).switch_plateau is None
+    assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().first_order.switch_plateau is None
+    with pytest.raises(ValueError, match="^switch_plateau: must be an int >= 0"):
+        ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", switch_plateau=-1).method_cfg()

@@ -222,3 +222,51 @@ def test_row_repair_fixes_several_wrong_rows_at_once():
     same, found = repair(jnp.asarray(truth))  # at the training set nothing changes
     assert not bool(found) and np.array_equal(np.asarray(same), truth)
     assert METHODS["adam-lm-repair"]().on_stall == (RowRepair(), RowRedraw())
+
+
+def test_first_order_phase_hands_over_on_a_plateau_after_the_warmup():
+    """``switch_plateau``: the phase ends once its loss has not fallen by ``switch_rtol`` over that
+    many steps, never during the warm-up, and never while the loss keeps falling fast enough."""
+    from jaxrecon.attack.first_order import FirstOrder, FirstOrderPhase
+
+    def ends_at(values, **kw):
+        cfg = FirstOrder(optimizer="sgd", lr=1e-3, momentum=None, **kw).validate()
+        # the "target" is the loss value itself: a fixed sequence of losses, zero gradients
+        ph = FirstOrderPhase(cfg, cfg.optimizer_fn(100), None, lambda x: x,
+                             value_and_grad=lambda v, x: (v, jnp.zeros_like(x)))
+        x = jnp.zeros((2, 3), jnp.float32)
+        state = ph.init(x, jnp.float32)
+        for k, v in enumerate(values, 1):
+            x, state, value, _ = ph.step(jnp.float32(v), x, state)
+            if bool(ph.done(value, k, state)):
+                return k
+        return None
+
+    flat, falling = [1.0] * 12, [0.4 ** k for k in range(12)]
+    assert ends_at(flat, switch_plateau=3, switch_rtol=0.5) == 4  # marked at step 1, 3 steps without a fall
+    assert ends_at(flat, switch_plateau=3, switch_rtol=0.5, warmup=6) == 9  # the window lies after the warm-up
+    assert ends_at(falling, switch_plateau=3, switch_rtol=0.5) is None
+    # marks at 1.0 (step 1), 0.65 (4) and 0.44 (7); three steps without a 30 % fall after that
+    assert ends_at([1.0, 0.9, 0.8, 0.65, 0.6, 0.5, 0.44, 0.43, 0.42, 0.41], switch_plateau=3, switch_rtol=0.3) == 10
+    assert ends_at(flat) is None  # no plateau rule: no hand-over
+    with pytest.raises(ValueError, match="switch_plateau"):
+        FirstOrder(switch_plateau=0).validate()
+    with pytest.raises(ValueError, match="switch_rtol"):
+        FirstOrder(switch_rtol=1.5).validate()
+
+
+def test_a_plateau_hands_the_attack_over_to_lm_before_switch_after():
+    """In the attack loop: with a learning rate too small to move the loss, ``switch_plateau = 20``
+    hands over to LM 20 steps after the warm-up (100), long before ``switch_after = 300``."""
+    _, target = problem(6, 3, 10, dtype="float32")
+
+    def phase_after(steps, **kw):
+        m = method_config("adam-lm", lr=1e-9, **kw)
+        solver = make_solver(target, 3, m)
+        tgt = attack_target(target, m)
+        state = init_state(solver, jax.random.key(0), tgt)
+        return jax.jit(lambda s: advance(solver, tgt, s, steps))(state)
+
+    early = phase_after(130, switch_plateau=20)
+    assert int(early.phase) == Phase.LM and int(early.phase_start) == 120  # warm-up 100 + the window 20
+    assert int(phase_after(130).phase) == Phase.FIRST_ORDER

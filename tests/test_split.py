@@ -205,3 +205,31 @@ def test_even_closed_form_value_and_gradient_equal_autodiff():
             closed = jax.jit(L.residual_value_and_grad)(ev, te, x)
             assert abs(float(closed[0]) - float(auto[0])) < 1e-9 * float(auto[0])
             assert _rel(closed[1], auto[1]) < 1e-8
+
+
+def test_split_cg_iters_bind_the_first_stage_lm_only():
+    """``split_cg_iters`` sets the CG iterations of the first stage's LM steps; the second stage
+    keeps the LM phase's own."""
+    from jaxrecon.attack.loop import make_solver, split_solver
+    from jaxrecon.attack.methods import method_config
+    from jaxrecon.runner import ReconstructConfig
+
+    d, n = 8, 4
+    data = jr.synthetic(jax.random.key(1), n, d)
+    fmap = jr.RandomFeatures(jax.random.key(2), d, 10 * d * n)
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    solver = make_solver(target, n, method_config("adam-lm-split", split_cg_iters=7, cg_iters=25))
+    assert solver.phases[1].config.cg_iters == 25
+    assert split_solver(solver).phases[1].config.cg_iters == 7
+    plain = make_solver(target, n, method_config("adam-lm-split", split_cg_iters=None, cg_iters=25))
+    assert split_solver(plain).phases[1].config.cg_iters == 25
+    with pytest.raises(ValueError, match="^split_cg_iters"):
+        method_config("adam-lm-split", split_cg_iters=0)
+    with pytest.raises(ValueError, match="^split_cg_tol"):
+        method_config("adam-lm-split", split_cg_tol=-1.0)
+    with pytest.raises(ValueError, match="^split_cg_iters: the method has no LM phase"):
+        method_config("adam", split_cg_iters=5)
+    tol = split_solver(make_solver(target, n, method_config("adam-lm-split", split_cg_tol=0.1))).phases[1].config
+    assert (tol.cg_iters, tol.cg_tol) == (30, 0.1)
+    with pytest.raises(ValueError, match="^split_cg_iters/split_cg_tol: only for the split start"):
+        ReconstructConfig(n=4, p_over_dn=2, method="adam-lm", split_cg_iters=5).method_cfg()

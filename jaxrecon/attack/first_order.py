@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,11 @@ class FirstOrder:
       schedule: ``"constant"``, ``"cosine"`` or ``"exponential"`` (decay to ``lr * final_lr_ratio``
         over ``decay_steps``, default the phase's step budget), after ``warmup`` linear warm-up steps.
       switch_below: the phase ends once the loss is ``<= switch_below`` (``None``: never) ...
-      switch_after: ... or after this many steps in the phase (``None``: never). When it ends, the
-        method's next phase starts; both are ignored when this is the method's only phase.
+      switch_after: ... or after this many steps in the phase (``None``: never) ...
+      switch_plateau: ... or once its loss has not fallen by a relative ``switch_rtol`` (default
+        20 %) over this many steps, counted after the ``warmup`` (``None``: never): the phase has
+        found its basin (or a spurious one) and more of its steps only creep. When it ends, the
+        method's next phase starts; all three are ignored when this is the method's only phase.
     """
 
     optimizer: str = "sgd"
@@ -41,6 +44,8 @@ class FirstOrder:
     final_lr_ratio: float = 1e-2
     switch_below: Optional[float] = None
     switch_after: Optional[int] = None
+    switch_plateau: Optional[int] = None
+    switch_rtol: float = 0.2
 
     def validate(self) -> "FirstOrder":
         opt = getattr(optax, self.optimizer, None) if isinstance(self.optimizer, str) else None
@@ -55,6 +60,11 @@ class FirstOrder:
             _validate.positive_int("first_steps", self.switch_after)
         if self.switch_below is not None:
             _validate.positive_float("polish_below", self.switch_below, allow_zero=True)
+        if self.switch_plateau is not None:
+            _validate.positive_int("switch_plateau", self.switch_plateau)
+        _validate.positive_float("switch_rtol", self.switch_rtol)
+        if self.switch_rtol >= 1:
+            raise ValueError(f"switch_rtol: must be in (0, 1), got {self.switch_rtol!r}")
         return self
 
     def schedule_fn(self, total_steps: int):
@@ -84,10 +94,19 @@ class FirstOrder:
         return optax.with_extra_args_support(opt)
 
 
+class PlateauWatch(NamedTuple):
+    """The phase state of a first-order phase with ``switch_plateau``: the optimiser's state, the
+    loss when it last fell by ``switch_rtol``, and the steps since then."""
+
+    opt: Any
+    mark_loss: jax.Array
+    since: jax.Array
+
+
 class FirstOrderPhase(NamedTuple):
-    """:class:`FirstOrder` bound to a loss and a row radius: ``init(x, dtype) -> opt_state``;
-    ``step(tgt, x, opt_state) -> (x_next, opt_state_next, loss_at_x, ok)``; ``done(loss,
-    steps_in_phase) -> bool``."""
+    """:class:`FirstOrder` bound to a loss and a row radius: ``init(x, dtype) -> state`` (the optax
+    state, wrapped in a :class:`PlateauWatch` with ``switch_plateau``); ``step(tgt, x, state) ->
+    (x_next, state_next, loss_at_x, ok)``; ``done(loss, steps_in_phase, state) -> bool``."""
 
     config: FirstOrder
     opt: optax.GradientTransformationExtraArgs
@@ -97,9 +116,20 @@ class FirstOrderPhase(NamedTuple):
     value_and_grad: Optional[Callable] = None  # (tgt, x) -> (loss, gradient); None: autodiff of loss_fn
 
     def init(self, x, dtype=None):
-        return self.opt.init(x)
+        if self.config.switch_plateau is None:
+            return self.opt.init(x)
+        dtype = x.dtype if dtype is None else dtype
+        return PlateauWatch(self.opt.init(x), jnp.asarray(jnp.inf, dtype), jnp.asarray(0, jnp.int32))
 
-    def step(self, tgt, x, opt_state):
+    def step(self, tgt, x, state):
+        if self.config.switch_plateau is None:
+            return self._step(tgt, x, state)
+        x_next, opt_next, value, ok = self._step(tgt, x, state.opt)
+        marked = ok & (value < state.mark_loss * (1 - self.config.switch_rtol))
+        return x_next, PlateauWatch(opt_next, jnp.where(marked, value, state.mark_loss).astype(state.mark_loss.dtype),
+                                    jnp.where(marked, 0, state.since + 1).astype(jnp.int32)), value, ok
+
+    def _step(self, tgt, x, opt_state):
         if self.value_and_grad is not None:
             value, grad = self.value_and_grad(tgt, x)
         else:
@@ -109,8 +139,11 @@ class FirstOrderPhase(NamedTuple):
         ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
         return self.project(optax.apply_updates(x, updates)), new_state, value, ok
 
-    def done(self, value, in_phase):
+    def done(self, value, in_phase, state=None):
         cfg = self.config
         below = value <= cfg.switch_below if cfg.switch_below is not None else False
         after = in_phase >= cfg.switch_after if cfg.switch_after is not None else False
-        return below | after
+        flat = False
+        if cfg.switch_plateau is not None:  # a window of steps after the warm-up (whose slow start is no plateau)
+            flat = (state.since >= cfg.switch_plateau) & (in_phase >= cfg.warmup + cfg.switch_plateau)
+        return below | after | flat

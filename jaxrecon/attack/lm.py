@@ -181,5 +181,5 @@ class LMPhase(NamedTuple):
         ok = jnp.isfinite(loss) & jnp.all(jnp.isfinite(g))
         return jnp.where(accept, x_new, x), damping_next.astype(damping.dtype), loss, ok, iters
 
-    def done(self, value, in_phase):
+    def done(self, value, in_phase, state=None):
         return in_phase >= self.config.stall_after

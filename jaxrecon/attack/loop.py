@@ -188,11 +188,16 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None, steps
 
 
 def split_solver(solver: Solver) -> Solver:
-    """The solver of the split start's first stage: the same phases and stall actions on the even
-    target, random start, tolerance ``SPLIT_TOL``, no floor or plateau stops."""
+    """The solver of the split start's first stage: the same phases (the LM phase configured by
+    ``split_lm`` when the method has one) and stall actions on the even target, random start,
+    tolerance ``SPLIT_TOL``, no floor or plateau stops."""
     m = solver.method
+    phases = solver.phases
+    if m.split_lm is not None:
+        phases = phases[:1] + (phases[1]._replace(config=m.split_lm),)
     return solver._replace(method=dataclasses.replace(m, start="random", starts=1, start_steps=0, population=None,
-                                                      tol=max(m.tol, SPLIT_TOL), plateau_window=0), stop=None)
+                                                      tol=max(m.tol, SPLIT_TOL), plateau_window=0),
+                           stop=None, phases=phases)
 
 
 def init_split(solver: Solver, key: jax.Array, tgt: Target) -> AttackState:
@@ -283,7 +288,7 @@ def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
                        steps=steps, status=status.astype(jnp.int32))
         if len(phases) == 1:  # a single phase never hands over
             return s
-        done = move & ph.done(value, steps - s.phase_start)
+        done = move & ph.done(value, steps - s.phase_start, s.phase_states[i])
         if i + 1 < len(phases):
             nxt = phases[i + 1]
             fresh = _where(done, nxt.init(s.x_hat, s.loss.dtype), s.phase_states[i + 1])

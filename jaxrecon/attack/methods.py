@@ -45,6 +45,10 @@ class Method:
         the sign-free even part of ``theta``, then the signs chosen in one solve:
         :mod:`jaxrecon.attack.split`; dense random features with ReLU or GELU).
       split_steps: the step cap of the split start's first stage (counted in the seed's steps).
+      split_lm: the LM phase of the split start's first stage (``None``: the method's ``lm``); set
+        by the options ``split_cg_iters`` and ``split_cg_tol``. That stage's LM steps far from the
+        zero move rows between basins, where an exact Gauss-Newton step gains no more than a rough
+        one.
       tol: a seed stops when its loss is ``<= tol``.
       jitter: relative Cholesky jitter (``None``: the dtype's default).
       starts: candidates started per seed; the best after ``start_steps`` first-order steps is kept.
@@ -82,6 +86,7 @@ class Method:
     plateau_window: Optional[int] = None
     plateau_rtol: float = 1e-3
     split_steps: int = 2000
+    split_lm: Optional[LevenbergMarquardt] = None
     precision_tol: Optional[float] = None
     precision_window: int = 8
 
@@ -97,6 +102,10 @@ class Method:
         _validate.positive_float("tol", self.tol, allow_zero=True)
         _validate.positive_int("starts", self.starts)
         _validate.positive_int("split_steps", self.split_steps)
+        if self.split_lm is not None:
+            if self.lm is None:
+                raise ValueError("split_cg_iters/split_cg_tol: the method has no LM phase")
+            self.split_lm.validate()
         if self.starts > 1:
             _validate.positive_int("start_steps", self.start_steps)
         if self.population is not None:
@@ -128,6 +137,11 @@ class Method:
 #: The precision stop of the large-``n`` methods: a loss at or below it that no longer halves is
 #: taken as the float32 floor (spurious minima measured so far sit at ``>= 1e-5``).
 PRECISION_TOL = 1e-9
+#: ``adam-lm-split``'s first-order phase hands over to LM once its loss has not fallen by 20 %
+#: (``FirstOrder.switch_rtol``) in 20 steps after the warm-up: its loss plateaus near 1e-2 with a row
+#: between training points, and the steps to its 300th only creep (``benchmarks/RESULTS.md``, "The
+#: plateau hand-over").
+SPLIT_PLATEAU = 20
 
 
 def published() -> Method:
@@ -178,8 +192,11 @@ def adam_lm_split() -> Method:
     random features with ``V`` stored; it removes the sign-flip minima that hold ``adam-lm`` once
     ``n`` nears ``d`` (measured: ``benchmarks/RESULTS.md``, "The split start"). With the
     precision stop at :data:`PRECISION_TOL`: at these sizes the float32 floor of the loss can lie
-    above the tolerance ``1e-12``."""
-    return dataclasses.replace(adam_lm(), start="split", precision_tol=PRECISION_TOL)
+    above the tolerance ``1e-12``; and with the plateau hand-over (:data:`SPLIT_PLATEAU`): Adam hands
+    over to LM when its loss stops falling, not only after its 300th step."""
+    m = adam_lm()
+    return dataclasses.replace(m, start="split", precision_tol=PRECISION_TOL,
+                               first_order=dataclasses.replace(m.first_order, switch_plateau=SPLIT_PLATEAU))
 
 
 def global_() -> Method:
@@ -209,12 +226,14 @@ _DROPPED = {"stall_window": "measured not to pay off", "stall_ratio": "measured 
             "restart_steps": "renamed to 'start_steps'"}
 _ACTION_OPTIONS = ("on_stall", "repair_pairs", "reset_candidates", "polish")
 _POPULATION_OPTIONS = {"population": "size", "round_steps": "round_steps", "cull": "cull"}
+_SPLIT_LM_OPTIONS = {"split_cg_iters": "cg_iters", "split_cg_tol": "cg_tol"}
 
 
 def option_names() -> list:
     """Every option :func:`method_config` accepts."""
     top = [f.name for f in dataclasses.fields(Method) if f.name not in ("first_order", "lm", "on_stall")]
-    return sorted(set(top) | set(_SECTION_OF) | set(_LEGACY) | set(_ACTION_OPTIONS) | set(_POPULATION_OPTIONS))
+    return sorted(set(top) | set(_SECTION_OF) | set(_LEGACY) | set(_ACTION_OPTIONS) | set(_POPULATION_OPTIONS)
+                  | set(_SPLIT_LM_OPTIONS))
 
 
 def _apply_population(m: Method, opts: dict) -> Method:
@@ -281,7 +300,7 @@ def method_config(method=DEFAULT_METHOD, **overrides) -> Method:
     sections = {"first_order": {}, "lm": {}}
     top = {}
     for k, v in overrides.items():
-        if k in _ACTION_OPTIONS or k in _POPULATION_OPTIONS:
+        if k in _ACTION_OPTIONS or k in _POPULATION_OPTIONS or k in _SPLIT_LM_OPTIONS:
             continue
         if k in _LEGACY:
             sections[_LEGACY[k][0]][_LEGACY[k][1]] = v
@@ -296,4 +315,15 @@ def method_config(method=DEFAULT_METHOD, **overrides) -> Method:
     lm = m.lm
     if sections["lm"]:
         lm = dataclasses.replace(lm or LevenbergMarquardt(), **sections["lm"])
-    return dataclasses.replace(m, first_order=fo, lm=lm, **top).validate()
+    split_lm = m.split_lm
+    given = {_SPLIT_LM_OPTIONS[k]: v for k, v in overrides.items() if k in _SPLIT_LM_OPTIONS}
+    if given:
+        names = "/".join(sorted(k for k in overrides if k in _SPLIT_LM_OPTIONS))
+        if lm is None:
+            raise ValueError(f"{names}: the method has no LM phase")
+        if "split_cg_iters" in overrides:
+            _validate.positive_int("split_cg_iters", overrides["split_cg_iters"])
+        if "split_cg_tol" in overrides:
+            _validate.positive_float("split_cg_tol", overrides["split_cg_tol"], allow_zero=True)
+        split_lm = dataclasses.replace(split_lm or lm, **given)
+    return dataclasses.replace(m, first_order=fo, lm=lm, split_lm=split_lm, **top).validate()

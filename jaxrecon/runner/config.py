@@ -76,7 +76,14 @@ class AttackConfig:
     steps: int = option(10_000, "step budget per seed")
     switch_after: Optional[int] = option(None, "first-order steps before the LM phase takes over (overrides the "
                                          "method's: 300 for the adam-lm family)")
+    switch_plateau: Optional[int] = option(None, "hand over to the LM phase once the first-order loss has not fallen "
+                                           "by 20 percent in this many steps (0: never; overrides the method's: 20 "
+                                           "for adam-lm-split, off for the others)")
     cg_iters: Optional[int] = option(None, "LM: most CG iterations per step (overrides the method's)")
+    split_cg_iters: Optional[int] = option(None, "LM: most CG iterations per step in the split start's first "
+                                           "stage (default: --cg-iters)")
+    split_cg_tol: Optional[float] = option(None, "LM: relative CG tolerance in the split start's first stage, "
+                                           "min(SPLIT_CG_TOL, |r|) (default: --cg-tol)")
     cg_tol: Optional[float] = option(None, "LM: relative CG tolerance, min(CG_TOL, |r|) (0: always --cg-iters; "
                                      "overrides the method's)")
     precision_tol: Optional[float] = option(None, "stop a seed whose loss is at most this and no longer halves: the "
@@ -195,13 +202,24 @@ class ReconstructConfig(Config):
     def method_cfg(self):
         """The attack's :class:`~jaxrecon.attack.Method` (the method with the flags' overrides)."""
         a = self.attack
-        lm_flags = (a.cg_iters, a.cg_tol, a.switch_after)
+        lm_flags = (a.cg_iters, a.cg_tol, a.switch_after, a.switch_plateau)
         if any(v is not None for v in lm_flags) and method_config(a.method).lm is None:
             with_lm = sorted(k for k in METHODS if method_config(k).lm is not None)
-            raise ValueError(f"cg_iters/cg_tol/switch_after: method {a.method!r} has no LM phase; methods with one: "
-                             f"{with_lm}")
-        return method_config(a.method, optimizer=a.optimizer, lr=a.lr, start=a.start, cg_iters=a.cg_iters,
-                             cg_tol=a.cg_tol, precision_tol=a.precision_tol, switch_after=a.switch_after)
+            raise ValueError(f"cg_iters/cg_tol/switch_after/switch_plateau: method {a.method!r} has no LM phase; "
+                             f"methods with one: {with_lm}")
+        if a.switch_plateau is not None and (isinstance(a.switch_plateau, bool) or not isinstance(a.switch_plateau, int)
+                                             or a.switch_plateau < 0):
+            raise ValueError(f"switch_plateau: must be an int >= 0 (0: never), got {a.switch_plateau!r}")
+        m = method_config(a.method, optimizer=a.optimizer, lr=a.lr, start=a.start, cg_iters=a.cg_iters,
+                          cg_tol=a.cg_tol, precision_tol=a.precision_tol, switch_after=a.switch_after,
+                          switch_plateau=a.switch_plateau or None, split_cg_iters=a.split_cg_iters,
+                          split_cg_tol=a.split_cg_tol)
+        if (a.split_cg_iters is not None or a.split_cg_tol is not None) and m.start != "split":
+            raise ValueError(f"split_cg_iters/split_cg_tol: only for the split start (adam-lm-split, or --start "
+                             f"split); method {a.method!r} starts {m.start!r}")
+        if a.switch_plateau == 0:
+            m = dataclasses.replace(m, first_order=dataclasses.replace(m.first_order, switch_plateau=None))
+        return m
 
 
 def default_d(data: str = "synthetic", model: str = "rf", image_size: Optional[int] = None) -> int:
