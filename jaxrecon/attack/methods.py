@@ -142,6 +142,10 @@ PRECISION_TOL = 1e-9
 #: between training points, and the steps to its 300th only creep (``benchmarks/RESULTS.md``, "The
 #: plateau hand-over").
 SPLIT_PLATEAU = 20
+#: ``adam-lm-split``'s precision window: at photos16, n = 40 its second stage sat at the float floor
+#: (3.5e-10) for 8 LM steps (90 s) before the default window of 8 stopped it; with 4 it stops 9 steps
+#: sooner with the same rows (error_sign 4.7e-6; ``benchmarks/RESULTS.md``, "The plateau hand-over").
+SPLIT_PRECISION_WINDOW = 4
 
 
 def published() -> Method:
@@ -191,11 +195,12 @@ def adam_lm_split() -> Method:
     box-constrained least-squares solve and the method runs on ``theta`` from there. For ReLU/GELU
     random features with ``V`` stored; it removes the sign-flip minima that hold ``adam-lm`` once
     ``n`` nears ``d`` (measured: ``benchmarks/RESULTS.md``, "The split start"). With the
-    precision stop at :data:`PRECISION_TOL`: at these sizes the float32 floor of the loss can lie
-    above the tolerance ``1e-12``; and with the plateau hand-over (:data:`SPLIT_PLATEAU`): Adam hands
+    precision stop at :data:`PRECISION_TOL` (window :data:`SPLIT_PRECISION_WINDOW`): at these sizes
+    the float32 floor of the loss can lie above the tolerance ``1e-12``; and with the plateau hand-over (:data:`SPLIT_PLATEAU`): Adam hands
     over to LM when its loss stops falling, not only after its 300th step."""
     m = adam_lm()
     return dataclasses.replace(m, start="split", precision_tol=PRECISION_TOL,
+                               precision_window=SPLIT_PRECISION_WINDOW,
                                first_order=dataclasses.replace(m.first_order, switch_plateau=SPLIT_PLATEAU))
 
 
