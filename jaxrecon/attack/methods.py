@@ -196,8 +196,9 @@ def adam_lm_split() -> Method:
     random features with ``V`` stored; it removes the sign-flip minima that hold ``adam-lm`` once
     ``n`` nears ``d`` (measured: ``benchmarks/RESULTS.md``, "The split start"). With the
     precision stop at :data:`PRECISION_TOL` (window :data:`SPLIT_PRECISION_WINDOW`): at these sizes
-    the float32 floor of the loss can lie above the tolerance ``1e-12``; and with the plateau hand-over (:data:`SPLIT_PLATEAU`): Adam hands
-    over to LM when its loss stops falling, not only after its 300th step."""
+    the float32 floor of the loss can lie above the tolerance ``1e-12``; and with the plateau
+    hand-over (:data:`SPLIT_PLATEAU`): Adam hands over to LM when its loss stops falling, not only
+    after its 300th step."""
     m = adam_lm()
     return dataclasses.replace(m, start="split", precision_tol=PRECISION_TOL,
                                precision_window=SPLIT_PRECISION_WINDOW,
