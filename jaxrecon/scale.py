@@ -163,14 +163,16 @@ class Layout(NamedTuple):
     reason: str
 
 
-def dense_bytes(d: int, n: int, p: int, seeds: int, itemsize: int) -> int:
+def dense_bytes(d: int, n: int, p: int, seeds: int, itemsize: int, copied_rows: int = 0) -> int:
     """Modelled memory of a dense random-features attack: ``V`` once plus, for every seed,
-    :data:`DENSE_WORKING_ARRAYS` feature-sized arrays and a few ``p``-vectors."""
-    return itemsize * (p * d + seeds * p * (DENSE_WORKING_ARRAYS * n + 4))
+    :data:`DENSE_WORKING_ARRAYS` feature-sized arrays and a few ``p``-vectors; ``copied_rows``: rows
+    of ``V`` the attack holds a copy of besides (the split start's first stage on a prefix of the
+    features, ``Method.split_features``)."""
+    return itemsize * ((p + copied_rows) * d + seeds * p * (DENSE_WORKING_ARRAYS * n + 4))
 
 
 def choose_layout(p: int, d: int, n: int, seeds: int, itemsize: int, budget, free_bytes: Optional[int],
-                  shards: int = 1) -> Layout:
+                  shards: int = 1, copied_rows: int = 0) -> Layout:
     """Dense or streamed ``V`` for an attack on ``n`` rows with ``seeds`` seeds (pure; see the module
     docstring).
 
@@ -178,7 +180,8 @@ def choose_layout(p: int, d: int, n: int, seeds: int, itemsize: int, budget, fre
     memory, or the host's; ``None`` when unknown, then ``V`` is stored); or an explicit size (``"2GB"``,
     bytes), honoured whatever is free: ``V`` is stored only if :func:`dense_bytes` fits it. A streamed
     block is :func:`block_size_for` the budget (per device); ``shards > 1`` always streams. Raises the
-    ``ValueError`` of :func:`block_size_for` when even streaming does not fit.
+    ``ValueError`` of :func:`block_size_for` when even streaming does not fit. ``copied_rows``: see
+    :func:`dense_bytes` (only a stored ``V`` is copied).
     """
     dtype = {4: "float32", 8: "float64", 2: "bfloat16"}[itemsize]
     auto = budget is None or budget == "auto"
@@ -197,14 +200,15 @@ def choose_layout(p: int, d: int, n: int, seeds: int, itemsize: int, budget, fre
                              f"the {format_bytes(RUNTIME_BYTES)} set aside for the runtime")
         limit = total - RUNTIME_BYTES
         what = f"budget {format_bytes(total)} ({format_bytes(limit)} for V and the attack)"
-    need = dense_bytes(d, n, p, seeds, itemsize)
+    need = dense_bytes(d, n, p, seeds, itemsize, copied_rows)
+    copy = f" and a copy of {copied_rows:,} rows" if copied_rows else ""
     if shards == 1 and need <= limit:
-        return Layout(True, None, f"{what}; dense V and working set need {format_bytes(need)}")
+        return Layout(True, None, f"{what}; dense V{copy} and working set need {format_bytes(need)}")
     try:
         block = block_size_for(d, n, p, limit, seeds, dtype, shards=shards)
     except ValueError as e:
         if not auto:
             raise
         raise ValueError(f"{e} ({what}); give a larger --memory-budget explicitly, or use smaller p or seeds") from None
-    why = "sharded" if shards > 1 else f"dense V and working set would need {format_bytes(need)}"
+    why = "sharded" if shards > 1 else f"dense V{copy} and working set would need {format_bytes(need)}"
     return Layout(False, block, f"{what}; {why}, streamed in blocks of {block} rows")

@@ -165,7 +165,8 @@ def test_attack_flags_override_the_method():
     assert (m.lm.cg_iters, m.lm.cg_tol, m.first_order.switch_after, m.precision_tol, m.start) == (12, 0.2, 50, 1e-8,
                                                                                                    "split")
     assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().lm.cg_iters == 30  # the default untouched
-    with pytest.raises(ValueError, match="^cg_iters/cg_tol/switch_after/switch_plateau: method 'adam' has no LM phase"):
+    with pytest.raises(ValueError, match="^cg_iters/cg_tol/switch_after/switch_plateau/stall_plateau: method 'adam' "
+                                         "has no LM phase"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam", cg_iters=5).method_cfg()
     # the plateau hand-over: adam-lm-split's default, another window, or off (0)
     split = lambda **kw: ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", **kw).method_cfg().first_order
@@ -174,3 +175,15 @@ def test_attack_flags_override_the_method():
     assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().first_order.switch_plateau is None
     with pytest.raises(ValueError, match="^switch_plateau: must be an int >= 0"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", switch_plateau=-1).method_cfg()
+    # the LM plateau stall: adam-lm-split's default, another window, or off (0), in both stages' LM
+    lm = lambda **kw: ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", **kw).method_cfg()
+    assert lm().lm.stall_plateau == 8 and lm(stall_plateau=3).lm.stall_plateau == 3
+    assert lm(stall_plateau=0).lm.stall_plateau is None
+    off = lm(stall_plateau=0, split_cg_tol=0.1)
+    assert off.split_lm.stall_plateau is None and off.split_lm.cg_tol == 0.1
+    assert lm(stall_plateau=3, split_cg_tol=0.1).split_lm.stall_plateau == 3
+    assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().lm.stall_plateau is None
+    with pytest.raises(ValueError, match="^stall_plateau: must be an int >= 0"):
+        ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", stall_plateau=-2).method_cfg()
+    with pytest.raises(ValueError, match="^cg_iters/.*/stall_plateau: method 'adam' has no LM phase"):
+        ReconstructConfig(n=4, p_over_dn=2, method="adam", stall_plateau=3).method_cfg()

@@ -270,3 +270,54 @@ def test_a_plateau_hands_the_attack_over_to_lm_before_switch_after():
     early = phase_after(130, switch_plateau=20)
     assert int(early.phase) == Phase.LM and int(early.phase_start) == 120  # warm-up 100 + the window 20
     assert int(phase_after(130).phase) == Phase.FIRST_ORDER
+
+
+def test_lm_phase_stalls_on_a_plateau_above_the_floor(monkeypatch):
+    """``stall_plateau``: the LM phase stalls once its loss has not fallen by ``stall_rtol`` over
+    that many steps, never while it falls fast enough, and never at losses at or below
+    ``STALL_FLOOR`` (a zero's float floor is the precision stop's); without it, only
+    ``stall_after`` ends the phase (scripted losses: each step reports the "target" as its loss)."""
+    from jaxrecon.attack.lm import STALL_FLOOR, LevenbergMarquardt, LMPhase, LMWatch
+
+    monkeypatch.setattr(LMPhase, "_step", lambda self, tgt, x, damping: (x, damping * 4.0, tgt, jnp.bool_(True), 0))
+
+    def ends_at(values, **kw):
+        ph = LMPhase(LevenbergMarquardt(**kw).validate(), None, lambda x: x)
+        x = jnp.zeros((2, 3), jnp.float32)
+        state = ph.init(x, jnp.float32)
+        for k, v in enumerate(values, 1):
+            x, state, value, _ = ph.step(jnp.float32(v), x, state)
+            if bool(ph.done(value, k, state)):
+                return k, state
+        return None, state
+
+    flat = [3e-3] * 12
+    k, state = ends_at(flat, stall_plateau=4)
+    assert k == 5 and isinstance(state, LMWatch)  # marked at step 1, then 4 steps without a 1 % fall
+    assert float(state.damping) == pytest.approx(1e-3 * 4.0 ** 5)  # the damping is carried in the watch
+    assert ends_at([3e-3 * 0.98 ** k for k in range(12)], stall_plateau=4)[0] is None  # 2 % per step
+    assert ends_at([3e-3 * 0.998 ** k for k in range(12)], stall_plateau=4)[0] == 5  # 0.2 % per step: a creep
+    assert ends_at([STALL_FLOOR / 2] * 12, stall_plateau=4)[0] is None  # at a zero's floor: not a plateau
+    assert ends_at(flat)[0] is None and ends_at(flat, stall_after=6)[0] == 6  # no rule: stall_after only
+    assert not isinstance(ends_at(flat)[1], LMWatch)
+    with pytest.raises(ValueError, match="stall_plateau"):
+        LevenbergMarquardt(stall_plateau=0).validate()
+    with pytest.raises(ValueError, match="stall_rtol"):
+        LevenbergMarquardt(stall_rtol=1.0).validate()
+
+
+def test_lm_plateau_stall_in_the_attack_loop():
+    """In the attack loop the LM phase's watch is carried and a plateau stalls the seed (the stall
+    action runs and the first phase starts again), long before ``stall_after``."""
+    _, target = problem(6, 3, 10, dtype="float32")
+
+    def after(steps, **kw):
+        m = method_config("adam-lm", switch_after=5, **kw)
+        solver = make_solver(target, 3, m)
+        tgt = attack_target(target, m)
+        return jax.jit(lambda s: advance(solver, tgt, s, steps))(init_state(solver, jax.random.key(0), tgt))
+
+    # a fall of 99.9999 % per step is needed to count as progress: the phase stalls after 3 LM steps
+    early = after(20, stall_plateau=2, stall_rtol=0.999999)
+    assert int(early.stalls) >= 1 and int(early.status) == Status.RUNNING
+    assert int(after(20).stalls) == 0

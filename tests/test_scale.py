@@ -322,3 +322,23 @@ def test_sharded_closed_form_gauss_newton_equals_dense_on_four_cpu_devices():
     out = subprocess.run([sys.executable, "-c", SHARDED_GN_SCRIPT], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and "SHARDED GN OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_choose_layout_counts_the_split_starts_copy_of_a_prefix():
+    """``copied_rows`` (the split start's first stage on the first ``split_features * d * n`` rows
+    of ``V``, a copy) adds their bytes to the dense need: a budget that holds ``V`` alone streams
+    once the copy is counted; ``ReconstructConfig`` passes it for ``adam-lm-split`` only."""
+    from jaxrecon.runner import ReconstructConfig
+
+    d, n, p = 3072, 10, 307200
+    alone, copied = dense_bytes(d, n, p, 1, 4), dense_bytes(d, n, p, 1, 4, copied_rows=p // 2)
+    assert copied - alone == 4 * (p // 2) * d
+    budget = RUNTIME_BYTES + (alone + copied) // 2  # between the two needs
+    assert choose_layout(p, d, n, 1, 4, budget, None).dense
+    lay = choose_layout(p, d, n, 1, 4, budget, None, copied_rows=p // 2)
+    assert not lay.dense and "a copy of 153,600 rows" in lay.reason
+    cfg = lambda method, **kw: ReconstructConfig(d=d, n=n, p=p, seeds=1, method=method, **kw)
+    assert cfg("adam-lm-split").copied_rows() == 5 * d * n  # split_features = 5 of p = 10 d n
+    assert cfg("adam-lm-split", split_features=0).copied_rows() == 0
+    assert cfg("adam-lm").copied_rows() == 0
+    assert "a copy of 153,600 rows" in cfg("adam-lm-split").layout(free_bytes=100 * GB).reason

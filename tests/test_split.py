@@ -136,7 +136,8 @@ def test_split_start_in_the_chunked_driver(capsys):
     res = jr.reconstruct_seeds(target, jax.random.key(7), n, 1, method="adam-lm-split", steps=1500, chunk=50)
     assert res.status[0] == "converged"
     assert match(data.x, res.x_hat[0]).row_error.max() <= 1e-3
-    assert "split start" in capsys.readouterr().err
+    assert "split start: rows up to sign first (the even part of theta, on the first 480 of 960 features)" \
+        in capsys.readouterr().err  # adam-lm-split: split_features = 5, p = 10 d n
     assert res.steps[0] > 100  # the first stage alone takes 300 Adam steps before its LM phase
 
 
@@ -174,9 +175,12 @@ def test_no_copy_of_V(monkeypatch):
     data = jr.synthetic(jax.random.key(1), n, d)
     fmap = jr.RandomFeatures(jax.random.key(2), d, p)
     target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
-    m = method_config("adam-lm-split")
+    m = method_config("adam-lm-split", split_features=0)  # all features: the even features share V
     tgt = with_split(jax.jit(lambda t: attack_target(t, m, split=False))(target))
     assert tgt.split.even.fmap.V is tgt.fmap.V
+    rows = S.split_rows(p, d, n, 5.0)  # the default: a copy of the first 5 d n rows only
+    pre = with_split(tgt._replace(split=None), rows=rows).split.even.fmap.V
+    assert pre.shape == (rows, d) and pre is not tgt.fmap.V and bool(jnp.all(pre == tgt.fmap.V[:rows]))
     v_bytes = tgt.fmap.V.nbytes
     temp = lambda f, *a: jax.jit(f).lower(*a).compile().memory_analysis().temp_size_in_bytes
     r, z = tgt.split.even.theta, data.x[0]
@@ -231,5 +235,62 @@ def test_split_cg_iters_bind_the_first_stage_lm_only():
         method_config("adam", split_cg_iters=5)
     tol = split_solver(make_solver(target, n, method_config("adam-lm-split", split_cg_tol=0.1))).phases[1].config
     assert (tol.cg_iters, tol.cg_tol) == (30, 0.1)
-    with pytest.raises(ValueError, match="^split_cg_iters/split_cg_tol: only for the split start"):
+    with pytest.raises(ValueError, match="^split_cg_iters/split_cg_tol/split_features: only for the split start"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam-lm", split_cg_iters=5).method_cfg()
+
+
+def test_split_rows_and_the_prefix_target():
+    """The first stage's features: ``ceil(features * d * n)`` clipped to ``[2 d, p]``, all ``p`` for
+    0. The prefix target holds ``V[:rows]`` (the rows a map with ``p = rows`` and the same key
+    generates) and ``theta[:rows]``, whose zero is the training set, with its even part's zero at any
+    signs; batched targets alike."""
+    assert S.split_rows(1000, 10, 5, 0) == 1000
+    assert S.split_rows(1000, 10, 5, 5.0) == 250
+    assert S.split_rows(1000, 10, 5, 2.01) == 101  # ceil
+    assert S.split_rows(1000, 10, 1, 1.5) == 20  # at least 2 d
+    assert S.split_rows(100, 10, 5, 5.0) == 100  # at most p
+    with jr.config.x64():
+        data, fmap, theta, _ = _problem(6, 5)
+        tgt = jr.Target(fmap, theta)
+        assert S.prefix_target(tgt, fmap.p) is tgt
+        sub = S.prefix_target(tgt, 130)
+        assert (sub.fmap.p, sub.fmap.V.shape, sub.theta.shape) == (130, (130, 6), (130,))
+        again = jr.RandomFeatures(fmap.key, 6, 130, dtype="float64").prepare().V
+        np.testing.assert_allclose(sub.fmap.V, again, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(sub.fmap.V, fmap.V[:130])
+        assert float(L.projector_loss(sub.fmap, sub.theta, data.x, form="residual")) < 1e-20
+        prob = S.split_problem(sub)
+        flipped = data.x.at[::2].multiply(-1)
+        assert float(L.projector_loss(prob.even.fmap, prob.even.theta, flipped, form="residual")) < 1e-20
+        x, _ = S.choose_signs(prob, flipped)  # the signs from the prefix's linear part alone
+        np.testing.assert_allclose(x, data.x, atol=1e-8)
+        batched = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), tgt)
+        bsub = S.prefix_target(batched, 130)
+        assert bsub.fmap.V.shape == (2, 130, 6) and bsub.theta.shape == (2, 130)
+
+
+def test_split_features_option_validation_and_flag():
+    """``split_features``: 0 or a number above 1 (adam-lm-split: 5), the CLI flag only with the split
+    start, and a first stage whose rows depend on ``n``."""
+    from jaxrecon.attack.loop import attack_target
+    from jaxrecon.attack.methods import SPLIT_FEATURES, method_config
+    from jaxrecon.runner import ReconstructConfig
+
+    assert method_config("adam-lm-split").split_features == SPLIT_FEATURES == 5.0
+    assert method_config("adam-lm").split_features == 0
+    with pytest.raises(ValueError, match="^split_features: must be 0 .all features. or > 1"):
+        method_config("adam-lm-split", split_features=0.5)
+    with pytest.raises(ValueError, match="^split_features: must be a finite number >= 0"):
+        method_config("adam-lm-split", split_features=-1)
+    assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=0).method_cfg().split_features == 0
+    assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=3).method_cfg().split_features == 3
+    with pytest.raises(ValueError, match="^split_cg_iters/split_cg_tol/split_features: only for the split start"):
+        ReconstructConfig(n=4, p_over_dn=10, method="adam-lm", split_features=3).method_cfg()
+    d, n = 6, 4
+    data = jr.synthetic(jax.random.key(1), n, d)
+    fmap = jr.RandomFeatures(jax.random.key(2), d, 10 * d * n)
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    m = method_config("adam-lm-split", split_features=3)
+    assert attack_target(target, m, n=n).split.even.theta.shape == (3 * d * n,)
+    with pytest.raises(ValueError, match="^split_features: the first stage's features depend on n"):
+        attack_target(target, m)

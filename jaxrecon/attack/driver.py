@@ -18,8 +18,8 @@ import numpy as np
 
 from .. import _validate
 from ..features.base import Target
-from .loop import (advance, advance_split, attack_target, finalize, finish_split, init_split, init_state, make_solver,
-                   with_split)
+from .loop import (advance, advance_split, attack_target, finalize, finish_split, first_stage_rows, init_split,
+                   init_state, make_solver, with_split)
 from .degenerate import warn_if_degenerate
 from .methods import DEFAULT_METHOD, method_config
 from ..signals import stop_requested
@@ -128,7 +128,8 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     prep = lambda t: attack_target(t, solver.method, split=False)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     if solver.method.start == "split" and solver.degenerate is None:
-        tgt = with_split(tgt, batched=target_axis is not None)  # shares the map's V
+        rows = first_stage_rows(solver.method, one_target.fmap, n)
+        tgt = with_split(tgt, batched=target_axis is not None, rows=rows)  # shares the map's V, or copies a prefix
         if solver.method.population is None and seed_shards == 1:
             return _split_program(solver, tgt, keys, steps, target_axis, batching)
     init = jax.jit(over_seeds(lambda t, k: init_state(solver, k, t), target_axis, batching))
@@ -186,7 +187,9 @@ def run_split_stage(program: Program, chunk: int, t0: float, progress: bool, tim
     or a signal as the main loop would (the main loop then stops at once)."""
     stage = program.split
     if progress:
-        print("split start: rows up to sign first (the even part of theta)", file=sys.stderr, flush=True)
+        p, rows = program.tgt.fmap.p, program.tgt.split.even.theta.shape[-1]
+        on = "" if rows >= p else f", on the first {rows:,} of {p:,} features"
+        print(f"split start: rows up to sign first (the even part of theta{on})", file=sys.stderr, flush=True)
     state, _, _ = run_chunks(Program(program.tgt, stage.state, stage.advance, None), stage.max_steps, chunk, t0,
                              progress, time_budget, callback)
     return program._replace(state=stage.finish(program.tgt, state), split=None)

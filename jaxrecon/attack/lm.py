@@ -34,19 +34,38 @@ class LevenbergMarquardt:
         (Eisenstat-Walker) forcing term: CG stops once its residual is below
         ``min(cg_tol, |r|)`` times ``|J^T r|`` (``|r|`` the LM residual: loose far away, tight near
         a zero, so the final steps still converge fast), ``cg_iters`` at most.
+      stall_plateau: ``None`` (default): only ``stall_after`` ends the phase. An int ``W``: the
+        phase also stalls once its loss has not fallen by a relative ``stall_rtol`` (default 1 %)
+        over ``W`` steps while it is above :data:`STALL_FLOOR`: LM sits in a spurious minimum
+        (every step rejected, or accepted ones that gain nothing), and its remaining steps to
+        ``stall_after`` would only repeat that. Below the floor the loss is left to the method's
+        tolerance and precision stop.
     """
 
     cg_iters: int = 30
     damping: float = 1e-3
     stall_after: int = 100
     cg_tol: float = 0.0
+    stall_plateau: Optional[int] = None
+    stall_rtol: float = 0.01
 
     def validate(self) -> "LevenbergMarquardt":
         _validate.positive_int("cg_iters", self.cg_iters)
         _validate.positive_float("damping", self.damping)
         _validate.positive_int("polish_steps", self.stall_after)
         _validate.positive_float("cg_tol", self.cg_tol, allow_zero=True)
+        if self.stall_plateau is not None:
+            _validate.positive_int("stall_plateau", self.stall_plateau)
+        _validate.positive_float("stall_rtol", self.stall_rtol)
+        if self.stall_rtol >= 1:
+            raise ValueError(f"stall_rtol: must be in (0, 1), got {self.stall_rtol!r}")
         return self
+
+
+#: The LM plateau stall (``stall_plateau``) counts only steps whose loss is above this: lower
+#: losses sit at or near a zero whose float32 floor (1e-12 ... 4e-10 measured) the method's
+#: tolerance and precision stop handle; the spurious minima measured so far sit at >= 4e-7.
+STALL_FLOOR = 1e-8
 
 
 def full_precision(tgt: Target) -> Target:
@@ -152,11 +171,21 @@ def lm_direction(tgt: Target, x: jax.Array, damping, cg_iters: int, jitter: Opti
     return LMDirection(delta, sys_.loss, sys_.grad, iters)
 
 
+class LMWatch(NamedTuple):
+    """The phase state of an LM phase with ``stall_plateau``: the damping, the loss when it last
+    fell by ``stall_rtol`` (or was at most :data:`STALL_FLOOR`), and the steps since then."""
+
+    damping: jax.Array
+    mark_loss: jax.Array
+    since: jax.Array
+
+
 class LMPhase(NamedTuple):
     """:class:`LevenbergMarquardt` bound to a jitter and a row radius.
 
     A step is accepted when it lowers the loss (``damping /= 3``), otherwise rejected
-    (``damping *= 4``); the damping stays in ``[1e-12, 1e6]``.
+    (``damping *= 4``); the damping stays in ``[1e-12, 1e6]``. The phase state is the damping, or
+    an :class:`LMWatch` with ``stall_plateau``.
     """
 
     config: LevenbergMarquardt
@@ -165,13 +194,25 @@ class LMPhase(NamedTuple):
     kind: Phase = Phase.LM
 
     def init(self, x, dtype):
-        return jnp.asarray(self.config.damping, dtype)
+        damping = jnp.asarray(self.config.damping, dtype)
+        if self.config.stall_plateau is None:
+            return damping
+        return LMWatch(damping, jnp.asarray(jnp.inf, dtype), jnp.asarray(0, jnp.int32))
 
-    def step(self, tgt, x, damping):
-        return self.step_counted(tgt, x, damping)[:4]
+    def step(self, tgt, x, state):
+        return self.step_counted(tgt, x, state)[:4]
 
-    def step_counted(self, tgt, x, damping):
+    def step_counted(self, tgt, x, state):
         """:meth:`step` and the CG iterations its direction used."""
+        if self.config.stall_plateau is None:
+            return self._step(tgt, x, state)
+        x_new, damping, loss, ok, iters = self._step(tgt, x, state.damping)
+        marked = ok & ((loss < state.mark_loss * (1 - self.config.stall_rtol)) | (loss <= STALL_FLOOR))
+        watch = LMWatch(damping, jnp.where(marked, loss, state.mark_loss).astype(state.mark_loss.dtype),
+                        jnp.where(marked, 0, state.since + 1).astype(jnp.int32))
+        return x_new, watch, loss, ok, iters
+
+    def _step(self, tgt, x, damping):
         tgt = full_precision(tgt)
         delta, loss, g, iters = lm_direction(tgt, x, damping, self.config.cg_iters, self.jitter, self.config.cg_tol)
         x_new = self.project(x + delta)
@@ -182,4 +223,7 @@ class LMPhase(NamedTuple):
         return jnp.where(accept, x_new, x), damping_next.astype(damping.dtype), loss, ok, iters
 
     def done(self, value, in_phase, state=None):
-        return in_phase >= self.config.stall_after
+        after = in_phase >= self.config.stall_after
+        if self.config.stall_plateau is None:
+            return after
+        return after | (state.since >= self.config.stall_plateau)

@@ -54,7 +54,7 @@ from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .methods import DEFAULT_METHOD, Method, method_config
 from .population import advance_population, best_member, init_population, summarize
-from .split import SPLIT_TOL, check_split, choose_signs, split_arrays, split_problem
+from .split import SPLIT_TOL, check_split, choose_signs, prefix_target, split_arrays, split_problem, split_rows
 from .start import start_rows
 from .state import AttackState, Phase, ReconResult, Status, Watch
 
@@ -123,27 +123,41 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
                   stop_rule(method, target.floor is not None))
 
 
-def attack_target(target: Target, method: Method, split: bool = True) -> Target:
+def attack_target(target: Target, method: Method, split: bool = True, n: Optional[int] = None) -> Target:
     """The target the attack differentiates: surrogate derivative if the method asks, map prepared,
     ``theta`` rescaled by a power of two to a largest entry in ``[1/2, 1)`` (exact; the loss does not
     depend on the scale, and stall actions then never square a huge or tiny ``theta``).
     ``split=False`` leaves ``Target.split`` for :func:`with_split` (a jitted preparation would
-    otherwise return ``V`` twice: the map's and the even features')."""
+    otherwise return ``V`` twice: the map's and the even features'); with the split start, ``n``
+    (the rows to recover) sets the first stage's features (``Method.split_features``)."""
     fmap = target.fmap
     if method.surrogate_slope is not None:
         fmap = fmap.with_surrogate(method.surrogate_slope)
     tgt = Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
     if method.start == "split" and split:
-        tgt = tgt._replace(split=split_problem(tgt))
+        sub = prefix_target(tgt, first_stage_rows(method, tgt.fmap, n))
+        tgt = tgt._replace(split=split_problem(sub))
     return tgt
 
 
-def with_split(tgt: Target, batched: bool = False) -> Target:
+def first_stage_rows(method: Method, fmap, n: Optional[int]) -> int:
+    """Features of the split start's first stage (:func:`~jaxrecon.attack.split.split_rows` of the
+    method's ``split_features``); ``n`` is needed when that option is set."""
+    if not method.split_features:
+        return fmap.p
+    if n is None:
+        raise ValueError("split_features: the first stage's features depend on n; pass n (the rows to recover)")
+    return split_rows(fmap.p, fmap.input_dim, n, method.split_features)
+
+
+def with_split(tgt: Target, batched: bool = False, rows: Optional[int] = None) -> Target:
     """A prepared target (``attack_target(..., split=False)``) with ``Target.split`` filled: the
     split arrays computed in one jitted program (vmapped over a batch of targets), the even
-    features holding the map's own ``V`` (no copy)."""
+    features holding the map's own ``V`` (no copy), or a copy of its first ``rows`` rows
+    (:func:`~jaxrecon.attack.split.prefix_target`) when ``rows`` is below ``p``."""
+    sub = tgt if rows is None else prefix_target(tgt, rows)
     fn = split_arrays if not batched else jax.vmap(split_arrays)
-    return tgt._replace(split=split_problem(tgt, jax.jit(fn)(tgt)))
+    return tgt._replace(split=split_problem(sub, jax.jit(fn)(sub)))
 
 
 def _where(c, new, old):
@@ -367,7 +381,7 @@ def _advance_one(solver: Solver, tgt: Target, state: AttackState, max_steps) -> 
 
 def run_steps(solver: Solver, target: Target, state: AttackState, max_steps) -> AttackState:
     """Advance one seed until it stops or reaches ``max_steps`` total steps (pure; vmappable)."""
-    return advance(solver, attack_target(target, solver.method), state, max_steps)
+    return advance(solver, attack_target(target, solver.method, n=solver.n), state, max_steps)
 
 
 def finalize(solver: Solver, tgt: Target, state, max_steps) -> ReconResult:
@@ -423,7 +437,7 @@ def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD
     method = method_config(method, **method_options)
     solver = make_solver(target, n, method, steps, radius)
     warn_if_degenerate(target, n, solver.radius)
-    tgt = attack_target(target, method)  # prepared once: a dense V is generated once per call
+    tgt = attack_target(target, method, n=n)  # prepared once: a dense V is generated once per call
     state = init_state(solver, key, tgt, x0)
     state = advance(solver, tgt, state, steps)
     return finalize(solver, tgt, state, steps)

@@ -45,6 +45,12 @@ class Method:
         the sign-free even part of ``theta``, then the signs chosen in one solve:
         :mod:`jaxrecon.attack.split`; dense random features with ReLU or GELU).
       split_steps: the step cap of the split start's first stage (counted in the seed's steps).
+      split_features: the split start's first stage runs on the first ``split_features * d * n``
+        features only (rows of ``V``, at least ``2 d``, at most ``p``; 0: all ``p``): the even part
+        of ``theta`` restricted to them has the same zero while ``split_features`` is well above
+        1, and each pass over that prefix of ``V`` costs ``split_features * d * n / p`` of a whole
+        one (:func:`~jaxrecon.attack.split.prefix_target`; the prefix is copied, so the stage
+        holds it next to ``V``). The second stage uses every feature.
       split_lm: the LM phase of the split start's first stage (``None``: the method's ``lm``); set
         by the options ``split_cg_iters`` and ``split_cg_tol``. That stage's LM steps far from the
         zero move rows between basins, where an exact Gauss-Newton step gains no more than a rough
@@ -86,6 +92,7 @@ class Method:
     plateau_window: Optional[int] = None
     plateau_rtol: float = 1e-3
     split_steps: int = 2000
+    split_features: float = 0.0
     split_lm: Optional[LevenbergMarquardt] = None
     precision_tol: Optional[float] = None
     precision_window: int = 8
@@ -102,6 +109,9 @@ class Method:
         _validate.positive_float("tol", self.tol, allow_zero=True)
         _validate.positive_int("starts", self.starts)
         _validate.positive_int("split_steps", self.split_steps)
+        if _validate.positive_float("split_features", self.split_features, allow_zero=True) and self.split_features <= 1:
+            raise ValueError(f"split_features: must be 0 (all features) or > 1 (below d * n features the first "
+                             f"stage's zero is not unique), got {self.split_features!r}")
         if self.split_lm is not None:
             if self.lm is None:
                 raise ValueError("split_cg_iters/split_cg_tol: the method has no LM phase")
@@ -146,6 +156,14 @@ SPLIT_PLATEAU = 20
 #: (3.5e-10) for 8 LM steps (90 s) before the default window of 8 stopped it; with 4 it stops 9 steps
 #: sooner with the same rows (error_sign 4.7e-6; ``benchmarks/RESULTS.md``, "The plateau hand-over").
 SPLIT_PRECISION_WINDOW = 4
+#: ``adam-lm-split``'s first stage runs on the first ``5 d n`` features (half of them at the paper's
+#: ``p = 10 d n``): its passes over ``V`` cost half, and it reaches the zero in about as many steps
+#: (``benchmarks/RESULTS.md``, "The first stage on a prefix of the features").
+SPLIT_FEATURES = 5.0
+#: ``adam-lm-split``'s LM phases stall once their loss (above ``lm.STALL_FLOOR``) has not fallen by 1 %
+#: in 8 steps: from a spurious minimum the remaining steps to ``stall_after`` (40) are rejected or
+#: gain nothing (``benchmarks/RESULTS.md``, "The first stage on a prefix of the features").
+SPLIT_STALL_PLATEAU = 8
 
 
 def published() -> Method:
@@ -198,10 +216,12 @@ def adam_lm_split() -> Method:
     precision stop at :data:`PRECISION_TOL` (window :data:`SPLIT_PRECISION_WINDOW`): at these sizes
     the float32 floor of the loss can lie above the tolerance ``1e-12``; and with the plateau
     hand-over (:data:`SPLIT_PLATEAU`): Adam hands over to LM when its loss stops falling, not only
-    after its 300th step."""
+    after its 300th step; with the first stage on the first :data:`SPLIT_FEATURES` ``* d * n``
+    features (``split_features``); and with the LM plateau stall (:data:`SPLIT_STALL_PLATEAU`)."""
     m = adam_lm()
     return dataclasses.replace(m, start="split", precision_tol=PRECISION_TOL,
-                               precision_window=SPLIT_PRECISION_WINDOW,
+                               precision_window=SPLIT_PRECISION_WINDOW, split_features=SPLIT_FEATURES,
+                               lm=dataclasses.replace(m.lm, stall_plateau=SPLIT_STALL_PLATEAU),
                                first_order=dataclasses.replace(m.first_order, switch_plateau=SPLIT_PLATEAU))
 
 

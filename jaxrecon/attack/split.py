@@ -33,11 +33,19 @@ rows and twice with one column, where a plain one reads it twice; its LM phase h
 products (:meth:`EvenFeatures.residual_linearization`: two passes over row blocks of ``V``, each
 reading ``V`` once, as for plain features).
 The split needs ``V`` stored (a dense :class:`~jaxrecon.RandomFeatures`).
+
+A prefix of the features (``Method.split_features``, :func:`split_rows`, :func:`prefix_target`).
+The first ``p'`` features alone, ``theta[:p'] = sum_j alpha_j phi_{:p'}(x_j)``, carry the same
+structure with the prefix ``V[:p']`` of ``V``, so stage 1 and the sign solve can run on them: the
+zero is the same while ``p'`` stays well above ``d n`` (the law of the paper, for the prefix), and
+each of the stage's passes reads ``p'/p`` of ``V``. Stage 2 runs on every feature. The prefix is a
+copy (``p' d`` numbers held next to ``V`` while the attack runs).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -298,10 +306,33 @@ def split_arrays(tgt: Target):
     return chol, theta_e, m_theta
 
 
+def split_rows(p: int, d: int, n: int, features: float) -> int:
+    """Features (rows of ``V``) the first stage uses: all ``p`` when ``features`` is 0, else
+    ``ceil(features * d * n)``, at least ``2 d`` (so that ``V^T V`` of the prefix is well
+    conditioned) and at most ``p``."""
+    if not features:
+        return p
+    return int(min(p, max(math.ceil(features * d * n), 2 * d)))
+
+
+def prefix_target(tgt: Target, rows: int) -> Target:
+    """The prepared dense random-features target restricted to its first ``rows`` features: the map
+    with ``V[:rows]`` (the map with ``p = rows`` and the same key, whose rows are the same numbers)
+    and ``theta[:rows]``; batched targets (a leading axis) alike. ``theta[:rows]`` lies in the span
+    of the prefix's features at the training rows, as ``theta`` does in theirs, so the first stage's
+    zero is the same. ``rows = p`` returns ``tgt``."""
+    fmap = tgt.fmap
+    if rows >= fmap.p:
+        return tgt
+    V = fmap.weights()
+    return Target(fmap.replace(p=rows, V=V[..., :rows, :]), tgt.theta[..., :rows], tgt.floor)
+
+
 def split_problem(tgt: Target, arrays=None) -> SplitProblem:
     """The even target and the linear part of ``theta`` of a prepared dense random-features target
     (``arrays``: :func:`split_arrays`, when already computed). The even features hold the map's
-    own ``V``: called outside ``jit`` on a prepared target, no copy of ``V`` is made."""
+    own ``V``: called outside ``jit`` on a prepared target, no copy of ``V`` is made (a
+    :func:`prefix_target` holds a copy of its rows)."""
     fmap = tgt.fmap
     k = check_split(fmap)
     chol, theta_e, m_theta = split_arrays(tgt) if arrays is None else arrays

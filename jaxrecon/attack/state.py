@@ -37,7 +37,8 @@ class AttackState(NamedTuple):
     """State of one seed's attack (vmapped states have a leading seed axis).
 
     ``phase_states`` holds one state per phase of the method, in the method's order (an optax
-    state for a first-order phase, the damping for an LM phase).
+    state for a first-order phase, or a ``PlateauWatch`` around it; the damping for an LM phase, or
+    an ``LMWatch`` around it).
     """
 
     x_hat: jax.Array  # (n, d) current iterate

@@ -79,11 +79,17 @@ class AttackConfig:
     switch_plateau: Optional[int] = option(None, "hand over to the LM phase once the first-order loss has not fallen "
                                            "by 20 percent in this many steps (0: never; overrides the method's: 20 "
                                            "for adam-lm-split, off for the others)")
+    stall_plateau: Optional[int] = option(None, "LM: stall once the loss (above 1e-8) has not fallen by 1 percent in "
+                                          "this many steps (0: never; overrides the method's: 8 for adam-lm-split, "
+                                          "off for the others)")
     cg_iters: Optional[int] = option(None, "LM: most CG iterations per step (overrides the method's)")
     split_cg_iters: Optional[int] = option(None, "LM: most CG iterations per step in the split start's first "
                                            "stage (default: --cg-iters)")
     split_cg_tol: Optional[float] = option(None, "LM: relative CG tolerance in the split start's first stage, "
                                            "min(SPLIT_CG_TOL, |r|) (default: --cg-tol)")
+    split_features: Optional[float] = option(None, "the split start's first stage uses the first "
+                                             "SPLIT_FEATURES * d * n features only (0: all p; overrides the "
+                                             "method's: 5 for adam-lm-split)")
     cg_tol: Optional[float] = option(None, "LM: relative CG tolerance, min(CG_TOL, |r|) (0: always --cg-iters; "
                                      "overrides the method's)")
     precision_tol: Optional[float] = option(None, "stop a seed whose loss is at most this and no longer halves: the "
@@ -193,7 +199,19 @@ class ReconstructConfig(Config):
 
             free_bytes = preflight.available_memory()
         return choose_layout(self.model.p, self.data.d, self.data.n, -(-self.attack.seeds // sc.seed_shards),
-                             8 if sc.x64 else 4, sc.memory_budget, free_bytes, shards=sc.shards)
+                             8 if sc.x64 else 4, sc.memory_budget, free_bytes, shards=sc.shards,
+                             copied_rows=self.copied_rows())
+
+    def copied_rows(self) -> int:
+        """Rows of ``V`` the attack copies besides ``V``: the split start's first stage on a prefix
+        of the features (``Method.split_features``), else 0."""
+        from ..attack.split import split_rows
+
+        m = self.method_cfg()
+        if m.start != "split" or not m.split_features:
+            return 0
+        rows = split_rows(self.model.p, self.data.d, self.data.n, m.split_features)
+        return rows if rows < self.model.p else 0
 
     def stream_block(self, free_bytes: Optional[int] = None) -> Optional[int]:
         """Rows of V per streamed block (:meth:`layout`); ``None`` for dense V or a network."""
@@ -202,23 +220,29 @@ class ReconstructConfig(Config):
     def method_cfg(self):
         """The attack's :class:`~jaxrecon.attack.Method` (the method with the flags' overrides)."""
         a = self.attack
-        lm_flags = (a.cg_iters, a.cg_tol, a.switch_after, a.switch_plateau)
+        lm_flags = (a.cg_iters, a.cg_tol, a.switch_after, a.switch_plateau, a.stall_plateau)
         if any(v is not None for v in lm_flags) and method_config(a.method).lm is None:
             with_lm = sorted(k for k in METHODS if method_config(k).lm is not None)
-            raise ValueError(f"cg_iters/cg_tol/switch_after/switch_plateau: method {a.method!r} has no LM phase; "
-                             f"methods with one: {with_lm}")
-        if a.switch_plateau is not None and (isinstance(a.switch_plateau, bool) or not isinstance(a.switch_plateau, int)
-                                             or a.switch_plateau < 0):
-            raise ValueError(f"switch_plateau: must be an int >= 0 (0: never), got {a.switch_plateau!r}")
+            raise ValueError(f"cg_iters/cg_tol/switch_after/switch_plateau/stall_plateau: method {a.method!r} has no "
+                             f"LM phase; methods with one: {with_lm}")
+        for name in ("switch_plateau", "stall_plateau"):
+            v = getattr(a, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"{name}: must be an int >= 0 (0: never), got {v!r}")
         m = method_config(a.method, optimizer=a.optimizer, lr=a.lr, start=a.start, cg_iters=a.cg_iters,
                           cg_tol=a.cg_tol, precision_tol=a.precision_tol, switch_after=a.switch_after,
-                          switch_plateau=a.switch_plateau or None, split_cg_iters=a.split_cg_iters,
-                          split_cg_tol=a.split_cg_tol)
-        if (a.split_cg_iters is not None or a.split_cg_tol is not None) and m.start != "split":
-            raise ValueError(f"split_cg_iters/split_cg_tol: only for the split start (adam-lm-split, or --start "
-                             f"split); method {a.method!r} starts {m.start!r}")
+                          switch_plateau=a.switch_plateau or None, stall_plateau=a.stall_plateau or None,
+                          split_cg_iters=a.split_cg_iters,
+                          split_cg_tol=a.split_cg_tol, split_features=a.split_features)
+        if (a.split_cg_iters is not None or a.split_cg_tol is not None or a.split_features is not None) \
+                and m.start != "split":
+            raise ValueError(f"split_cg_iters/split_cg_tol/split_features: only for the split start (adam-lm-split, "
+                             f"or --start split); method {a.method!r} starts {m.start!r}")
         if a.switch_plateau == 0:
             m = dataclasses.replace(m, first_order=dataclasses.replace(m.first_order, switch_plateau=None))
+        if a.stall_plateau == 0:
+            off = lambda lm: None if lm is None else dataclasses.replace(lm, stall_plateau=None)
+            m = dataclasses.replace(m, lm=off(m.lm), split_lm=off(m.split_lm))
         return m
 
 
