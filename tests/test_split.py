@@ -294,3 +294,38 @@ def test_split_features_option_validation_and_flag():
     assert attack_target(target, m, n=n).split.even.theta.shape == (3 * d * n,)
     with pytest.raises(ValueError, match="^split_features: the first stage's features depend on n"):
         attack_target(target, m)
+
+
+def test_split_variants_benchmark_resumes_and_tabulates(tmp_path, monkeypatch, capsys):
+    """``benchmarks/split_variants.py``: ``NAME=FLAGS`` parsed (a clear error otherwise), one row per
+    (variant, seed) appended to results.csv, finished runs skipped on a rerun, and the table's
+    totals and exact counts (the runs themselves stubbed: each is a whole CLI attack)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "split_variants", Path(__file__).resolve().parents[1] / "benchmarks" / "split_variants.py")
+    sv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sv)
+    assert sv.parse_variant("full=--split-features 0 ") == ("full", "--split-features 0")
+    assert sv.parse_variant("default=") == ("default", "")
+    with pytest.raises(ValueError, match="^--variant: expected NAME=FLAGS"):
+        sv.parse_variant("--split-features 0")
+    calls = []
+
+    def fake(args, name, flags, seed):
+        calls.append((name, seed))
+        secs = {"a": 10.0, "b": 4.0}[name] + seed
+        return {"variant": name, "flags": flags, "seed": seed, "data": args.data, "n": args.n,
+                "p_over_dn": args.p_over_dn, "seconds": secs, "wall_s": secs + 5, "steps": 100, "status": "converged",
+                "error_sign_max": 1e-6, "identified": name == "a" or seed == 0, "loss": 1e-12}
+
+    monkeypatch.setattr(sv, "run_one", fake)
+    argv = ["--seeds", "0", "1", "--variant", "a=--x", "--variant", "b=", "--out", str(tmp_path)]
+    assert sv.main(argv) == 0
+    assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+    out = capsys.readouterr().out
+    assert "21.0" in out and "9.0" in out and "2/2" in out and "1/2" in out  # totals; exact runs
+    assert sv.main(argv + ["--seeds", "0", "1", "2"]) == 0  # resumed: only seed 2 runs
+    assert calls[4:] == [("a", 2), ("b", 2)]
+    assert len((tmp_path / "results.csv").read_text().strip().splitlines()) == 1 + 6
