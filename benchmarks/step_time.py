@@ -28,7 +28,7 @@ def measure(d, n, p, seeds, block_size, steps, method="published"):
     target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
     cfg = method_config(method, tol=0.0)
     solver = make_solver(target, n, cfg, total_steps=10 * steps)
-    tgt = attack_target(target, cfg)
+    tgt = attack_target(target, cfg, n=n)
     keys = jax.random.split(jax.random.key(3), seeds)
     state = jax.jit(jax.vmap(lambda k: init_state(solver, k, tgt)))(keys)
     run = jax.jit(jax.vmap(lambda t, s, m: advance(solver, t, s, m), in_axes=(None, 0, None)))

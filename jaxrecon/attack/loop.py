@@ -3,7 +3,7 @@
 ::
 
     solver = make_solver(target, n, method)           # the method bound to the problem's shapes
-    tgt    = attack_target(target, solver.method)     # surrogate derivative, map prepared
+    tgt    = attack_target(target, solver.method, n=solver.n)  # surrogate derivative, map prepared
     state  = init_state(solver, key, tgt)             # x_hat ~ N(0, I), or start="pursuit"
     state  = advance(solver, tgt, state, max_steps)   # lax.while_loop, per-seed stopping
     result = finalize(solver, tgt, state, max_steps)
