@@ -128,7 +128,7 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     prep = lambda t: attack_target(t, solver.method, split=False)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
     if solver.method.start == "split" and solver.degenerate is None:
-        rows = first_stage_rows(solver.method, one_target.fmap, n)
+        rows = first_stage_rows(solver.method, one_target.fmap.p, one_target.fmap.input_dim, n)
         tgt = with_split(tgt, batched=target_axis is not None, rows=rows)  # shares the map's V, or copies a prefix
         if solver.method.population is None and seed_shards == 1:
             return _split_program(solver, tgt, keys, steps, target_axis, batching)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from .. import _validate
-from .state import Phase
+from .state import Phase, plateau_after, plateau_start
 
 #: Optimisers accepted by name (any ``optax.<name>`` taking ``learning_rate`` also works).
 COMMON_OPTIMIZERS = ("adabelief", "adagrad", "adam", "adamax", "adamw", "amsgrad", "lamb", "lbfgs",
@@ -118,16 +118,14 @@ class FirstOrderPhase(NamedTuple):
     def init(self, x, dtype=None):
         if self.config.switch_plateau is None:
             return self.opt.init(x)
-        dtype = x.dtype if dtype is None else dtype
-        return PlateauWatch(self.opt.init(x), jnp.asarray(jnp.inf, dtype), jnp.asarray(0, jnp.int32))
+        return PlateauWatch(self.opt.init(x), *plateau_start(x.dtype if dtype is None else dtype))
 
     def step(self, tgt, x, state):
         if self.config.switch_plateau is None:
             return self._step(tgt, x, state)
         x_next, opt_next, value, ok = self._step(tgt, x, state.opt)
-        marked = ok & (value < state.mark_loss * (1 - self.config.switch_rtol))
-        return x_next, PlateauWatch(opt_next, jnp.where(marked, value, state.mark_loss).astype(state.mark_loss.dtype),
-                                    jnp.where(marked, 0, state.since + 1).astype(jnp.int32)), value, ok
+        fell = ok & (value < state.mark_loss * (1 - self.config.switch_rtol))
+        return x_next, PlateauWatch(opt_next, *plateau_after(state.mark_loss, state.since, value, fell)), value, ok
 
     def _step(self, tgt, x, opt_state):
         if self.value_and_grad is not None:

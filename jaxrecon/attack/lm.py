@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from .. import _validate
 from ..features.base import Target
 from ..loss import residual_linearization, residual_loss
-from .state import Phase
+from .state import Phase, plateau_after, plateau_start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ class LMPhase(NamedTuple):
         damping = jnp.asarray(self.config.damping, dtype)
         if self.config.stall_plateau is None:
             return damping
-        return LMWatch(damping, jnp.asarray(jnp.inf, dtype), jnp.asarray(0, jnp.int32))
+        return LMWatch(damping, *plateau_start(dtype))
 
     def step(self, tgt, x, state):
         return self.step_counted(tgt, x, state)[:4]
@@ -207,10 +207,8 @@ class LMPhase(NamedTuple):
         if self.config.stall_plateau is None:
             return self._step(tgt, x, state)
         x_new, damping, loss, ok, iters = self._step(tgt, x, state.damping)
-        marked = ok & ((loss < state.mark_loss * (1 - self.config.stall_rtol)) | (loss <= STALL_FLOOR))
-        watch = LMWatch(damping, jnp.where(marked, loss, state.mark_loss).astype(state.mark_loss.dtype),
-                        jnp.where(marked, 0, state.since + 1).astype(jnp.int32))
-        return x_new, watch, loss, ok, iters
+        fell = ok & ((loss < state.mark_loss * (1 - self.config.stall_rtol)) | (loss <= STALL_FLOOR))
+        return x_new, LMWatch(damping, *plateau_after(state.mark_loss, state.since, loss, fell)), loss, ok, iters
 
     def _step(self, tgt, x, damping):
         tgt = full_precision(tgt)

@@ -135,19 +135,20 @@ def attack_target(target: Target, method: Method, split: bool = True, n: Optiona
         fmap = fmap.with_surrogate(method.surrogate_slope)
     tgt = Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
     if method.start == "split" and split:
-        sub = prefix_target(tgt, first_stage_rows(method, tgt.fmap, n))
+        sub = prefix_target(tgt, first_stage_rows(method, tgt.fmap.p, tgt.fmap.input_dim, n))
         tgt = tgt._replace(split=split_problem(sub))
     return tgt
 
 
-def first_stage_rows(method: Method, fmap, n: Optional[int]) -> int:
-    """Features of the split start's first stage (:func:`~jaxrecon.attack.split.split_rows` of the
-    method's ``split_features``); ``n`` is needed when that option is set."""
+def first_stage_rows(method: Method, p: int, d: int, n: Optional[int]) -> int:
+    """Features of the split start's first stage on a map with ``p`` features of ``d`` inputs
+    (:func:`~jaxrecon.attack.split.split_rows` of the method's ``split_features``); ``n`` is
+    needed when that option is set."""
     if not method.split_features:
-        return fmap.p
+        return p
     if n is None:
         raise ValueError("split_features: the first stage's features depend on n; pass n (the rows to recover)")
-    return split_rows(fmap.p, fmap.input_dim, n, method.split_features)
+    return split_rows(p, d, n, method.split_features)
 
 
 def with_split(tgt: Target, batched: bool = False, rows: Optional[int] = None) -> Target:

@@ -6,6 +6,7 @@ import enum
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 
 class Status(enum.IntEnum):
@@ -64,6 +65,19 @@ class Watch(NamedTuple):
     mark_step: jax.Array  # int32: ``steps`` at that time
     low_loss: Any = None  # with a precision stop: the loss when it last halved while <= precision_tol
     low_step: Any = None  # int32: ``steps`` at that time
+
+
+def plateau_start(dtype):
+    """``(mark_loss, since)`` of a phase's plateau rule at its start: no mark yet, no steps."""
+    return jnp.asarray(jnp.inf, dtype), jnp.asarray(0, jnp.int32)
+
+
+def plateau_after(mark_loss, since, value, fell):
+    """``(mark_loss, since)`` after a step whose loss was ``value``: where the loss ``fell`` enough
+    (the phase's rule), the mark moves to it and the count restarts; elsewhere the count grows.
+    The rule of the first-order phase's hand-over and of the LM phase's stall."""
+    return (jnp.where(fell, value, mark_loss).astype(mark_loss.dtype),
+            jnp.where(fell, 0, since + 1).astype(jnp.int32))
 
 
 class ReconResult(NamedTuple):

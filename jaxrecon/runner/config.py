@@ -205,12 +205,12 @@ class ReconstructConfig(Config):
     def copied_rows(self) -> int:
         """Rows of ``V`` the attack copies besides ``V``: the split start's first stage on a prefix
         of the features (``Method.split_features``), else 0."""
-        from ..attack.split import split_rows
+        from ..attack.loop import first_stage_rows
 
         m = self.method_cfg()
-        if m.start != "split" or not m.split_features:
+        if m.start != "split":
             return 0
-        rows = split_rows(self.model.p, self.data.d, self.data.n, m.split_features)
+        rows = first_stage_rows(m, self.model.p, self.data.d, self.data.n)
         return rows if rows < self.model.p else 0
 
     def stream_block(self, free_bytes: Optional[int] = None) -> Optional[int]:
