@@ -21,8 +21,8 @@ def problem(d, n, p_over_dn, dtype="float64", seed=1):
     return data, jr.Target(fmap, jr.fit(fmap, data.x, data.y))
 
 
-def test_default_is_adam_lm_and_published_unchanged():
-    assert jr.DEFAULT_METHOD == "adam-lm"
+def test_default_is_auto_and_published_unchanged():
+    assert jr.DEFAULT_METHOD == "auto"
     assert METHODS["adam-lm"]().lm is not None
     assert METHODS["adam-lm"]().on_stall == (PairRepair(), RowRedraw())
     assert METHODS["published"]().lm is None and METHODS["published"]().first_order.lr == 20.0

@@ -20,6 +20,7 @@ from .. import _validate
 from ..features.base import Target
 from .loop import (advance, advance_split, attack_target, finalize, finish_split, first_stage_rows, init_split,
                    init_state, make_solver, with_split)
+from .auto import method_run, reason
 from .degenerate import warn_if_degenerate
 from .methods import DEFAULT_METHOD, method_config
 from ..signals import stop_requested
@@ -41,6 +42,7 @@ class SeedsResult(NamedTuple):
     seconds: np.ndarray  # (S,) wall-clock until each seed stopped (chunk resolution), compile included
     compile_seconds: float
     stalls: np.ndarray  # (S,)
+    method_run: str = ""  # what ran: for "auto", the recipe it chose (jaxrecon.attack.auto.choice)
 
 
 class Program(NamedTuple):
@@ -267,9 +269,13 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
         _check_seed_shards(seeds, seed_shards)
     steps = _validate.positive_int("steps", steps)
     chunk = _validate.positive_int("chunk", chunk)
+    asked = method
     method = method_config(method, **method_options)
     warn_if_degenerate(target, n, math.sqrt(target.fmap.input_dim) if radius == "sphere" else radius,
                        batched=target_axis is not None)
+    is_auto = asked == "auto" if isinstance(asked, str) else getattr(asked, "start", None) == "auto"
+    if progress and is_auto:
+        print(reason(target.fmap, n), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     program = build_program(target, key, n, seeds, method, steps, radius, target_axis, seed_shards, batching)
     compile_seconds = time.perf_counter() - t0 - program.start_seconds
@@ -285,5 +291,6 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
     if interrupted:  # seeds still running when a signal stopped the loop
         status = np.where(status == Status.RUNNING, INTERRUPTED, status)
     return SeedsResult(np.asarray(res.x_hat), np.asarray(res.loss), np.asarray(res.steps),
-                       [names[int(s)] for s in status], seconds, compile_seconds, np.asarray(res.stalls))
+                       [names[int(s)] for s in status], seconds, compile_seconds, np.asarray(res.stalls),
+                       method_run(asked if isinstance(asked, str) else method, target.fmap, n))
 

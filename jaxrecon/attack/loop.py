@@ -52,6 +52,7 @@ from ..loss import normalized_theta, projector_loss, residual_value_and_grad
 from .degenerate import static_loss, static_reason, warn_if_degenerate, zero_theta
 from .first_order import FirstOrderPhase
 from .lm import LMPhase
+from .auto import resolve
 from .methods import DEFAULT_METHOD, Method, method_config
 from .population import advance_population, best_member, init_population, summarize
 from .split import SPLIT_TOL, check_split, choose_signs, prefix_target, split_arrays, split_problem, split_rows
@@ -107,6 +108,7 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
     ``sqrt(d)``; ``total_steps`` sets the length of learning-rate schedules."""
     method = method if isinstance(method, Method) else method_config(method)
     n = _validate.positive_int("n", n)
+    method = resolve(method, target.fmap, n)  # "auto": the recipe for this map (jaxrecon.attack.auto)
     radius = math.sqrt(target.fmap.input_dim) if radius == "sphere" else radius
     if method.start == "split":
         check_split(target.fmap)
@@ -211,7 +213,7 @@ def split_solver(solver: Solver) -> Solver:
     if m.split_lm is not None:
         phases = phases[:1] + (phases[1]._replace(config=m.split_lm),)
     return solver._replace(method=dataclasses.replace(m, start="random", starts=1, start_steps=0, population=None,
-                                                      tol=max(m.tol, SPLIT_TOL), plateau_window=0),
+                                                      tol=max(m.tol, SPLIT_TOL), plateau_window=0, escalate=0),
                            stop=None, phases=phases)
 
 
@@ -351,11 +353,35 @@ def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
     for action in reversed(solver.method.on_stall):
         x_a, applies = action(solver, tgt, s.x_hat, key)
         x_new = jnp.where(applies, x_a, x_new)
+    steps = s.steps
+    if solver.method.escalate:  # every escalate-th stall: a fresh start (the best iterate stays in the watch)
+        due = stalled & (stalls % solver.method.escalate == 0)
+        x_f, spent = fresh_start(solver, tgt, jax.random.fold_in(key, 7), s.x_hat, due)
+        x_new = jnp.where(due, x_f, x_new)
+        steps = steps + jnp.where(due, spent, 0).astype(jnp.int32)
     first = solver.phases[0]
     fresh = _where(stalled, first.init(x_new, s.loss.dtype), s.phase_states[0])
     return s._replace(x_hat=_where(stalled, x_new, s.x_hat), phase_states=_with(s.phase_states, 0, fresh),
                       phase=jnp.where(stalled, first.kind, s.phase).astype(jnp.int32),
-                      phase_start=jnp.where(stalled, s.steps, s.phase_start).astype(jnp.int32), stalls=stalls)
+                      phase_start=jnp.where(stalled, steps, s.phase_start).astype(jnp.int32), stalls=stalls,
+                      steps=steps.astype(jnp.int32))
+
+
+def fresh_start(solver: Solver, tgt: Target, key: jax.Array, x: jax.Array, due) -> tuple:
+    """``(x0, steps)``: a new start of the method's own kind for a seed where ``due``: a whole split
+    start (first stage, then the signs; its steps counted) or new random / pursuit rows. Where not
+    ``due`` the split stage takes no step (its loop's condition is false from the start, also
+    under ``vmap``)."""
+    m = solver.method
+    if m.start == "split" and tgt.split is not None:
+        state = init_split(solver, key, tgt)
+        state = state._replace(status=jnp.where(due, state.status, Status.CONVERGED).astype(jnp.int32))
+        state = advance_split(solver, tgt, state, m.split_steps)
+        x0, _ = choose_signs(tgt.split, state.x_hat, m.jitter)
+        return solver.project(x0.astype(x.dtype)), jnp.where(due, state.steps, 0)
+    if m.start == "pursuit":
+        return start_rows(solver, key, tgt, x.dtype), jnp.asarray(0, jnp.int32)
+    return solver.fresh_x(key, x.shape[1], x.dtype), jnp.asarray(0, jnp.int32)
 
 
 def advance(solver: Solver, tgt: Target, state, max_steps):
@@ -438,7 +464,7 @@ def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD
     method = method_config(method, **method_options)
     solver = make_solver(target, n, method, steps, radius)
     warn_if_degenerate(target, n, solver.radius)
-    tgt = attack_target(target, method, n=n)  # prepared once: a dense V is generated once per call
+    tgt = attack_target(target, solver.method, n=n)  # prepared once: a dense V is generated once per call
     state = init_state(solver, key, tgt, x0)
     state = advance(solver, tgt, state, steps)
     return finalize(solver, tgt, state, steps)

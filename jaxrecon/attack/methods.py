@@ -67,6 +67,10 @@ class Method:
         :data:`DEFAULT_PLATEAU_WINDOW` for a target with a floor and off otherwise, ``0`` off.
         Without a floor, a window and ``precision_tol`` the attack is exactly the one without
         these options.
+      escalate: every ``escalate``-th stall of a seed starts it afresh (the method's own start
+        again: a new split start, or new random rows) instead of the stall action; 0: never.
+        The method ``auto`` sets it (:mod:`jaxrecon.attack.auto`); with the precision stop on, the
+        best iterate seen survives the new start.
       precision_tol, precision_window: the precision stop (``None``: off). A seed whose loss is
         ``<= precision_tol`` and has not halved over ``precision_window`` steps, or whose last phase
         stalls at such a loss, has reached the floating-point floor of the loss (above ``tol``
@@ -96,6 +100,7 @@ class Method:
     split_lm: Optional[LevenbergMarquardt] = None
     precision_tol: Optional[float] = None
     precision_window: int = 8
+    escalate: int = 0
 
     def validate(self) -> "Method":
         self.first_order.validate()
@@ -128,6 +133,8 @@ class Method:
         if self.precision_tol is not None:
             _validate.positive_float("precision_tol", self.precision_tol)
         _validate.positive_int("precision_window", self.precision_window)
+        if self.escalate != 0:
+            _validate.positive_int("escalate", self.escalate)
         if not 0.0 < self.plateau_rtol < 1.0:
             raise ValueError(f"plateau_rtol: must be in (0, 1), got {self.plateau_rtol!r}")
         return self
@@ -233,14 +240,25 @@ def global_() -> Method:
     return dataclasses.replace(adam_lm(), population=Population(size=8, round_steps=200))
 
 
+def auto() -> Method:
+    """The default: chooses per problem from the feature map's abilities (:mod:`jaxrecon.attack.auto`):
+    ``adam-lm-split`` where the split start applies (random features with a ReLU-like activation),
+    ``adam-lm`` elsewhere, ``global`` near the threshold (``p < 2 d n``); every choice escalates per
+    seed (a fresh start every :data:`~jaxrecon.attack.auto.ESCALATE` stalls) and stops at the float
+    floor (the precision stop). Results record what ran (``method_run``)."""
+    from .auto import ESCALATE
+
+    return dataclasses.replace(adam_lm_split(), start="auto", escalate=ESCALATE)
+
+
 #: Plateau window (steps) for a target with a noise floor when the method sets none: long enough
 #: for the stall actions (every 40 LM steps) to try a few rows before the seed stops.
 DEFAULT_PLATEAU_WINDOW = 500
 
 #: Named methods: name -> factory. ``published`` is the paper's recipe and must stay exactly so.
 METHODS = {"published": published, "adam": adam, "adam-lm": adam_lm, "adam-lm-repair": adam_lm_repair,
-           "adam-lm-split": adam_lm_split, "global": global_}
-DEFAULT_METHOD = "adam-lm"
+           "adam-lm-split": adam_lm_split, "global": global_, "auto": auto}
+DEFAULT_METHOD = "auto"
 
 _SECTION_OF = {f.name: "first_order" for f in dataclasses.fields(FirstOrder)}
 _SECTION_OF.update({f.name: "lm" for f in dataclasses.fields(LevenbergMarquardt)})

@@ -27,7 +27,7 @@ from .lm import full_precision
 from .stall import fill_rows, pursuit_score, refine_row  # noqa: F401  (the start's pieces, re-exported)
 
 #: Starts a method can name (:attr:`~jaxrecon.attack.Method.start`).
-STARTS = ("random", "pursuit", "split")
+STARTS = ("random", "pursuit", "split", "auto")
 
 
 def pursuit_start(tgt, key: jax.Array, n: int, radius, dtype, candidates: int = 256, refine_steps: int = 8,

@@ -205,9 +205,13 @@ class ReconstructConfig(Config):
     def copied_rows(self) -> int:
         """Rows of ``V`` the attack copies besides ``V``: the split start's first stage on a prefix
         of the features (``Method.split_features``), else 0."""
+        from ..attack.auto import may_split
         from ..attack.loop import first_stage_rows
 
         m = self.method_cfg()
+        if m.start == "auto" and self.model.name == "rf" and may_split(self.model.activation, self.model.p,
+                                                                      self.data.d, self.data.n):
+            m = dataclasses.replace(m, start="split")
         if m.start != "split":
             return 0
         rows = first_stage_rows(m, self.model.p, self.data.d, self.data.n)
@@ -235,7 +239,7 @@ class ReconstructConfig(Config):
                           split_cg_iters=a.split_cg_iters,
                           split_cg_tol=a.split_cg_tol, split_features=a.split_features)
         if (a.split_cg_iters is not None or a.split_cg_tol is not None or a.split_features is not None) \
-                and m.start != "split":
+                and m.start not in ("split", "auto"):
             raise ValueError(f"split_cg_iters/split_cg_tol/split_features: only for the split start (adam-lm-split, "
                              f"or --start split); method {a.method!r} starts {m.start!r}")
         if a.switch_plateau == 0:

@@ -163,7 +163,7 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log, layout) -> dict:
         "config": to_dict(cfg, flat=True), "versions": versions(),
         "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
         "compile_seconds": res.compile_seconds, "solved_tolerance": tol, "identified_tolerance": IDENTIFIED_TOL,
-        "seed_batching": seed_batching(), "results": rows,
+        "seed_batching": seed_batching(), "method": attack.method, "method_run": res.method_run, "results": rows,
     }
     if problem.defence is not None:  # fit.train_loss is the clean fit's; the released theta's too
         summary["defence"] = problem.defence

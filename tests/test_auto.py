@@ -1,0 +1,144 @@
+"""The default method ``auto``: its choice per map, its escalation, and what results record."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrecon as jr
+from jaxrecon.attack import Status, make_solver, method_config
+from jaxrecon.attack.auto import (ESCALATE, NEAR_THRESHOLD, choice, may_split, method_run, reason, resolve)
+from jaxrecon.attack.loop import _on_stall, attack_target, init_state
+from jaxrecon.attack.methods import adam_lm, adam_lm_split, auto, global_
+from jaxrecon.attack.state import Phase
+
+
+def rf(d=6, n=3, ratio=10.0, activation="relu", block_size=None, dtype=None):
+    return jr.RandomFeatures(jax.random.key(1), d, int(ratio * d * n), activation=activation, block_size=block_size,
+                             dtype=dtype)
+
+
+# the table of jaxrecon.attack.auto: (activation, layout, ratio) -> choice; "stored" is a dense V
+CHOICES = [
+    ("relu", "stored", 10, "adam-lm-split"),
+    ("gelu", "stored", 10, "adam-lm-split"),
+    ("gelu", "stored", 4, "adam-lm-split"),
+    ("tanh", "stored", 10, "adam-lm"),
+    ("erf", "stored", 10, "adam-lm"),
+    ("relu_tanh", "stored", 10, "adam-lm"),
+    ("relu", "stored", 1.5, "global"),
+    ("tanh", "stored", 1.25, "global"),
+    ("tanh", "streamed", 10, "adam-lm"),
+]
+
+
+@pytest.mark.parametrize("activation,layout,ratio,want", CHOICES)
+def test_choice_follows_the_table(activation, layout, ratio, want):
+    fmap = rf(activation=activation, ratio=ratio, block_size=None if layout == "stored" else 64)
+    assert choice(fmap, 3) == want
+    assert want in reason(fmap, 3)
+
+
+def test_streamed_relu_follows_check_split():
+    """A streamed ReLU map gets the split start exactly when the split start accepts streamed V."""
+    from jaxrecon.attack.split import check_split
+
+    fmap = rf(block_size=64)
+    try:
+        check_split(fmap)
+        ok = True
+    except ValueError:
+        ok = False
+    assert choice(fmap, 3) == ("adam-lm-split" if ok else "adam-lm")
+
+
+def test_networks_take_the_random_start():
+    from flax import nnx
+
+    from jaxrecon.features.network import NetworkFeatures
+    from jaxrecon.models.train import split_model
+    from jaxrecon.models.two_layer import TwoLayer
+
+    d, n = 5, 2
+    apply, params = split_model(TwoLayer(d, 40, 1, rngs=nnx.Rngs(0)))
+    fmap = NetworkFeatures(apply, params, d, 1, "head")
+    assert fmap.p >= NEAR_THRESHOLD * d * n
+    assert choice(fmap, n) == "adam-lm"
+    assert choice(fmap, 10) == "global"
+
+
+def test_resolve_keeps_user_options_and_reverts_split_tuning():
+    m = method_config("auto", cg_iters=41)
+    split = resolve(m, rf(), 3)
+    assert split.start == "split" and split.lm.cg_iters == 41 and split.escalate == ESCALATE
+    assert split.split_features == adam_lm_split().split_features
+    plain = resolve(m, rf(activation="tanh"), 3)
+    assert plain.start == "random" and plain.lm.cg_iters == 41
+    assert plain.first_order.switch_plateau == adam_lm().first_order.switch_plateau
+    assert plain.lm.stall_plateau == adam_lm().lm.stall_plateau
+    assert plain.precision_window == adam_lm().precision_window
+    # an option the user set on auto survives the random start
+    user = resolve(method_config("auto", switch_plateau=33), rf(activation="tanh"), 3)
+    assert user.first_order.switch_plateau == 33
+    near = resolve(m, rf(ratio=1.5), 3)
+    assert near.population == global_().population and near.start == "random"
+    # named methods are never changed
+    for name in ("published", "adam", "adam-lm", "adam-lm-split", "global"):
+        assert resolve(method_config(name), rf(), 3) == method_config(name)
+
+
+def test_make_solver_resolves_and_results_record_what_ran():
+    fmap = rf(d=5, n=2, ratio=10, activation="tanh")
+    assert make_solver(jr.Target(fmap, jnp.ones(fmap.p)), 2, "auto").method.start == "random"
+    assert method_run("auto", fmap, 2) == "adam-lm"
+    assert method_run(auto(), rf(), 3) == "adam-lm-split"
+    assert method_run(method_config("adam-lm"), fmap, 2) == "adam-lm"
+    assert method_run(method_config("adam-lm", cg_iters=7), fmap, 2) == "custom"
+    assert method_run("published", fmap, 2) == "published"
+
+
+def test_may_split_for_the_memory_policy():
+    assert may_split("relu", 600, 10, 6) and not may_split("tanh", 600, 10, 6)
+    assert not may_split("relu", int((NEAR_THRESHOLD - 0.1) * 60), 10, 6)
+
+
+def test_escalation_gives_a_fresh_start_and_the_best_iterate_survives():
+    """A seed forced to stall (its phase set to STALLED by hand, a scripted stall) gets a new start on
+    every ESCALATE-th stall, not before; finalize returns the best iterate the watch kept."""
+    d, n = 5, 2
+    data = jr.synthetic(jax.random.key(0), n, d, dtype="float64")
+    fmap = rf(d=d, n=n, ratio=10, activation="tanh", dtype="float64")
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    solver = make_solver(target, n, "auto", 1000)
+    assert solver.method.escalate == ESCALATE and solver.stop is not None
+    tgt = attack_target(target, solver.method, n=n)
+    s = init_state(solver, jax.random.key(3), tgt, x0=data.x)  # start at the training set
+    # the watch has seen the exact iterate
+    s = s._replace(watch=s.watch._replace(best_loss=jnp.asarray(0.0, s.loss.dtype), best_x=data.x))
+    seen = []
+    for k in range(1, 2 * ESCALATE + 1):
+        before = s.x_hat
+        s = _on_stall(solver, tgt, s._replace(phase=jnp.asarray(Phase.STALLED, jnp.int32)))
+        moved = float(jnp.max(jnp.abs(s.x_hat - before)))
+        seen.append(moved)
+        assert int(s.stalls) == k and int(s.phase) == Phase.FIRST_ORDER
+        if k % ESCALATE == 0:  # a fresh random start: far from where it was
+            assert moved > 0.1, (k, moved)
+    # the best iterate is the one finalize gives back once the seed ends on its budget
+    from jaxrecon.attack.loop import finalize
+
+    res = finalize(solver, tgt, s._replace(steps=jnp.asarray(1000, jnp.int32)), 1000)
+    np.testing.assert_allclose(np.asarray(res.x_hat), np.asarray(data.x), atol=1e-12)
+
+
+def test_auto_reconstructs_relu_and_tanh_and_records_the_choice():
+    for activation, want in (("relu", "adam-lm-split"), ("tanh", "adam-lm")):
+        data = jr.synthetic(jax.random.key(2), 3, 6)
+        fmap = rf(d=6, n=3, ratio=10, activation=activation)
+        target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+        res = jr.reconstruct_seeds(target, jax.random.key(4), 3, 2, steps=3000, progress=False)
+        assert res.method_run == want
+        errors = [jr.match(data.x, xh).error_sign for xh in res.x_hat]
+        assert max(errors) <= 1e-3, (activation, errors, res.status)
