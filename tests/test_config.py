@@ -58,7 +58,7 @@ def test_dotted_override_converts_by_annotation():
     with pytest.raises(ValueError, match="^inner.flag: must be true or false"):
         override(cfg, "flag", "maybe")
     r = override(ReconstructConfig(), "attack.lr", "0.1")
-    assert r.attack.lr == 0.1 and isinstance(r.attack.lr, float)
+    assert r.attack.first_order.lr == 0.1 and isinstance(r.attack.first_order.lr, float)
     assert override(r, "scale.x64", "1").scale.x64 is True and override(r, "model.p", "80").model.p == 80
 
 
@@ -165,14 +165,13 @@ def test_attack_flags_override_the_method():
     assert (m.lm.cg_iters, m.lm.cg_tol, m.first_order.switch_after, m.precision_tol, m.start) == (12, 0.2, 50, 1e-8,
                                                                                                    "split")
     assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().lm.cg_iters == 30  # the default untouched
-    with pytest.raises(ValueError, match="^cg_iters/cg_tol/switch_after/switch_plateau/stall_plateau: method 'adam' "
-                                         "has no LM phase"):
+    with pytest.raises(ValueError, match="^lm.cg_iters: method 'adam' has no LM phase"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam", cg_iters=5).method_cfg()
     # the plateau hand-over: adam-lm-split's default, another window, or off (0)
     split = lambda **kw: ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", **kw).method_cfg().first_order
     assert split().switch_plateau == 20 and split(switch_plateau=7).switch_plateau == 7
     assert split(switch_plateau=0).switch_plateau is None
-    assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().first_order.switch_plateau is None
+    assert ReconstructConfig(n=4, p_over_dn=2, method="adam-lm").method_cfg().first_order.switch_plateau is None
     with pytest.raises(ValueError, match="^switch_plateau: must be an int >= 0"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", switch_plateau=-1).method_cfg()
     # the LM plateau stall: adam-lm-split's default, another window, or off (0), in both stages' LM
@@ -182,8 +181,73 @@ def test_attack_flags_override_the_method():
     off = lm(stall_plateau=0, split_cg_tol=0.1)
     assert off.split_lm.stall_plateau is None and off.split_lm.cg_tol == 0.1
     assert lm(stall_plateau=3, split_cg_tol=0.1).split_lm.stall_plateau == 3
-    assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().lm.stall_plateau is None
+    assert ReconstructConfig(n=4, p_over_dn=2, method="adam-lm").method_cfg().lm.stall_plateau is None
     with pytest.raises(ValueError, match="^stall_plateau: must be an int >= 0"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", stall_plateau=-2).method_cfg()
-    with pytest.raises(ValueError, match="^cg_iters/.*/stall_plateau: method 'adam' has no LM phase"):
+    with pytest.raises(ValueError, match="^lm.stall_plateau: method 'adam' has no LM phase"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam", stall_plateau=3).method_cfg()
+
+
+def test_every_method_option_has_one_dotted_name_in_python_the_cli_and_configs():
+    """Each option of jaxrecon.attack.options reaches the Method the same way from a reconstruct config
+    (nested dict), a dotted override, the command line, and method_config (dotted and as a section)."""
+    import argparse
+    import warnings
+
+    from jaxrecon.attack import method_config
+    from jaxrecon.attack.options import SPEC, names
+    from jaxrecon.config import add_arguments, from_args
+
+    samples = {int: 7, float: 0.25, str: None, bool: False}
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, ReconstructConfig)
+    for name in names():
+        tp, _, choices = SPEC[name]
+        value = choices[0] if choices else samples[tp]
+        value = {"first_order.optimizer": "rmsprop", "start.kind": "pursuit", "first_order.schedule": "exponential",
+                 "start.init": "gaussian", "loss.form": "kernel", "stall.actions": "restart",
+                 "stall.repair_pairs": False, "stop.floor_factor": 2.5, "stop.plateau_rtol": 0.25,
+                 "first_order.switch_rtol": 0.25, "lm.stall_rtol": 0.25, "population.cull": 0.25,
+                 "population.size": 3, "population.round_steps": 7}.get(name, value)
+        if name.startswith("start.split"):
+            continue  # needs the split start: checked below
+        given = {name: value, **({"start.candidate_steps": 5} if name == "start.candidates" else {})}
+        nested = {}
+        for key, v in given.items():
+            *parents, leaf = key.split(".")
+            node = nested
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = v
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the dotted spellings are not deprecated
+            by_python = method_config("adam-lm", **given)
+            by_section = method_config("adam-lm", **nested)
+            by_config = ReconstructConfig(n=4, p_over_dn=2, method="adam-lm", attack=nested).method_cfg()
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            if tp is bool:
+                text = "false"
+            extra = ["--attack.start.candidate_steps", "5"] if name == "start.candidates" else []
+            by_cli = from_args(ReconstructConfig, parser.parse_args(
+                ["--method", "adam-lm", "--n", "4", f"--attack.{name}", text] + extra)).method_cfg()
+        assert by_python == by_section == by_config == by_cli, name
+        assert by_python != method_config("adam-lm"), name  # every value above differs from adam-lm's
+    split = ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split",
+                              attack={"start": {"split": {"features": 3.0, "lm": {"cg_iters": 9}}}}).method_cfg()
+    assert split.split_features == 3.0 and split.split_lm.cg_iters == 9
+
+
+def test_unknown_and_legacy_method_options():
+    import warnings
+
+    from jaxrecon.attack import method_config
+
+    with pytest.raises(ValueError, match=r"^method options: unknown option 'lm.cg_iter' \(did you mean"):
+        method_config("adam-lm", lm={"cg_iter": 3})
+    with pytest.warns(DeprecationWarning, match="cg_iters -> lm.cg_iters"):
+        assert method_config("adam-lm", cg_iters=11).lm.cg_iters == 11
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert method_config("adam-lm", lm={"cg_iters": 11}) == method_config("adam-lm", **{"lm.cg_iters": 11})
+    with pytest.raises(ValueError, match="^cg_iter: unknown attack.lm key; allowed: cg_iters, "):
+        ReconstructConfig(attack={"lm": {"cg_iter": 3}})

@@ -323,11 +323,17 @@ def _apply_actions(m: Method, opts: dict) -> Method:
 
 
 def method_config(method=DEFAULT_METHOD, **overrides) -> Method:
-    """A named method (or a :class:`Method`) with options overridden by field name.
+    """A named method (or a :class:`Method`) with options overridden by their dotted names
+    (:mod:`jaxrecon.attack.options`): ``method_config("adam-lm", lm={"cg_iters": 40})`` or
+    ``method_config("adam-lm", **{"lm.cg_iters": 40})``; the flat names of earlier versions
+    (``cg_iters=40``) still work, with a ``DeprecationWarning``.
 
     ``None`` values are ignored. An explicitly chosen optimiser other than SGD has no momentum.
     Unknown options are a ``ValueError`` listing the allowed ones.
     """
+    from .options import dotted, internal
+
+    overrides = internal(dotted(overrides))
     if isinstance(method, Method):
         m = method
     elif method in METHODS:

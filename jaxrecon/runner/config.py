@@ -18,7 +18,7 @@ from ..config import Config, option, section
 from ..features.random_features import PRECISIONS
 from ..models import MODELS, TRAIN_SUBSETS
 from ..attack import DEFAULT_METHOD, METHODS, method_config
-from ..attack.start import STARTS
+from ..attack.options import config_sections, from_sections
 from ..scale import Layout, choose_layout, parse_bytes
 
 #: ``d`` of synthetic data when none is given, and for the ResNet (3 x 32 x 32, the paper's input).
@@ -63,41 +63,27 @@ class ModelConfig:
                                        "Gauss-Newton Hessian)")
 
 
+_PARTS = config_sections()
+
+
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
     """the attack: method, step budget, seeds"""
 
     method: str = option(DEFAULT_METHOD, "attack method", choices=sorted(METHODS))
-    optimizer: Optional[str] = option(None, "any optax optimiser by name (overrides the method's)")
-    lr: Optional[float] = option(None, "learning rate (overrides the method's)")
-    start: Optional[str] = option(None, "starting point (overrides the method's): random, pursuit (rows chosen "
-                                  "greedily against theta) or split (rows up to sign first, then their signs; "
-                                  "ReLU/GELU random features with V stored)", choices=list(STARTS))
     steps: int = option(10_000, "step budget per seed")
-    switch_after: Optional[int] = option(None, "first-order steps before the LM phase takes over (overrides the "
-                                         "method's: 300 for the adam-lm family)")
-    switch_plateau: Optional[int] = option(None, "hand over to the LM phase once the first-order loss has not fallen "
-                                           "by 20 percent in this many steps (0: never; overrides the method's: 20 "
-                                           "for adam-lm-split, off for the others)")
-    stall_plateau: Optional[int] = option(None, "LM: stall once the loss (above 1e-8) has not fallen by 1 percent in "
-                                          "this many steps (0: never; overrides the method's: 8 for adam-lm-split, "
-                                          "off for the others)")
-    cg_iters: Optional[int] = option(None, "LM: most CG iterations per step (overrides the method's)")
-    split_cg_iters: Optional[int] = option(None, "LM: most CG iterations per step in the split start's first "
-                                           "stage (default: --cg-iters)")
-    split_cg_tol: Optional[float] = option(None, "LM: relative CG tolerance in the split start's first stage, "
-                                           "min(SPLIT_CG_TOL, |r|) (default: --cg-tol)")
-    split_features: Optional[float] = option(None, "the split start's first stage uses the first "
-                                             "SPLIT_FEATURES * d * n features only (0: all p; overrides the "
-                                             "method's: 5 for adam-lm-split)")
-    cg_tol: Optional[float] = option(None, "LM: relative CG tolerance, min(CG_TOL, |r|) (0: always --cg-iters; "
-                                     "overrides the method's)")
-    precision_tol: Optional[float] = option(None, "stop a seed whose loss is at most this and no longer halves: the "
-                                            "float floor (overrides the method's; adam-lm-split and "
-                                            "adam-lm-repair: 1e-9)")
     seeds: Optional[int] = option(None, "attack seeds, vmapped in one program (default: 4; 1 for image datasets, "
                                   "whose steps cost d/100 times more and whose figure shows one seed)")
     chunk: int = option(250, "steps per compiled chunk (progress granularity)")
+    # every option of every part of the method, by its dotted name (jaxrecon.attack.options):
+    # --attack.lm.cg_iters 40, short spelling --cg-iters; None: the method's value
+    first_order: _PARTS["first_order"] = section(_PARTS["first_order"])
+    lm: _PARTS["lm"] = section(_PARTS["lm"])
+    start: _PARTS["start"] = section(_PARTS["start"])
+    stop: _PARTS["stop"] = section(_PARTS["stop"])
+    stall: _PARTS["stall"] = section(_PARTS["stall"])
+    population: _PARTS["population"] = section(_PARTS["population"])
+    loss: _PARTS["loss"] = section(_PARTS["loss"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,31 +208,29 @@ class ReconstructConfig(Config):
         return self.layout(free_bytes).block_size if self.model.name == "rf" else None
 
     def method_cfg(self):
-        """The attack's :class:`~jaxrecon.attack.Method` (the method with the flags' overrides)."""
+        """The attack's :class:`~jaxrecon.attack.Method`: the method with the options set by their dotted
+        names (:mod:`jaxrecon.attack.options`; ``0`` turns ``switch_plateau`` / ``stall_plateau`` off)."""
         a = self.attack
-        lm_flags = (a.cg_iters, a.cg_tol, a.switch_after, a.switch_plateau, a.stall_plateau)
-        if any(v is not None for v in lm_flags) and method_config(a.method).lm is None:
+        opts = from_sections(a)
+        if any(k.startswith(("lm.", "first_order.switch")) for k in opts) and method_config(a.method).lm is None:
             with_lm = sorted(k for k in METHODS if method_config(k).lm is not None)
-            raise ValueError(f"cg_iters/cg_tol/switch_after/switch_plateau/stall_plateau: method {a.method!r} has no "
-                             f"LM phase; methods with one: {with_lm}")
-        for name in ("switch_plateau", "stall_plateau"):
-            v = getattr(a, name)
+            given = ", ".join(sorted(k for k in opts if k.startswith(("lm.", "first_order.switch"))))
+            raise ValueError(f"{given}: method {a.method!r} has no LM phase; methods with one: {with_lm}")
+        off = {k for k in ("first_order.switch_plateau", "lm.stall_plateau") if opts.get(k) == 0}
+        for k in ("first_order.switch_plateau", "lm.stall_plateau"):
+            v = opts.get(k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise ValueError(f"{name}: must be an int >= 0 (0: never), got {v!r}")
-        m = method_config(a.method, optimizer=a.optimizer, lr=a.lr, start=a.start, cg_iters=a.cg_iters,
-                          cg_tol=a.cg_tol, precision_tol=a.precision_tol, switch_after=a.switch_after,
-                          switch_plateau=a.switch_plateau or None, stall_plateau=a.stall_plateau or None,
-                          split_cg_iters=a.split_cg_iters,
-                          split_cg_tol=a.split_cg_tol, split_features=a.split_features)
-        if (a.split_cg_iters is not None or a.split_cg_tol is not None or a.split_features is not None) \
-                and m.start not in ("split", "auto"):
-            raise ValueError(f"split_cg_iters/split_cg_tol/split_features: only for the split start (adam-lm-split, "
-                             f"or --start split); method {a.method!r} starts {m.start!r}")
-        if a.switch_plateau == 0:
+                raise ValueError(f"{k.split('.')[-1]}: must be an int >= 0 (0: never), got {v!r}")
+        m = method_config(a.method, **{k: v for k, v in opts.items() if k not in off})
+        if any(k.startswith("start.split.") for k in opts) and m.start not in ("split", "auto"):
+            given = ", ".join(sorted(k for k in opts if k.startswith("start.split.")))
+            raise ValueError(f"{given}: only for the split start (adam-lm-split, auto, or --start split); "
+                             f"method {a.method!r} starts {m.start!r}")
+        if "first_order.switch_plateau" in off:
             m = dataclasses.replace(m, first_order=dataclasses.replace(m.first_order, switch_plateau=None))
-        if a.stall_plateau == 0:
-            off = lambda lm: None if lm is None else dataclasses.replace(lm, stall_plateau=None)
-            m = dataclasses.replace(m, lm=off(m.lm), split_lm=off(m.split_lm))
+        if "lm.stall_plateau" in off:
+            no = lambda lm: None if lm is None else dataclasses.replace(lm, stall_plateau=None)
+            m = dataclasses.replace(m, lm=no(m.lm), split_lm=no(m.split_lm))
         return m
 
 
