@@ -4,7 +4,9 @@ Inside :func:`handle_signals` a SIGINT or SIGTERM never unwinds Python through a
 compilation or computation (which could end in a native crash at exit): the first one is recorded
 and one line is printed; host loops call :func:`stop_requested` between chunks (or sweep points),
 stop there and save what they have. A second signal flushes the standard streams and ends the
-process at once with ``128 + signum`` (130 for SIGINT, 143 for SIGTERM).
+process at once with ``128 + signum`` (130 for SIGINT, 143 for SIGTERM); the same signal repeated
+within a second of the first is not a second one (GNU ``timeout`` delivers one SIGTERM twice: to the
+command and to its process group).
 
 Python runs its signal handlers only between bytecodes, which may be minutes away while XLA
 compiles or runs a chunk. So the signals are also sent to a pipe (``signal.set_wakeup_fd``) that a
@@ -19,9 +21,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Iterator, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Seconds within which a repeat of the first signal counts as the same one.
+REPEAT_WINDOW = 1.0
 
 
 class StopRequest:
@@ -31,6 +36,7 @@ class StopRequest:
     def __init__(self, what: str):
         self.what = what
         self.signum: Optional[int] = None
+        self._since: float = 0.0  # time.monotonic() of the first signal
         self._lock = threading.Lock()
 
     @property
@@ -39,11 +45,15 @@ class StopRequest:
         return None if self.signum is None else 128 + self.signum
 
     def on_signal(self, signum: int) -> None:
-        """First signal: record it and say so; a later one: flush and exit now."""
+        """First signal: record it and say so; a later one: flush and exit now. The same signal
+        again within :data:`REPEAT_WINDOW` seconds of the first is that one's copy (GNU ``timeout``
+        signals the command and then its process group) and changes nothing."""
         with self._lock:
             first = self.signum is None
             if first:
-                self.signum = signum
+                self.signum, self._since = signum, time.monotonic()
+            elif signum == self.signum and time.monotonic() - self._since < REPEAT_WINDOW:
+                return
         if first:
             name = signal.Signals(signum).name
             _say(f"\njaxrecon: {name}: stopping after the current {self.what}; Ctrl-C again to quit now\n")

@@ -138,3 +138,36 @@ def test_sweep_stops_between_points(tmp_path):
     assert sum(l.startswith("d=") for l in lines) == 1
     assert any("interrupted" in l for l in lines)
     assert len(jr.read_results(out)["p"]) == 1
+
+
+def test_two_copies_of_one_sigterm_stop_once_and_save(tmp_path):
+    # GNU timeout signals the command and then its process group: one SIGTERM arrives twice within
+    # a few ms. That is one request: the run stops after its chunk and saves (was: "quitting now").
+    out = tmp_path / "run"
+    p = _reconstruct(out, "--p", "20", "--method", "adam", "--steps", "100000000", "--chunk", "20",
+                     JAXRECON_CACHE_DIR="off")
+    for line in p.stderr:
+        if "step " in line:
+            break
+    p.send_signal(signal.SIGTERM)
+    time.sleep(0.005)
+    p.send_signal(signal.SIGTERM)
+    stdout, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err[-2000:]
+    assert "quitting now" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["status"] for r in summary["results"]] == ["interrupted"] * 4
+
+
+def test_repeat_of_the_first_signal_within_a_second_is_the_same_request(monkeypatch):
+    quits = []
+    monkeypatch.setattr(signals.os, "_exit", lambda code: quits.append(code))
+    r = signals.StopRequest("chunk")
+    r.on_signal(signal.SIGTERM)
+    r.on_signal(signal.SIGTERM)  # its copy
+    assert quits == [] and r.signum == signal.SIGTERM
+    r.on_signal(signal.SIGINT)  # another signal: quit now
+    assert quits == [130]
+    monkeypatch.setattr(signals, "REPEAT_WINDOW", 0.0)  # the same signal later than the window: quit now
+    r.on_signal(signal.SIGTERM)
+    assert quits == [130, 143]
