@@ -110,11 +110,14 @@ def _sections(cls) -> dict[str, type]:
 def convert(name: str, value, leaf_type, optional: bool = False, sequence: bool = False):
     """``value`` as the leaf's type: strings are parsed (``"none"`` is ``None`` for Optional leaves,
     ``true/false/yes/no/1/0`` for booleans, comma-separated values for tuple leaves: ``"10,20"``);
-    lists given to a tuple leaf become tuples; other values are kept as given (checking them is the
-    config's job)."""
-    if sequence and isinstance(value, list):
+    lists given to a tuple leaf become tuples; a boolean given to a number leaf (JSON ``true``) is a
+    ``ValueError``; other values are kept as given (checking them is the config's job)."""
+    if sequence and isinstance(value, (list, tuple)):
+        for v in value:
+            _refuse_bool(name, v, leaf_type)
         return tuple(value)
     if not isinstance(value, str):
+        _refuse_bool(name, value, leaf_type)
         return value
     text = value.strip()
     if optional and text.lower() == "none":
@@ -137,6 +140,13 @@ def convert(name: str, value, leaf_type, optional: bool = False, sequence: bool 
     except ValueError:
         raise ValueError(f"{name}: must be {'an' if leaf_type is int else 'a'} {leaf_type.__name__}, "
                          f"got {value!r}") from None
+
+
+def _refuse_bool(name: str, value, leaf_type) -> None:
+    """A boolean (JSON ``true``) is not a number: ``True`` would pass as 1 or 1.0."""
+    if isinstance(value, bool) and leaf_type in (int, float):
+        raise ValueError(f"{name}: must be {'an' if leaf_type is int else 'a'} {leaf_type.__name__}, "
+                         f"got the boolean {value!r}")
 
 
 def _assign(cls, values: Mapping, current=None) -> dict[str, Any]:
@@ -251,8 +261,8 @@ def _parser_type(leaf: Leaf):
             return convert(leaf.dotted, text, leaf.type, leaf.optional)
         try:
             return convert(leaf.dotted, text, leaf.type, leaf.optional, sequence=True)
-        except ValueError as e:  # argparse prints this message as it is
-            raise argparse.ArgumentTypeError(str(e)) from None
+        except ValueError as e:  # argparse prints this message after the flag: without the name
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{leaf.dotted}: ")) from None
     parse.__name__ = leaf.type.__name__  # argparse names it in "invalid int value"
     return parse
 

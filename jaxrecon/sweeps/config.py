@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
@@ -262,8 +263,7 @@ def _resolve_p(out: dict) -> None:
 
 def _check_scalars(out: dict) -> None:
     """Validate the scalar fields of a resolving config in place (floats made floats)."""
-    if not isinstance(out["name"], str) or not out["name"]:
-        raise ValueError(f"name: must be a non-empty string, got {out['name']!r}")
+    check_name(out["name"])
     _validate.positive_int("seeds", out["seeds"])
     if isinstance(out["seed"], bool) or not isinstance(out["seed"], int) or out["seed"] < 0:
         raise ValueError(f"seed: must be a non-negative integer, got {out['seed']!r}")
@@ -279,6 +279,18 @@ def _check_scalars(out: dict) -> None:
     _validate.choice("pad_p", out["pad_p"], PAD_P)
     if out["lr"] is not None:
         out["lr"] = _validate.positive_float("lr", out["lr"])
+
+
+def check_name(name) -> str:
+    """A sweep name names the directory ``runs/NAME``: a non-empty plain name, no path separator,
+    no ``..``, so it never points outside ``runs/``; one-line ``ValueError`` otherwise."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: must be a non-empty string, got {name!r}")
+    seps = {"/", "\\", os.sep, os.altsep} - {None}
+    if any(c in name for c in seps) or ".." in name or name == "." or "\0" in name:
+        raise ValueError(f"name: must be a plain name without '/' or '..' (it names the directory runs/NAME), "
+                         f"got {name!r}; give the directory with --out instead")
+    return name
 
 
 def _check_defence(out: dict) -> None:
@@ -322,20 +334,31 @@ def load_config(path) -> SweepConfig:
         spec = importlib.util.spec_from_file_location(f"_jaxrecon_config_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+    except SystemExit as e:  # sys.exit() in the file: say so, never exit silently
+        raise ValueError(f"config: {str(path)!r} called sys.exit({e.code!r}) while loading; a config file "
+                         f"defines get_config() and does not exit") from None
     except Exception as e:  # syntax errors, import errors: one clear line
-        raise ValueError(f"config: cannot read {str(path)!r}: {type(e).__name__}: {e}") from None
+        raise ValueError(f"config: cannot read {str(path)!r}: {type(e).__name__}: {_one_line(e)}") from None
     get = getattr(module, "get_config", None)
     if not callable(get):
         raise ValueError(f"config: {str(path)!r} has no get_config() function")
     try:
         values = get()
+    except SystemExit as e:
+        raise ValueError(f"config: get_config() in {str(path)!r} called sys.exit({e.code!r}); it must return "
+                         f"the config") from None
     except Exception as e:
-        raise ValueError(f"config: get_config() in {str(path)!r} failed: {type(e).__name__}: {e}") from None
+        raise ValueError(f"config: get_config() in {str(path)!r} failed: {type(e).__name__}: {_one_line(e)}") \
+            from None
     if isinstance(values, SweepConfig):
         return values
     if not isinstance(values, dict):
         raise ValueError(f"config: get_config() must return a dict or a SweepConfig, got {type(values).__name__}")
     return SweepConfig.from_dict(values)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 def _load_json(path: Path) -> SweepConfig:
