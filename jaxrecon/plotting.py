@@ -142,11 +142,17 @@ def _vlines(ax, d, n, scale=1.0):
 
 
 def _save(fig, path, *extra_suffixes):
+    """Save ``fig`` to ``path`` (and the same name with ``extra_suffixes``), each file written to a
+    uniquely named temporary file beside it and renamed into place (:func:`jaxrecon.io.atomic_write`):
+    concurrent writers never share a temporary file, a reader never sees half a figure, and an
+    ``OSError`` (a full disk) names the figure's path."""
     if path is not None:
+        from .io import atomic_write
+
         path = Path(path)
-        fig.savefig(path, dpi=130)
-        for s in extra_suffixes:
-            fig.savefig(path.with_suffix(s))
+        for target in [path] + [path.with_suffix(s) for s in extra_suffixes]:
+            fmt = target.suffix.lstrip(".").lower() or "png"
+            atomic_write(target, lambda f, fmt=fmt: fig.savefig(f, format=fmt, dpi=130), mode="wb")
 
 
 def _error_and_twin_panels(table, metric, twin, twin_color, twin_label, twin_ylabel, error_legend,
@@ -273,7 +279,8 @@ def finite_size_figure(table, path=None, thresholds=None) -> Figure:
     resolves). One series per ``(activation, method)``; each point labelled ``(d, n)``.
 
     ``thresholds``: rows of :func:`jaxrecon.estimate_thresholds` for ``table`` (computed here when
-    ``None``, with 1000 bootstrap resamples).
+    ``None``, with 1000 bootstrap resamples). When no curve reaches a threshold, the axes span the
+    grid's ``d n`` and say so.
     """
     _check(table)
     if thresholds is None:
@@ -281,6 +288,9 @@ def finite_size_figure(table, path=None, thresholds=None) -> Figure:
 
         thresholds = estimate_thresholds(table)
     series = _threshold_series(thresholds)
+    every_dn = [r["d"] * r["n"] for r in thresholds]
+    reached = any(np.isfinite(r.get(k, math.nan)) for r in thresholds
+                  for k in ("logit_p_over_dn", "threshold_p_over_dn"))
     fig = Figure(figsize=(6.4, 6.2), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1.2, 1.0])
     for c, (key, rows) in zip(_colors(len(series)), series.items()):
@@ -298,6 +308,12 @@ def finite_size_figure(table, path=None, thresholds=None) -> Figure:
                 top.annotate(f"({r['d']}, {r['n']})", (x, y), xytext=(4, 4), textcoords="offset points",
                              fontsize="x-small", color="0.3")
     top.axhline(1.0, color="0.45", ls="--", lw=1.2)
+    if not reached:  # nothing to place on the axes: span the grid's d n, and say so
+        top.set_xlim(min(every_dn) / 1.5, max(every_dn) * 1.5)
+        top.set_ylim(0.5, 1.5)
+        for ax, text in ((top, "no threshold reached in this grid\n(no curve crosses; extend p or the steps)"),
+                         (bottom, "no transition width: no threshold reached")):
+            ax.text(0.5, 0.3, text, transform=ax.transAxes, ha="center", va="center", color="0.3")
     top.set_xscale("log")
     top.margins(x=0.15)
     lo, hi = top.get_ylim()

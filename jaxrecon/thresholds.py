@@ -265,12 +265,16 @@ def format_thresholds(rows: list[dict]) -> str:
 
 
 def write_thresholds(path, rows: list[dict]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    """Write ``rows`` to ``path`` atomically (a uniquely named temporary file beside it, renamed:
+    :func:`jaxrecon.io.atomic_write`, whose ``OSError`` names ``path``)."""
+    from .io import atomic_write
+
+    def write(f):
         w = csv.writer(f, lineterminator="\n")
         w.writerow(THRESHOLD_COLUMNS)
         for r in rows:
             w.writerow([repr(r[c]) if isinstance(r[c], float) else r[c] for c in THRESHOLD_COLUMNS])
+
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.replace(path)
+    atomic_write(path, write)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..distributed import process_count, process_index
-from ..io import out_dir
+from ..io import made_dir, out_dir
 from ..signals import stop_requested
 from . import lock
 from .config import ResolvedSweep, SweepConfig, load_config
@@ -85,8 +85,8 @@ def sweep(config, out=None, progress: bool = True, plots: bool = True, log=print
                                 compile_workers)
     with contextlib.ExitStack() as stack:
         done = {}
-        if out is not None:
-            out = out_dir(out)
+        if out is not None:  # a directory this sweep makes is removed again if it is refused
+            out = stack.enter_context(made_dir(out))
             stack.enter_context(lock.hold(out))
             done = prepare_out(out, resolved, points)
         done, todo, (total, compile_total) = _run(resolved, points, done, out, cache, progress, log,
@@ -281,6 +281,9 @@ def report(table: dict, out=None, plots: bool = True, bootstrap: int = 1000, see
     log = log or (lambda *a, **k: None)
     thr = estimate_thresholds(table, n_boot=bootstrap, seed=seed)
     log(format_thresholds(thr))
+    if thr and not any(np.isfinite(r.get(k, np.nan)) for r in thr for k in ("threshold_p", "logit_p_over_dn")):
+        log("no threshold reached: no (d, n) curve's error crosses half its low-p level, and no logistic fit of "
+            "P(identified) crosses 1/2 in this grid (extend p, or more steps)")
     if out is not None:
         out = out_dir(out)
         write_thresholds(out / "thresholds.csv", thr)

@@ -5,8 +5,9 @@ point are appended in one write, flushed and ``fsync``-ed, so a sweep killed at 
 at most the point in flight. ``sweep.json`` holds the resolved config, its hash and versions, and
 the tolerances of the ``solved`` / ``identified`` columns (:mod:`jaxrecon.outcomes`).
 Resuming (:func:`prepare_out`) keeps every finished point (rows of a point repeated by an earlier
-double run are merged), drops a partial last line or an incomplete point, and refuses an ``OUT``
-that holds a sweep with a different config.
+double run are merged), drops a partial last line or an incomplete point (run again), moves rows
+that fit no point and seed of the grid to ``OUT/rejected_rows.csv`` with a warning, and refuses an
+``OUT`` that holds a sweep with a different config, or a ``jaxrecon reconstruct`` run.
 
 Files written before the ``solved`` and ``identified`` columns existed (:data:`OLD_COLUMNS`) still
 read: the two columns are derived from ``loss`` and ``error_sign``. Resuming such a file first
@@ -19,12 +20,13 @@ import csv
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..io import atomic_write, fsync_dir, out_dir, versions, write_json
+from ..io import _naming, atomic_write, fsync_dir, out_dir, versions, write_json
 from ..outcomes import IDENTIFIED_TOL, identified, method_tolerance, solved
 from .config import NON_IDENTITY, ResolvedSweep
 
@@ -47,6 +49,8 @@ _BOOL_COLUMNS = ("solved", "identified")
 _HEADER = ",".join(COLUMNS) + "\n"
 #: Subdirectory of the per-process results files of a sweep run as several processes.
 SHARDS = "shards"
+#: Files of a ``jaxrecon reconstruct`` run: a sweep refuses a directory that holds one.
+RUN_FILES = ("summary.json", "arrays.npz", "recon.png")
 
 
 def _fmt(v) -> str:
@@ -230,6 +234,10 @@ def _check_meta(out: Path, resolved: ResolvedSweep, points: Sequence) -> None:
     one written before the outcome tolerances were recorded its :func:`outcome_tolerances`)."""
     meta_path, res_path = out / "sweep.json", out / "results.csv"
     h = resolved.config_hash()
+    run = [f for f in RUN_FILES if (out / f).exists()]
+    if run and not meta_path.exists():
+        raise ValueError(f"out: {str(out)!r} holds a jaxrecon reconstruct run ({', '.join(run)}), not a sweep; "
+                         f"use another --out")
     if meta_path.exists():
         try:
             meta = json.loads(meta_path.read_text())
@@ -266,18 +274,66 @@ def row_tolerance(resolved: ResolvedSweep):
     return lambda m: tol.get(m, method_tolerance(m))
 
 
-def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
+#: Where resuming moves the rows of ``results.csv`` that fit no point and seed of the grid.
+REJECTED = "rejected_rows.csv"
+
+
+def _warn(text: str) -> None:
+    print(f"jaxrecon: warning: {text}", file=sys.stderr, flush=True)
+
+
+def placeable(rows: list[dict], points: Sequence, seeds: int) -> tuple[list[dict], list[dict]]:
+    """``(kept, rejected)``: the rows whose point is one of ``points`` and whose seed is in
+    ``0..seeds-1``, and the others (a point outside the grid, a seed out of range)."""
+    valid = {pt.key() for pt in points}
+    kept, rejected = [], []
+    for r in rows:
+        ok = _point_key(r) in valid and 0 <= r["seed"] < seeds
+        (kept if ok else rejected).append(r)
+    return kept, rejected
+
+
+def keep_rejected(out: Path, rows: list[dict]) -> Path:
+    """Add ``rows`` to ``out/rejected_rows.csv`` (a results file: same columns as ``results.csv``;
+    a row already there is not repeated), written atomically; returns its path. A file of that
+    name that is not a results file is left alone: a one-line ``ValueError`` naming it."""
+    path = Path(out) / REJECTED
+    earlier = _read_rows(path)[0] if path.exists() else []
+    lines = dict.fromkeys(rows_text(earlier + list(rows)).splitlines(keepends=True))
+    _write_text(path, _HEADER + "".join(lines))
+    return path
+
+
+def _reject_stray(out: Path, res_path: Path, resolved: ResolvedSweep, points: Sequence, warn) -> None:
+    """Move the rows of ``results.csv`` that fit no point and seed of the grid to
+    ``rejected_rows.csv`` (first, so a crash in between repeats no row and loses none), then
+    rewrite ``results.csv`` without them; one warning line names the count and the file."""
+    rows = _read_rows(res_path, row_tolerance(resolved))[0]
+    kept, rejected = placeable(rows, points, resolved.seeds)
+    if not rejected:
+        return
+    path = keep_rejected(out, rejected)
+    _write_text(res_path, _HEADER + rows_text(kept))
+    (warn or _warn)(f"{len(rejected)} row(s) of {str(res_path)!r} fit no point and seed of this grid (a point "
+                    f"outside it, or a seed outside 0..{resolved.seeds - 1}); moved them to {str(path)!r}")
+
+
+def prepare_out(out, resolved: ResolvedSweep, points: Sequence, warn=None) -> dict:
     """Create or check ``out``; returns finished points ``{point key: rows}``.
 
     A new directory gets ``sweep.json`` and a header-only ``results.csv``. An existing one must hold
-    the same config (by hash); its results are cleaned of a partial last line, of repeated rows and
-    of incomplete points, and brought to the current columns (rewritten atomically), and the
-    finished points are returned. The caller holds the directory's lock
-    (:func:`jaxrecon.sweeps.lock.hold`).
+    the same config (by hash); rows of its results that fit no point and seed of the grid are
+    moved to ``rejected_rows.csv`` (:data:`REJECTED`) with one warning line (``warn(text)``;
+    default: ``jaxrecon: warning: ...`` on stderr), never dropped; the rest is cleaned of a
+    partial last line, of repeated rows and of incomplete points (run again), and brought to the
+    current columns (rewritten atomically), and the finished points are returned. The caller
+    holds the directory's lock (:func:`jaxrecon.sweeps.lock.hold`).
     """
     out = out_dir(out)
     res_path = out / "results.csv"
     _check_meta(out, resolved, points)
+    if res_path.exists():
+        _reject_stray(out, res_path, resolved, points, warn)
     if (out / SHARDS).is_dir():  # left by a run over several processes: fold its rows in first
         from .shards import merge_shards
 
@@ -287,10 +343,6 @@ def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
         return {}
     rows, torn, old = _read_rows(res_path, row_tolerance(resolved))
     done, dropped = complete_points(rows, resolved.seeds)
-    valid = {pt.key() for pt in points}
-    stray = [k for k in done if k not in valid]
-    if stray:
-        raise ValueError(f"out: {str(res_path)!r} has rows for points outside this grid, e.g. {stray[0]}")
     if torn or dropped or old:  # rewrite without the partial line / repeats / incomplete points
         keep = [r for pt in points if pt.key() in done for r in done[pt.key()]]
         _write_text(res_path, _HEADER + rows_text(keep))
@@ -298,11 +350,15 @@ def prepare_out(out, resolved: ResolvedSweep, points: Sequence) -> dict:
 
 
 def append_rows(path: Path, rows) -> None:
-    """Append rows to ``results.csv`` in one write, flushed and fsync-ed."""
-    with open(path, "a") as f:
-        f.write(rows_text(rows))
-        f.flush()
-        os.fsync(f.fileno())
+    """Append rows to ``results.csv`` in one write, flushed and fsync-ed; an ``OSError`` (a full
+    disk) names ``path``."""
+    try:
+        with open(path, "a") as f:
+            f.write(rows_text(rows))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _naming(e, path) from e
 
 
 def finish_meta(out: Path, points_run: int, seconds: float, compile_seconds: float) -> None:
