@@ -1,7 +1,9 @@
 """The ``jaxrecon`` command.
 
-Errors in the user's input print one line (``jaxrecon: error: ...``) and exit with status 2;
-file-system errors (read-only or full disk) one line naming the path and the reason, status 1.
+Errors in the user's input print one line (``jaxrecon: error: ...``) naming the flag as the user
+typed it (:func:`user_names`: a library's internal name, e.g. ``first_steps``, becomes
+``--switch-after``) and exit with status 2; file-system errors (read-only or full disk) one line
+naming the path and the reason, status 1.
 A first Ctrl-C or SIGTERM stops the run after its current chunk (or grid point) and saves what is
 done, exiting 130 or 143; a second quits at once (:mod:`jaxrecon.signals`). Compiled programs are
 kept in JAX's persistent cache (:mod:`jaxrecon.cache`; ``JAXRECON_CACHE_DIR=off`` disables it).
@@ -12,8 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import time
+from pathlib import Path
 
 from ._version import __version__
 
@@ -35,6 +39,8 @@ def _add_reconstruct(sub):
     save.add_argument("--out", default=None,
                       help="directory for summary.json and arrays.npz (default: runs/reconstruct-<date>-<time>)")
     save.add_argument("--no-save", action="store_true", help="print the results only; write no files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier run in --out (refused without it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_process_arguments(p)
     p.set_defaults(func=_cmd_reconstruct, stops_after="chunk")
@@ -66,10 +72,16 @@ def _cmd_reconstruct(args):
     lead = not initialize(flags_from_args(args), log=print) or _process_index() == 0
     cfg = from_args(ReconstructConfig, args)
     out = None if args.no_save or not lead else (args.out or default_run_dir())
+    if out is not None:
+        args.out_dir = out  # named by a file-system error that names no file
+        check_run_dir(out, args.overwrite)
     with x64() if cfg.scale.x64 else contextlib.nullcontext():
         summary = run_reconstruction(cfg, out=out, progress=not args.quiet and lead, log=print if lead else None)
     if not lead:
         return 0
+    if out is not None and args.overwrite and "images" not in summary:  # the earlier run's figure is stale
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(out, "recon.png"))
     files = "summary.json and arrays.npz" + (" and recon.png" if "images" in summary else "")
     interrupted = [r["seed"] for r in summary["results"] if r["status"] == "interrupted"]
     request = current_request()
@@ -81,6 +93,26 @@ def _cmd_reconstruct(args):
         return request.exit_code if request is not None and request.exit_code else 130
     print(f"wrote {out}/{files}" if out else "results not saved (--no-save)")
     return 0
+
+
+#: Files of a ``reconstruct`` run, and of a sweep: ``reconstruct --out DIR`` refuses a DIR holding either.
+RUN_FILES = ("summary.json", "arrays.npz", "recon.png")
+SWEEP_FILES = ("sweep.json", "results.csv")
+
+
+def check_run_dir(out, overwrite: bool = False) -> None:
+    """Refuse ``reconstruct --out DIR`` where ``DIR`` holds a sweep, or an earlier run (unless
+    ``overwrite``): one-line ``ValueError`` saying how to proceed, before any work."""
+    path = Path(out)
+    if not path.is_dir():
+        return  # new (made by the run), or a file (refused by the run)
+    sweep = [f for f in SWEEP_FILES if (path / f).exists()]
+    if sweep:
+        raise ValueError(f"out: {str(out)!r} holds a jaxrecon sweep ({', '.join(sweep)}); give another --out")
+    earlier = [f for f in RUN_FILES if (path / f).exists()]
+    if earlier and not overwrite:
+        raise ValueError(f"out: {str(out)!r} holds an earlier run ({', '.join(earlier)}); give another --out, "
+                         f"or --overwrite to replace its files")
 
 
 def _add_sweep(sub):
@@ -116,6 +148,7 @@ def _cmd_sweep(args):
     if not args.config and not any(f"grid.{k}" in given for k in ("p", "p_over_n", "p_over_dn")):
         raise ValueError("p: give a config file or one of --p, --p-over-n, --p-over-dn")
     out = args.out or f"runs/{cfg.name}"
+    args.out_dir = out
     with x64() if cfg.resolved().x64 else contextlib.nullcontext():
         sweep(cfg, out=out, progress=not args.quiet, plots=not args.no_plot, bootstrap=args.bootstrap)
     return 0
@@ -135,17 +168,145 @@ def _add_plot(sub):
 def _cmd_plot(args):
     from .sweeps import plot_dir
 
+    args.out_dir = args.out or args.dir
     plot_dir(args.dir, out=args.out, bootstrap=args.bootstrap)
     return 0
 
 
+class UsageError(Exception):
+    """A command line argparse cannot parse; ``parser`` is the (sub)parser that refused it."""
+
+    def __init__(self, message: str, parser: argparse.ArgumentParser):
+        super().__init__(message)
+        self.parser = parser
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors :func:`main` turns into one ``jaxrecon: error:`` line:
+    with ``defer_errors`` set it raises :class:`UsageError` (else argparse's usage and exit 2)."""
+
+    defer_errors = False
+
+    def error(self, message):
+        if self.defer_errors:
+            raise UsageError(message, self)
+        super().error(message)
+
+
+# -- the user's names in messages -----------------------------------------------------------------
+#
+# Errors raised below the CLI start with the name of what is wrong, ``name: ...``: a config
+# field (``switch_after``), a CLI option (``out``) or a name internal to the library. main() turns
+# that name into the flag as the user typed it (``--switch-after``, ``--attack.switch_after``), in
+# this one place: every flag of every command gets it. FLAG_ALIASES maps the library's internal
+# names to the config fields they come from (the first of them the user gave is named).
+
+FLAG_ALIASES = {
+    "first_steps": ("switch_after",),
+    "plateau_steps": ("switch_plateau",),
+    "stall_steps": ("stall_plateau",),
+    "strength": ("theta_noise", "label_noise", "early_stop_steps", "prune", "defence_strength"),
+    "epsilon": ("dp_epsilon", "defence_strength"),
+    "delta": ("dp_delta",),
+    "dtype": ("quantize", "defence_strength"),
+    "kind": ("defence",),
+    "data_dir": ("data_dir",),
+    "num_processes": ("num_processes",),
+    "process_id": ("process_id",),
+}
+_NAME = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def _flag_table(parser: argparse.ArgumentParser) -> dict:
+    """``{name: action}`` of a (sub)parser's options: by ``dest`` (``attack.switch_after``) and by
+    each spelling without its dashes (``switch_after`` for ``--switch-after``)."""
+    table = {}
+    for action in parser._actions:  # noqa: SLF001 (argparse keeps no public list)
+        if not action.option_strings or action.dest in (None, argparse.SUPPRESS, "help"):
+            continue
+        table.setdefault(action.dest, action)
+        for spelling in action.option_strings:
+            table.setdefault(spelling.lstrip("-").replace("-", "_"), action)
+    return table
+
+
+def _typed(parser: argparse.ArgumentParser, argv) -> dict:
+    """``{action: spelling}`` of the options on the command line ``argv``, resolved as argparse
+    does (an exact spelling, else the one spelling a prefix abbreviates); the last one of an
+    option given twice (its value is the one used)."""
+    spellings = {s: a for a in parser._actions for s in a.option_strings}  # noqa: SLF001
+    typed = {}
+    for token in argv or ():
+        if not isinstance(token, str) or not token.startswith("-") or token == "--":
+            continue
+        opt = token.split("=", 1)[0]
+        if opt in spellings:
+            typed[spellings[opt]] = opt
+            continue
+        match = [s for s in spellings if s.startswith(opt) and len(opt) > 2]
+        if len({spellings[s] for s in match}) == 1:
+            typed[spellings[match[0]]] = match[0]
+    return typed
+
+
+def _config_key(action) -> str:
+    """How a config file names an option: its flat spelling (``defence_strength``)."""
+    plain = [s for s in action.option_strings if "." not in s] or action.option_strings
+    return plain[-1].lstrip("-").replace("-", "_")
+
+
+def user_names(message: str, parser: argparse.ArgumentParser, argv, config_file: bool = False) -> str:
+    """``message`` (``name: ...``) with ``name`` the flag the user typed on ``argv``.
+
+    ``name`` is a config field, a CLI option or an internal name of :data:`FLAG_ALIASES` (or a dotted
+    name ending in one: ``first_order.switch_after``). When the
+    user typed none of its flags, it is the option's short flag (``--defence-strength``), or with a
+    ``config_file`` (where the value may come from) its config key (``defence_strength``). Other
+    names stay. argparse's own ``argument --a.b/--b: ...`` names the spelling typed."""
+    typed = _typed(parser, argv)
+    own = re.match(r"argument (\S+): (.*)", message, re.S)
+    if own:
+        spellings = own.group(1).split("/")
+        named = [t for a, t in typed.items() if set(a.option_strings) & set(spellings)]
+        return f"{named[0] if named else spellings[-1]}: {own.group(2)}"
+    head, sep, rest = message.partition(": ")
+    if not sep or not all(_NAME.fullmatch(h) for h in head.split("/")):
+        return message
+    table = _flag_table(parser)
+    if "/" in head:  # "a/b/c: ..." about several options: the ones the user typed
+        named = [typed[table[h]] for h in head.split("/") if h in table and table[h] in typed]
+        return f"{'/'.join(named)}: {rest}" if named else message
+    last = head.rsplit(".", 1)[-1]  # a field of a library object: first_order.switch_after
+    names = (head, *FLAG_ALIASES.get(head, ()), last, *FLAG_ALIASES.get(last, ()))
+    actions = list(dict.fromkeys(table[k] for k in names if k in table))
+    for action in actions:
+        if action in typed:
+            return f"{typed[action]}: {rest}"
+    if not actions:
+        return message
+    if config_file:
+        return f"{_config_key(actions[0])}: {rest}"
+    plain = [s for s in actions[0].option_strings if "." not in s] or actions[0].option_strings
+    return f"{plain[-1]}: {rest}"
+
+
+def _check_paths(args) -> None:
+    """Path options given as an empty string (``--out ""``) are errors, not the default."""
+    for name in ("out", "dir", "config", "data.dir"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"{name}: empty path {value!r}; give a directory or file path, or leave the option "
+                             f"out for its default")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="jaxrecon",
         description="Reconstruct training data from model parameters (Iurada et al., ICLR 2026).",
     )
     parser.add_argument("--version", action="version", version=f"jaxrecon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = sub.choices  # {command: its parser}, for the user's names in messages
     _add_reconstruct(sub)
     _add_sweep(sub)
     _add_plot(sub)
@@ -158,24 +319,39 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .signals import Interrupted, handle_signals
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     with handle_signals() as request:  # before the heavy imports: a signal during them is handled too
         parser = build_parser()
-        args = parser.parse_args(argv)
+        for p in (parser, *parser.commands.values()):
+            p.defer_errors = True
+        try:
+            args = parser.parse_args(argv)
+        except UsageError as e:  # the top parser refuses what the command left (unrecognized arguments)
+            where = e.parser
+            if where is parser:
+                where = next((parser.commands[a] for a in argv if a in parser.commands), parser)
+            print(f"jaxrecon: error: {user_names(str(e), where, argv)} (see: {where.prog} --help)", file=sys.stderr)
+            return 2
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
         if request is not None:
             request.what = getattr(args, "stops_after", "grid point" if args.command == "sweep" else "step")
+        command = parser.commands.get(args.command, parser)
         from .cache import enable_compilation_cache
 
         enable_compilation_cache()
         try:
+            _check_paths(args)
             code = args.func(args) or 0
         except ValueError as e:
-            print(f"jaxrecon: error: {e}", file=sys.stderr)
+            named = user_names(str(e), command, argv, config_file=bool(getattr(args, "config", None)))
+            print(f"jaxrecon: error: {named}", file=sys.stderr)
             return 2
         except OSError as e:  # read-only or full disk, a missing file: the path and the reason
-            where = f"{e.filename}: " if e.filename else ""
+            # a write error of an open file (a full disk) carries no file name: the output directory
+            where = e.filename or getattr(args, "out_dir", None)
+            where = f"{where}: " if where else ""
             print(f"jaxrecon: error: {where}{e.strerror or e}", file=sys.stderr)
             return 1
         except Interrupted as e:

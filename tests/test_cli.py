@@ -74,8 +74,8 @@ def test_default_seeds_synthetic_4_images_1():
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--memory-budget", "lots"], "memory_budget: must be a size"),
-    (["--memory-budget", "1GB", "--block-size", "10"], "memory_budget: give only one"),
+    (["--memory-budget", "lots"], "--memory-budget: must be a size"),
+    (["--memory-budget", "1GB", "--block-size", "10"], "--memory-budget: give only one"),
     (["--shards", "2"], "shards: sharding the features needs a streamed map"),
     (["--block-size", "10", "--shards", "64"], "shards: 64 devices requested"),
 ])

@@ -334,8 +334,9 @@ def test_second_writer_refused_while_a_sweep_holds_the_lock(tmp_path, capsys):
             sweep(SweepConfig(**TINY), out=out, progress=False, plots=False, log=None, cache=CACHE)
         assert main(["sweep", "--d", "4", "--n", "2", "--p", "5", "--out", str(out), "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("jaxrecon: error: out:") and f"pid {os.getpid()}" in err[0], err
-    assert sorted(f.name for f in out.iterdir()) == [".lock"]  # nothing written
+        assert len(err) == 1 and err[0].startswith("jaxrecon: error: --out:") and f"pid {os.getpid()}" in err[0], err
+        assert sorted(f.name for f in out.iterdir()) == [".lock"]  # nothing written
+    assert list(out.iterdir()) == []  # the holder removes its lock
     with lock.hold(out):  # released by its holder's exit
         pass
 
