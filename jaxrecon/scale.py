@@ -15,6 +15,11 @@ this with a 25 % margin and rounds ``B`` down to a multiple of 128 (a friendly m
 ``V`` plus the dense working set (:func:`dense_bytes`) fits the budget (by default, ``auto``, half
 the free memory of the device, or of the host on CPU), streamed with the largest block that fits
 otherwise.
+
+The split start (``adam-lm-split``) runs over a streamed map too: its even features' step and LM
+product hold about what the plain streamed map's do (within 10 %, and within this model with its
+margin: ``tests/test_split_streamed.py``), and its prefix is the map with fewer rows, not a copy, so
+``copied_rows`` (:func:`dense_bytes`) counts against a stored ``V`` only.
 """
 
 from __future__ import annotations
@@ -167,7 +172,7 @@ def dense_bytes(d: int, n: int, p: int, seeds: int, itemsize: int, copied_rows: 
     """Modelled memory of a dense random-features attack: ``V`` once plus, for every seed,
     :data:`DENSE_WORKING_ARRAYS` feature-sized arrays and a few ``p``-vectors; ``copied_rows``: rows
     of ``V`` the attack holds a copy of besides (the split start's first stage on a prefix of the
-    features, ``Method.split_features``)."""
+    features, ``Method.split_features``; a streamed map's prefix is no copy)."""
     return itemsize * ((p + copied_rows) * d + seeds * p * (DENSE_WORKING_ARRAYS * n + 4))
 
 

@@ -1,4 +1,5 @@
-"""The split start (jaxrecon/attack/split.py): even features, the sign solve, the start end to end."""
+"""The split start (jaxrecon/attack/split.py, features/even.py, attack/signs.py): even features, the sign
+solve, the start end to end (over a streamed V: tests/test_split_streamed.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +9,7 @@ import pytest
 import jaxrecon as jr
 from jaxrecon import loss as L
 from jaxrecon.attack import split as S
+from jaxrecon.features import even as EV
 from jaxrecon.features.base import FeatureMapBase
 from jaxrecon.metrics import match
 
@@ -52,11 +54,11 @@ def test_even_features_products_and_the_even_part_of_theta(activation):
 @pytest.mark.parametrize("block_bytes", [None, 3 * 7 * 8])  # one block; blocks of 3 rows and a remainder of 1
 def test_even_closed_form_gauss_newton_equals_autodiff(monkeypatch, block_bytes):
     if block_bytes is not None:
-        monkeypatch.setattr(S, "EVEN_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(EV, "EVEN_BLOCK_BYTES", block_bytes)
     with jr.config.x64():
         data, fmap, theta, prob = _problem(7, 10)
         ev, te = prob.even.fmap, prob.even.theta
-        assert S._block_rows(ev.V) == (3 if block_bytes else ev.p) and ev.p % 3 == 1
+        assert EV._block_rows(ev.V) == (3 if block_bytes else ev.p) and ev.p % 3 == 1
         x = data.x + 0.2 * jax.random.normal(jax.random.key(3), data.x.shape, jnp.float64)
         u = jax.random.normal(jax.random.key(4), x.shape, jnp.float64)
         closed = L.residual_linearization(ev, te, x)
@@ -102,8 +104,9 @@ def test_odd_slope_and_where_the_split_does_not_apply():
     with pytest.raises(ValueError, match="start: 'split' needs an activation whose odd part is linear"):
         S.odd_slope("tanh")
     streamed = jr.RandomFeatures(jax.random.key(0), 5, 200, block_size=50)
-    with pytest.raises(ValueError, match="start: 'split' needs random features with V stored"):
-        S.check_split(streamed)
+    assert S.check_split(streamed) == pytest.approx(0.5)  # V streamed: the split runs over its blocks
+    with pytest.raises(ValueError, match="^start: 'split' needs random features .a RandomFeatures map"):
+        S.check_split(_problem(3, 2)[3].even.fmap)  # not a RandomFeatures map
     data = jr.synthetic(jax.random.key(1), 3, 5)
     with pytest.raises(ValueError, match="odd part is linear"):
         fm = jr.RandomFeatures(jax.random.key(0), 5, 200, activation="tanh")
@@ -186,7 +189,7 @@ def test_no_copy_of_V(monkeypatch):
     r, z = tgt.split.even.theta, data.x[0]
     assert temp(lambda ev, t: ev.project(data.x, t), tgt.split.even.fmap, r) < v_bytes / 4
     ev = tgt.split.even.fmap
-    monkeypatch.setattr(S, "EVEN_BLOCK_BYTES", v_bytes // 64)  # the LM product holds one block of V
+    monkeypatch.setattr(EV, "EVEN_BLOCK_BYTES", v_bytes // 64)  # the LM product holds one block of V
     u = jax.random.normal(jax.random.key(3), data.x.shape)
     assert temp(lambda ev, t: L.residual_value_and_grad(ev, t, data.x), ev, r) < v_bytes / 4
     # the LM product keeps several n x p arrays (each V / 16 at this size); a copy of V is all of it

@@ -37,7 +37,7 @@ def stored_linearization(F, S, V, t, mm, jitter=None) -> ResidualLinearization:
     """The closed form (module docstring) with all ``p`` features at hand: ``F`` and ``S`` (``n x p``),
     ``V`` (``p x d``), the unit ``t`` and the matmul ``mm``. (The split start's even features,
     projected on the complement of ``V``'s columns, have their own:
-    :meth:`jaxrecon.attack.split.EvenFeatures.residual_linearization`.)"""
+    :meth:`jaxrecon.features.even.EvenFeatures.residual_linearization`.)"""
     fac = factor_kernel(mm(F, F.T), jitter)
     c = fac.solve(mm(F, t))
     r = t - mm(c, F)
