@@ -46,7 +46,10 @@ def test_smoke_run_writes_the_csv_and_table_and_resumes(tmp_path, capsys):
     for key in [("relu-d6-n2-10dn", "adam"), ("relu-d6-n2-10dn", "adam-lm-split"), ("tanh-d6-n2-10dn", "adam")]:
         r = by[key]
         assert r["outcome"] == "ran" and r["seeds"] == "2" and r["method_run"] == key[1]
-        assert 0 <= int(r["solved"]) <= 2 and 0 <= int(r["identified"]) <= 2
+        assert 0 <= int(r["solved"]) <= 2 and 0 <= int(r["identified"]) <= 2 and 0 <= int(r["solved_method"]) <= 2
+        assert r["solved_rule"] in ("float64", "method")
+        if r["solved_rule"] == "float64":  # the float64 residual-form losses decide
+            assert int(r["solved"]) == sum(float(v) <= 1e-10 for v in r["losses_f64"].split(";"))
         assert float(r["cpu_s"]) > 0 and float(r["wall_s"]) > 0 and int(r["passes"]) > 0
         assert len(r["losses"].split(";")) == 2 and len(r["statuses"].split(";")) == 2
         assert r["command"].startswith("jaxrecon reconstruct --seed 0 --data synthetic --d 6 --n 2 --p-over-dn 10")
@@ -65,6 +68,16 @@ def test_smoke_run_writes_the_csv_and_table_and_resumes(tmp_path, capsys):
     assert rb.main(argv) == 0  # resumed: every (row, method) is there
     assert "0 run(s), 4 already" in capsys.readouterr().out
     assert (tmp_path / "results.csv").read_bytes() == before
+
+
+def test_a_csv_of_older_columns_is_rewritten_with_the_current_ones(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("row,method,solved,extra\nr1,adam,2,x\n")
+    rows = rb.read_rows(path)
+    assert rows == [{**{k: "" for k in rb.FIELDS}, "row": "r1", "method": "adam", "solved": "2"}]
+    assert path.read_text().splitlines()[0] == ",".join(rb.FIELDS)
+    rb.append_row(path, {"row": "r2", "method": "auto", "outcome": "n/a"})
+    assert [(r["row"], r["outcome"]) for r in rb.read_rows(path)] == [("r1", ""), ("r2", "n/a")]
 
 
 def test_unknown_rows_and_methods_are_one_line_errors(capsys):
