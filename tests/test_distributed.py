@@ -7,13 +7,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jaxrecon import distributed
+from jaxrecon import coordinator, distributed
 from jaxrecon.cli import main
 from jaxrecon.sweeps import COLUMNS, SweepConfig, grid, read_results, rows_text, sweep
 from jaxrecon.sweeps import shards as sweep_shards
@@ -39,6 +40,13 @@ NUMERIC = [c for c in COLUMNS if c not in ("seconds", "compile_seconds")]
     (("localhost:1234", None, 0), r"^--num-processes: missing"),
     (("localhost", 2, 0), r"^--coordinator: must be HOST:PORT"),
     (("localhost:99999", 2, 0), r"^--coordinator: must be HOST:PORT"),
+    ((":1234", 2, 0), r"^--coordinator: must be HOST:PORT"),
+    (("local host:1234", 2, 0), r"^--coordinator: must be HOST:PORT"),
+    (("[::1]:x", 2, 0), r"^--coordinator: must be HOST:PORT"),
+    (("localhost:1234", 2, 0, 0.0), r"^--init-timeout: must be a number of seconds"),
+    (("localhost:1234", 2, 0, float("nan")), r"^--init-timeout: "),
+    ((None, None, None, -1.0), r"^--init-timeout: "),
+    (("localhost:1234", 2, 0, None, "0.0.0.0:1234"), r"^--coordinator-bind: must be an address"),
 ])
 def test_bad_process_flags_are_one_line_errors(flags, match):
     with pytest.raises(ValueError, match=match) as e:
@@ -55,6 +63,21 @@ def test_cli_refuses_a_wrong_process_id(command, capsys):
     assert err.count("\n") == 0 and err.startswith("jaxrecon: error: --process-id: must be in [0, 2)")
 
 
+def test_coordinator_addresses_and_the_job_key(monkeypatch):
+    assert distributed.split_address("localhost:29500") == ("localhost", 29500)
+    assert distributed.split_address("[::1]:29500") == ("::1", 29500)
+    assert distributed.split_address("10.0.0.1:1") == ("10.0.0.1", 1)
+    assert distributed._bind_host("[::]") == "::" and distributed._bind_host("0.0.0.0") == "0.0.0.0"
+    # the processes of one job give the same command apart from --process-id and --init-timeout
+    monkeypatch.setattr(sys, "argv", ["jaxrecon", "sweep", "--d", "4", "--process-id", "0", "--init-timeout=5"])
+    key = distributed._job_key()
+    monkeypatch.setattr(sys, "argv", ["jaxrecon", "sweep", "--d", "4", "--process-id=1", "--coordinator", "h:1"])
+    assert distributed._job_key() == key
+    monkeypatch.setattr(sys, "argv", ["jaxrecon", "sweep", "--d", "5", "--process-id", "1"])
+    assert distributed._job_key() != key
+    assert distributed.resume_command() == "jaxrecon sweep --d 5 --process-id 1"
+
+
 def test_cluster_detection_and_single_process_defaults():
     slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]", "SLURM_PROCID": "1", "SLURM_LOCALID": "0"}
     assert distributed.detected_cluster({**slurm, "SLURM_NTASKS": "4"}) == ("SLURM", 4)
@@ -66,6 +89,102 @@ def test_cluster_detection_and_single_process_defaults():
     assert not distributed.initialize(distributed.ProcessFlags())  # nothing given, nothing detected
     assert distributed.process_count() == 1 and distributed.process_index() == 0
     assert len(distributed.mesh_devices(1)) == 1
+
+
+# -- the coordinator process's protocol (in a thread, no JAX service) ------------------------
+class _Peer:
+    """A fake process of the job talking to :func:`jaxrecon.coordinator.serve`."""
+
+    def __init__(self, port, i, k=2, key="job"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        if i is not None:
+            self.sock.sendall(f"hello {coordinator.PROTOCOL} k={k} id={i} key={key} host=h pid={100 + i}\n".encode())
+
+    def line(self) -> str:
+        while b"\n" not in self.buf:
+            data = self.sock.recv(4096)
+            if not data:
+                return "<eof>"
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def send(self, text):
+        self.sock.sendall(f"{text}\n".encode())
+
+
+def _serve(k, timeout=10.0, key="job"):
+    """A coordinator on a free loopback port in a thread; returns (port, thread, result list)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port, result = listener.getsockname()[1], []
+    t = threading.Thread(target=lambda: result.append(coordinator.serve(
+        listener, k, key, f"localhost:{port}", f"127.0.0.1:{port}", timeout, service=False)), daemon=True)
+    t.start()
+    return port, t, result
+
+
+def test_coordinator_refuses_a_duplicate_id_another_k_and_another_job():
+    port, t, result = _serve(3)
+    p0, p1 = _Peer(port, 0, k=3), _Peer(port, 1, k=3)
+    assert p0.line() == "waiting 2" and p1.line() == "waiting 1"
+    other_k, other_job = _Peer(port, 2, k=2), _Peer(port, 2, k=3, key="other")
+    assert other_k.line().startswith("error input --num-processes: this process says 2, but process 0")
+    line = other_job.line()
+    assert line.startswith("error input --coordinator: localhost:") and "runs another job" in line
+    dup = _Peer(port, 1, k=3)
+    for p in (p0, p1, dup):  # every process of the job gets the one line, and the job ends
+        line = p.line()
+        while line.startswith("waiting"):
+            line = p.line()
+        assert line.startswith("error input --process-id: 1 was given to two processes (pid 101 on h and pid 101")
+    t.join(10)
+    assert result == [1]
+
+
+def test_coordinator_names_the_missing_processes_when_its_timeout_expires():
+    port, t, result = _serve(3, timeout=0.5)
+    p2 = _Peer(port, 2, k=3)
+    assert p2.line() == "waiting 2"
+    line = p2.line()
+    assert line.startswith("error job --init-timeout: waited 0.5 s for processes 0, 1 of 3"), line
+    t.join(10)
+    assert result == [1]
+
+
+def test_coordinator_ends_the_handshake_when_process_0_leaves_it():
+    port, t, result = _serve(3, timeout=60)
+    p1, p0 = _Peer(port, 1, k=3), _Peer(port, 0, k=3)
+    assert p1.line() == "waiting 2" and p1.line() == "waiting 1"
+    p0.sock.close()  # e.g. Ctrl-C: the others are told at once, not after the timeout
+    assert p1.line().startswith("error job --coordinator: process 0 (which runs the coordinator at localhost:")
+    t.join(10)
+    assert result == [1]
+
+
+def test_coordinator_relays_departures_and_passes_barriers_over_them():
+    port, t, result = _serve(3)
+    peers = [_Peer(port, i, k=3) for i in range(3)]
+    for p in peers:
+        line = p.line()
+        while line.startswith("waiting"):
+            line = p.line()
+        assert line == "go"
+    peers[0].send("barrier a")
+    peers[1].send("barrier a")
+    peers[2].send("bye")
+    peers[2].sock.close()  # exited after its bye, without reaching the barrier: it is passed
+    assert [peers[0].line(), peers[0].line()] == ["gone 2 exited", "pass a"]
+    assert [peers[1].line(), peers[1].line()] == ["gone 2 exited", "pass a"]
+    peers[1].sock.close()  # killed: no bye
+    assert peers[0].line() == "gone 1 died"
+    peers[0].send("barrier b")
+    assert peers[0].line() == "pass b"
+    peers[0].sock.close()
+    t.join(10)
+    assert result == [0] and not t.is_alive()
 
 
 # -- the split (pure) ------------------------------------------------------------------------
@@ -193,6 +312,9 @@ def test_two_processes_equal_one(tmp_path, reference):
 
 
 def test_killed_process_then_rerun_completes_without_duplicates(tmp_path, reference):
+    """Process 1 killed mid-run: process 0 finishes its share, its rows flushed and marked, then
+    exits with one line naming process 1 and the command that resumes (never a native abort);
+    rerunning completes the sweep without duplicates."""
     out = tmp_path / "out"
     shard1 = out / "shards" / "results.1.csv"
     procs = _launch(["sweep", *FLAGS, "--out", str(out)], 2, tmp_path)
@@ -204,12 +326,21 @@ def test_killed_process_then_rerun_completes_without_duplicates(tmp_path, refere
             time.sleep(0.01)
         killed_mid_way = procs[1].poll() is None
         procs[1].send_signal(signal.SIGKILL)
-        # JAX's coordination service would end process 0 after its heartbeat timeout; do it now
-        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=240)
     finally:
         for p in procs:
+            if p.poll() is None:
+                p.kill()
             p.wait()
+    log0 = (tmp_path / "process0.log").read_text()
     assert killed_mid_way, (tmp_path / "process1.log").read_text()[-2000:]
+    assert procs[0].returncode == 1, log0[-3000:]
+    errors = [line for line in log0.splitlines() if line.startswith("jaxrecon: error:")]
+    assert len(errors) == 1 and "Traceback" not in log0, log0[-3000:]
+    assert "process 1 of 2 died" in errors[0] and "to resume, run the same command" in errors[0]
+    assert "jaxrecon sweep --d 4,5" in errors[0] and "--process-id 0" in errors[0]
+    marker = json.loads((out / "shards" / "done.0").read_text())  # written after its last row
+    assert marker["units_run"] == marker["units"] > 0
     before = read_results(out)
     assert 2 <= len(before["p"]) < 16  # some rows landed in the shards, not all
     _wait(_launch(["sweep", *FLAGS, "--out", str(out)], 2, tmp_path), tmp_path)
@@ -217,6 +348,85 @@ def test_killed_process_then_rerun_completes_without_duplicates(tmp_path, refere
     keys = list(zip(after["d"].tolist(), after["p"].tolist(), after["seed"].tolist()))
     assert len(keys) == len(set(keys)) == 16
     _close(reference, after)
+
+
+# -- faults at the start of a job: one line each, in seconds ---------------------------------
+FAIL_FAST = ["sweep", "--d", "4", "--n", "2", "--p", "8", "--method", "adam", "--seeds", "1", "--steps", "10",
+             "--quiet", "--no-plot", "--bootstrap", "0"]
+
+
+def _start(tmp_path, port, k, i, tag, *extra):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXRECON_CACHE_DIR": "off"}
+    cmd = [sys.executable, "-m", "jaxrecon.cli", *FAIL_FAST, "--out", str(tmp_path / "out"), "--coordinator",
+           f"localhost:{port}", "--num-processes", str(k), "--process-id", str(i), *extra]
+    with open(tmp_path / f"{tag}.log", "w") as f:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=f)
+
+
+def _one_line_failure(proc, tmp_path, tag, within: float) -> str:
+    """The one error line of a process that must fail (non-zero, not natively) within ``within`` s."""
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"{tag}: still running after {within} s: {(tmp_path / f'{tag}.log').read_text()[-1500:]}")
+    err = (tmp_path / f"{tag}.log").read_text()
+    errors = [line for line in err.splitlines() if line.startswith("jaxrecon: error:")]
+    assert proc.returncode in (1, 2) and len(errors) == 1 and "Traceback" not in err, (proc.returncode, err[-2000:])
+    return errors[0]
+
+
+def _listening(port: int) -> list:
+    """The addresses listening on TCP ``port`` of this machine (``/proc/net/tcp``, ``tcp6``)."""
+    import ipaddress
+
+    found = []
+    for name in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            ip_hex, port_hex = local.split(":")
+            if state == "0A" and int(port_hex, 16) == port:  # LISTEN
+                raw = bytes.fromhex(ip_hex)
+                raw = b"".join(raw[j:j + 4][::-1] for j in range(0, len(raw), 4))  # words in host order
+                ip = ipaddress.ip_address(raw)
+                found.append(getattr(ip, "ipv4_mapped", None) or ip)
+    return found
+
+
+def test_a_taken_port_is_one_line_for_every_process(tmp_path):
+    with socket.socket() as holder:  # another program holds the port (and never answers)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(4)
+        port = holder.getsockname()[1]
+        procs = {f"p{i}": _start(tmp_path, port, 2, i, f"p{i}", "--init-timeout", "3") for i in (0, 1)}
+        errors = {tag: _one_line_failure(p, tmp_path, tag, 120) for tag, p in procs.items()}
+    assert errors["p0"].startswith(f"jaxrecon: error: --coordinator: port {port} is already in use on localhost")
+    assert errors["p1"].startswith("jaxrecon: error: --init-timeout: no answer from the coordinator at localhost:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_process_is_named_after_init_timeout_and_the_coordinator_listens_on_loopback(tmp_path):
+    port = _free_port()
+    p0 = _start(tmp_path, port, 2, 0, "p0", "--init-timeout", "5")
+    seen, deadline = [], time.time() + 120
+    while not seen and p0.poll() is None and time.time() < deadline:
+        seen = _listening(port)
+        time.sleep(0.05)
+    error = _one_line_failure(p0, tmp_path, "p0", 120)
+    assert seen and all(ip.is_loopback for ip in seen), seen  # --coordinator localhost: loopback only
+    assert "jaxrecon: waiting for 1 of 2 processes (timeout 5 s)" in (tmp_path / "p0.log").read_text()
+    assert error.startswith("jaxrecon: error: --init-timeout: waited 5 s for process 1 of 2, which never reached")
+
+
+def test_a_process_id_given_twice_ends_the_job_in_seconds(tmp_path):
+    port = _free_port()
+    procs = {f"p{i}_{n}": _start(tmp_path, port, 3, i, f"p{i}_{n}", "--init-timeout", "300")
+             for n, i in enumerate((0, 1, 1))}
+    t0 = time.time()
+    errors = [_one_line_failure(p, tmp_path, tag, 120) for tag, p in procs.items()]
+    assert time.time() - t0 < 120  # not the 300 s init timeout
+    for e in errors:  # every process of the job says so and exits
+        assert e.startswith("jaxrecon: error: --process-id: 1 was given to two processes"), e
 
 
 def test_attack_over_two_processes_of_two_devices_equals_one_device(tmp_path):

@@ -155,9 +155,9 @@ def _sweep_processes(resolved: ResolvedSweep, points: list[GridPoint], out, cach
         marks = wait_for_markers(out, k, run, log=say)
         # every process has seen every marker before process 0 removes them (a quick barrier:
         # all are alive and here); without it a slow reader could wait for deleted markers
-        from jax.experimental import multihost_utils
+        from ..distributed import barrier  # passes over a process gone after its marker
 
-        multihost_utils.sync_global_devices(f"jaxrecon sweep {run}")
+        barrier(f"jaxrecon sweep {run}")
         if i != 0:
             return to_table([r for rs in rows for r in rs])
         complete = merge_shards(out, resolved, points)

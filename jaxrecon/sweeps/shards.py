@@ -7,6 +7,10 @@ When its share is done it writes ``OUT/shards/done.<i>`` naming the run; process
 ``K`` markers of the run (a file barrier) and merges: ``results.csv`` gets every complete point,
 deduplicated by ``(point, seed)``, in grid order, written atomically; then the shard files and
 markers are removed (kept while a point is still incomplete, so a rerun keeps its seeds).
+Every process waits for the markers (:func:`wait_for_markers`); one whose peer ended without its
+marker (killed: the job's coordinator says so, :func:`jaxrecon.distributed.gone_processes`)
+stops there with one line naming that process and the command that resumes, its own rows
+flushed and marked, instead of waiting forever or being aborted natively.
 
 Readers (``jaxrecon plot``, resuming) take the union of ``results.csv`` and the shard files.
 """
@@ -112,13 +116,28 @@ def _marker(out: Path, process: int) -> Optional[dict]:
 def wait_for_markers(out: Path, processes: int, run: str, log=None, poll: float = 0.2,
                      max_poll: float = 5.0, say_every: float = 60.0) -> list[dict]:
     """Block until every process wrote its marker for ``run``; return the markers in process
-    order. A process that died never writes one: JAX's coordination service then ends this
-    process too (see :mod:`jaxrecon.distributed`), so this never waits on a dead job."""
+    order. A process of the job that has ended without its marker (killed, or failed) will never
+    write it: then this process, whose own rows are flushed and marked, stops with one line naming
+    it and the command that resumes (:class:`jaxrecon.distributed.JobError`). So does a process
+    other than 0 whose process 0 ended (nobody would merge)."""
+    from .. import distributed
+
+    me = distributed.process_index()
     t0 = last = time.monotonic()
     while True:
         found = [_marker(out, i) for i in range(processes)]
         missing = [i for i, m in enumerate(found) if not m or m.get("run") != run]
+        gone = distributed.gone_processes()
+        lost = {i: gone[i] for i in missing if i in gone}
+        if lost:
+            raise distributed.peer_lost_error(
+                lost, "finishing its share of the sweep",
+                f"this process finished its share, its rows are in {str(shard_path(out, me))!r}")
         if not missing:
+            if me != 0 and 0 in gone:
+                raise distributed.peer_lost_error(
+                    {0: gone[0]}, "merging the results",
+                    f"every share is done, the rows are in {str(Path(out) / store.SHARDS)!r}")
             return found
         if log and time.monotonic() - last > say_every:
             last = time.monotonic()
