@@ -174,9 +174,9 @@ SUITES = {
 }
 
 FIELDS = ["row", "method", "outcome", "method_run", "seeds", "solved", "identified", "solved_method", "solved_rule",
-          "cpu_s", "wall_s", "compile_s",
-          "passes", "fo_steps", "lm_steps", "attributed", "data", "d", "n", "p", "p_over_dn", "activation", "budget",
-          "steps", "load", "seconds", "losses", "losses_f64", "error_sign", "statuses", "note", "command"]
+          "cpu_s", "wall_s", "compile_s", "passes", "fo_steps", "lm_steps", "attributed", "data", "d", "n", "p",
+          "p_over_dn", "activation", "budget", "steps", "load", "seconds", "losses", "losses_f64", "error_sign",
+          "statuses", "note", "command"]
 
 #: An LM step's passes over V besides its CG iterations (5 set-up, 1 trial loss); a first-order step's.
 LM_FIXED_PASSES, FO_PASSES = 6, 2
@@ -440,12 +440,17 @@ def _ran(r) -> bool:
     return r.get("outcome") == "ran"
 
 
+def _cut(r) -> bool:
+    """Whether the wall-clock budget cut the run (a seed still running when it ran out)."""
+    return "budget" in r.get("statuses", "").split(";") and float(r["wall_s"] or 0) >= float(r["budget"] or "inf")
+
+
 def _cell(r) -> str:
     if r is None:
         return ""
     if not _ran(r):
         return "n/a"
-    return f"{r['solved']}/{r['identified']} of {r['seeds']}, {float(r['cpu_s']):.1f} s"
+    return f"{r['solved']}/{r['identified']} of {r['seeds']}, {float(r['cpu_s']):.1f} s" + (" *" if _cut(r) else "")
 
 
 def _passes(r) -> str:
@@ -489,6 +494,14 @@ def table(records: list, rows: list, methods: list) -> str:
         cells = [_cell(by.get((name, m))) for m in methods]
         ran = a["method_run"] if a is not None and _ran(a) else ""
         lines.append(f"| {name} | {p_of(name)} | " + " | ".join(cells) + f" | {ran} |")
+    ran = [r for r in records if _ran(r)]
+    cut = sum(_cut(r) for r in ran)
+    loads = [float(r["load"]) for r in ran if r.get("load")]
+    lines += ["", f"*: cut by the wall-clock budget (compilation included) with a seed still running: {cut} of "
+              f"{len(ran)} runs."]
+    if loads:
+        lines.append(f"Load average (1 min) when the runs started: {min(loads):.1f} to {max(loads):.1f} "
+                     f"({os.cpu_count()} cores here).")
     lines += ["", "Passes over V per run (estimated: see the script's docstring).", "",
               "| problem | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for name in names:
@@ -610,6 +623,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="directory of results.csv and table.md (default: "
                     "benchmarks/results/robustness, _quick, _smoke)")
     ap.add_argument("--list", action="store_true", help="print the suite's rows and exit")
+    ap.add_argument("--table", action="store_true", help="only rewrite OUT/table.md from OUT/results.csv and print it")
     args = ap.parse_args(argv)
     suite = "smoke" if args.smoke else "quick" if args.quick else "full"
     make_rows, seeds0, budget0, steps0, out0 = SUITES[suite]
@@ -638,6 +652,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.csv"
     records = read_rows(path)
+    if args.table:
+        if not records:
+            ap.error(f"--table: no results in {path}")
+        print(write_table(out, records, names, args.methods))
+        return 0
     done = {(r["row"], r["method"]) for r in records}
     command = shlex.join(["python", "benchmarks/robustness.py", *(sys.argv[1:] if argv is None else argv)])
     steps = args.steps or steps0

@@ -68,6 +68,8 @@ def test_smoke_run_writes_the_csv_and_table_and_resumes(tmp_path, capsys):
     assert rb.main(argv) == 0  # resumed: every (row, method) is there
     assert "0 run(s), 4 already" in capsys.readouterr().out
     assert (tmp_path / "results.csv").read_bytes() == before
+    assert rb.main(argv + ["--table"]) == 0  # the table again, from the CSV alone
+    assert capsys.readouterr().out.strip() == table.strip()
 
 
 def test_a_csv_of_older_columns_is_rewritten_with_the_current_ones(tmp_path):
@@ -182,3 +184,8 @@ def test_targets_check_the_issue_rules():
     assert "| problem | p/(dn) | auto | adam-lm | adam-lm-split | global | published | auto ran |" in table
     assert "| a | 2 | 3/3 of 3, 14.0 s | 3/3 of 3, 9.0 s | 3/3 of 3, 10.0 s |  |  | adam-lm-split |" in table
     assert "| near | 1.25 | 2/2 of 3, 30.0 s |  | n/a | 3/3 of 3, 30.0 s |  | global |" in table
+    assert "cut by the wall-clock budget (compilation included) with a seed still running: 0 of 10 runs" in table
+    cut = {**_rec("d", "auto", 1, 31.0), "statuses": "budget;converged", "wall_s": "31", "budget": "30"}
+    steps_spent = {**cut, "wall_s": "12"}  # status budget from the step budget: not cut
+    assert "| d | 2 | 1/1 of 3, 31.0 s * |" in rb.table([cut], ["d"], ["auto"])
+    assert "| d | 2 | 1/1 of 3, 31.0 s |" in rb.table([steps_spent], ["d"], ["auto"])
