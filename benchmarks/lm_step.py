@@ -18,6 +18,15 @@ iterate after ``--adam-steps`` steps of ``adam``). Per setting: steps, CG iterat
     python benchmarks/lm_step.py --d 768 --n 10 --converge --skip-direction --name lm_cg/d768_n10
 
 ``--attack-seeds K`` runs the whole ``adam-lm`` attack (stall actions included) per setting.
+
+``--split --streamed B`` compares the split start (``adam-lm-split``) on V stored and V streamed in
+blocks of ``B`` rows: one LM direction on the first stage's even target (the first
+``--split-features * d * n`` features, ``features/even.py`` against ``features/even_streamed.py``;
+the plain features of the same prefix for reference), and ``--split-runs`` whole attacks per layout (``jr.reconstruct``, compiled once per layout, keys
+100, 101, ...; the layouts alternate, and swap order each run, on a loaded machine): wall and
+process CPU seconds (compile excluded), steps, seconds per step, status and worst row error.
+
+    python benchmarks/lm_step.py --d 40 --n 20 --streamed 2048 --split --skip-direction --name split_streamed
 """
 
 from __future__ import annotations
@@ -58,9 +67,15 @@ def main():
     ap.add_argument("--attack-seeds", type=int, default=0,
                     help="also run the whole adam-lm attack per (cg_iters, cg_tol) setting for this many seeds")
     ap.add_argument("--attack-steps", type=int, default=3000)
+    ap.add_argument("--split", action="store_true", help="compare adam-lm-split on V stored and streamed (--streamed B)")
+    ap.add_argument("--split-runs", type=int, default=2, help="whole adam-lm-split attacks per layout for --split")
+    ap.add_argument("--split-features", type=float, default=5.0,
+                    help="the first stage's features / (d n) for --split's direction timing (adam-lm-split: 5)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--name", default="lm_step", help="results/NAME.json")
     args = ap.parse_args()
+    if args.split and args.streamed is None:
+        ap.error("--split: needs --streamed B (the block size of the streamed V to compare)")
     p = int(args.p_over_dn * args.d * args.n)
     data = jr.synthetic(jax.random.key(1), args.n, args.d)
     fmap = jr.RandomFeatures(jax.random.key(2), args.d, p).prepare()
@@ -83,6 +98,8 @@ def main():
         out["converge"] = _converge_grid(target, data, args)
     if args.attack_seeds:
         out["attack"] = _attack_grid(target, data, args)
+    if args.split:
+        out["split"] = _split_compare(target, data, x, args)
     path = save(args.name, {"machine": machine(), "args": vars(args), "results": out,
                             "speedup": out.get("speedup"), "relative_difference": out.get("relative_difference")})
     print(f"wrote {path}")
@@ -144,6 +161,42 @@ def _attack_grid(target, data, args) -> list:
                       f"{row['steps']} steps, {row['stalls']} stalls, error {row['error_sign']:.1e}, "
                       f"{row['seconds']:.1f} s", flush=True)
     return rows
+
+
+def _split_compare(target, data, x, args) -> dict:
+    """``adam-lm-split`` on V stored and streamed (``--split`` in the module docstring)."""
+    from jaxrecon.attack import split as S
+
+    maps = {"stored": target.fmap, "streamed": target.fmap.replace(V=None, block_size=args.streamed)}
+    rows = S.split_rows(target.fmap.p, args.d, args.n, args.split_features)
+    out = {"first_stage_rows": rows, "block_size": args.streamed, "direction": {}, "attack": []}
+    for name, fm in maps.items():
+        prefix = S.prefix_target(jr.Target(fm, target.theta), rows)
+        for problem, tgt in (("even", jax.jit(lambda t: S.split_problem(t).even)(prefix)), ("plain", prefix)):
+            r = _time_direction(tgt, x, args, autodiff=False)
+            r.pop("direction")
+            out["direction"][f"{problem}_{name}"] = r
+            print(f"first {rows} features, {problem:>5} {name:>8}: one LM direction ({args.cg_iters} CG) "
+                  f"{r['run_s'] * 1e3:.1f} ms (compile+first {r['compile_s']:.1f} s)", flush=True)
+    run = jax.jit(lambda t, k: jr.reconstruct(t, k, args.n, method="adam-lm-split", steps=args.attack_steps))
+    tgts = {name: jr.Target(fm, target.theta) for name, fm in maps.items()}
+    for name in maps:
+        t0 = time.perf_counter()
+        block(run(tgts[name], jax.random.key(99)))
+        print(f"adam-lm-split {name}: compile + first run {time.perf_counter() - t0:.1f} s", flush=True)
+    for i in range(args.split_runs):
+        for name in (list(maps) if i % 2 == 0 else list(maps)[::-1]):
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = block(run(tgts[name], jax.random.key(100 + i)))
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            row = {"layout": name, "key": 100 + i, "seconds": wall, "cpu_seconds": cpu, "steps": int(res.steps),
+                   "seconds_per_step": wall / max(int(res.steps), 1), "status": jr.attack.Status(int(res.status)).name,
+                   "loss": float(res.loss), "error_sign": float(jr.match(data.x, res.x_hat).error_sign)}
+            out["attack"].append(row)
+            print(f"adam-lm-split {name:>8} key {100 + i}: {row['status']}, {row['steps']} steps, {wall:.1f} s "
+                  f"({cpu:.1f} s CPU, {row['seconds_per_step'] * 1e3:.1f} ms/step), error {row['error_sign']:.1e}",
+                  flush=True)
+    return out
 
 
 def _time_direction(target, x, args, autodiff: bool) -> dict:
