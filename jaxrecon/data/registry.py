@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 from .. import _validate
-from .base import ImageData, RawImages  # noqa: F401  (RawImages: re-exported)
+from .base import ImageData, RawImages, check_pixels  # noqa: F401  (RawImages: re-exported)
 from .cifar import load_cifar10
 from .embedded import load_embedded
 from .idx import load_idx_dataset
@@ -76,7 +76,7 @@ def _embedded(name):
 
 DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(_cifar, (32, 32, 3), (6, 9), True,
-                           "CIFAR-10 python batches; default frog (6) vs truck (9)"),
+                           "CIFAR-10 binary or python batches; default frog (6) vs truck (9)"),
     "tinyimagenet": DatasetSpec(_tiny, (64, 64, 3), 2, True,
                                 "Tiny-ImageNet-200 JPEG tree; default the first 2 classes of wnids.txt"),
     "mnist": DatasetSpec(_idx("mnist"), (28, 28, 1), None, True, "MNIST IDX files (plain or .gz)"),
@@ -110,6 +110,9 @@ def input_dim(name: str, size: Optional[int] = None) -> int:
 
 def resolve_data_dir(data_dir=None, name: str = "") -> str:
     """``data_dir``, else ``$JAXRECON_DATA``; a clear error when neither is set."""
+    if data_dir is not None and not str(data_dir).strip():
+        raise ValueError(f"data_dir: --data-dir is empty; give the directory that holds the {name} files "
+                         f"(or leave it out to use ${DATA_ENV})")
     data_dir = data_dir if data_dir is not None else os.environ.get(DATA_ENV)
     if not data_dir:
         raise ValueError(
@@ -200,7 +203,9 @@ def preprocess(images, labels, class_names, key, n, classes=None, size=None, nor
         idx.append(pool[np.sort(pick)])
         ys.append(np.full(m, 1.0 if pos % 2 else -1.0, np.float32))
     idx = np.concatenate(idx)
-    imgs = to_unit(np.asarray(images)[idx])
+    imgs = np.asarray(images)[idx]
+    check_pixels(imgs, f"dataset {name!r} (the selected images)", field="data")  # NaN/inf, floats outside [0, 1]
+    imgs = to_unit(imgs)
     if imgs.ndim == 3:
         imgs = imgs[..., None]
     if size is not None:
@@ -243,6 +248,11 @@ def load_dataset(name: str, key, n: int, data_dir=None, *, classes=None, split: 
         classes = spec.default_classes
     data_dir = resolve_data_dir(data_dir, name) if spec.needs_dir else None
     raw = spec.loader(data_dir, split, classes, size)
+    native = tuple(np.shape(raw.images)[1:]) + ((1,) if np.ndim(raw.images) == 3 else ())
+    if native != tuple(spec.shape):
+        where = f" in {data_dir!r}" if data_dir else ""
+        raise ValueError(f"data: the {name} images{where} are {'x'.join(map(str, native))} (H x W x C); {name} "
+                         f"images are {'x'.join(map(str, spec.shape))}")
     return preprocess(raw.images, raw.labels, raw.class_names, key, n, classes, size, normalize, name)
 
 
