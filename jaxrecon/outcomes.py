@@ -28,7 +28,8 @@ training set (ReLU, ``d n`` from 50 to 2000, ``p/(dn)`` from 0.5 to 3, float32):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -64,7 +65,8 @@ def method_tolerance(method, dtype="float32") -> float:
     from .attack import method_config
 
     try:
-        form = method_config(method).loss_form
+        m = method_config(method)
+        form = m.loss.form if hasattr(m, "loss") else m.loss_form
     except ValueError:
         return max(solved_tolerance(dtype, f) for f in _FORMS)
     return solved_tolerance(dtype, form)
@@ -107,3 +109,184 @@ def row_outcomes(x_hat, x, tol: float | None = None) -> RowOutcomes:
     x_hat = np.asarray(x_hat, np.float64)
     plain = np.linalg.norm(x - x_hat[m.perm], axis=1) / np.sqrt(x.shape[1])
     return RowOutcomes(m.row_error, m.row_error <= tol, plain, np.asarray(m.flipped), np.asarray(m.perm))
+
+
+# -- the final verdict: one rule for every reporting path -------------------------------------------
+
+#: The float64 residual-form loss (:func:`final_loss`) at or below which a result is a zero.
+FINAL_TOL = SOLVED_TOL
+#: Bytes of float64 features :func:`final_loss` holds for an SVD (beyond: passes over blocks).
+_KEEP_BYTES = 1 << 28
+#: Steps of iterative refinement of the blocked evaluation (each divides the error by about
+#: ``1 / (eps cond(Phi)^2)``).
+_REFINE = 3
+#: Rows of ``V`` drawn per block when :func:`final_loss` generates random features.
+_ROW_BLOCK = 4096
+
+
+def _x64():
+    """float64 for this thread only (``jax.enable_x64``): a sweep compiling float32 programs in
+    another thread is not affected."""
+    import jax
+
+    return jax.enable_x64(True)
+
+
+_DRAW = {}
+
+
+def _numpy_activation(name):
+    """A registered activation in NumPy float64 (``None``: not one of them)."""
+    from scipy.special import erf
+
+    return {"relu": lambda z: np.maximum(z, 0.0), "relu_tanh": lambda z: np.maximum(z, 0.0) + np.tanh(z),
+            "tanh": np.tanh, "erf": erf, "gelu": lambda z: 0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))}.get(name)
+
+
+def _rf_blocks(fmap, x_hat):
+    """``(start, Phi block)`` of random features in float64: ``V`` as the run drew it (its own
+    dtype, bit for bit), then the products and the activation in float64."""
+    import jax
+    import jax.numpy as jnp
+
+    from .features.random_features import _draw_rows
+
+    p = fmap.p
+    V = getattr(fmap, "V", None)
+    size = min(_ROW_BLOCK, 1 << max(0, p - 1).bit_length())  # a power of two: few programs to compile
+    if V is None and size not in _DRAW:
+        _DRAW[size] = jax.jit(lambda key, start, d, dtype: _draw_rows(key, start, size, d, dtype),
+                              static_argnums=(2, 3))
+    act = _numpy_activation(fmap.activation) if isinstance(fmap.activation, str) else None
+    for start in range(0, p, size):
+        stop = min(p, start + size)
+        if V is not None:
+            Vb = np.asarray(V[start:stop], np.float64)
+        else:  # rows past p are drawn and left out
+            Vb = np.asarray(_DRAW[size](fmap.key, np.int32(start), fmap.d, fmap.feature_dtype.name),
+                            np.float64)[:stop - start]
+        Z = x_hat @ Vb.T
+        if act is not None:
+            F = act(Z)
+        else:
+            with _x64():
+                F = np.asarray(fmap.sigma(jnp.asarray(Z)), np.float64)
+        yield start, F
+
+
+def _generic_blocks(fmap, x_hat):
+    """The whole feature matrix of any map, its floating leaves cast to float64 (one block)."""
+    import jax
+    import jax.numpy as jnp
+
+    with _x64():
+        cast = lambda a: (jnp.asarray(a, jnp.float64) if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
+                          else a)
+        fm = jax.tree_util.tree_map(cast, fmap)
+        F = np.asarray(jax.jit(lambda f, x: f.features(x))(fm, jnp.asarray(x_hat, jnp.float64)), np.float64)
+    yield 0, F
+
+
+def final_loss(target, x_hat) -> float:
+    """The residual form of the projector loss, ``|P_perp theta|^2 / |theta|^2``, at ``x_hat`` in
+    float64 on the host, whatever the dtype the attack ran in and the loss form it minimised.
+
+    The features are those of the run (random features: ``V`` drawn in the run's dtype, bit for
+    bit) evaluated in float64; ``P_perp`` projects out the span of the feature rows of ``x_hat``
+    by an SVD of the features (singular values below ``max(m, p) eps64`` of the largest are left
+    out, so repeated rows are fine), accurate to about ``eps64 cond(Phi)``; features larger than
+    :data:`_KEEP_BYTES` go through the float64 kernel with iterative refinement instead. ``nan``
+    when ``theta`` is zero or anything is non-finite. Every reporting path decides ``solved`` from
+    it (:func:`final_verdict`)."""
+    from .features.random_features import RandomFeatures
+
+    fmap = target.fmap
+    x_hat = np.asarray(x_hat, np.float64)
+    theta = np.asarray(target.theta, np.float64).reshape(-1)
+    if not (np.all(np.isfinite(theta)) and np.all(np.isfinite(x_hat))):
+        return math.nan
+    norm = float(np.linalg.norm(theta))
+    if not (np.isfinite(norm) and norm > 0):
+        return math.nan
+    theta = theta / norm
+    make = _rf_blocks if isinstance(fmap, RandomFeatures) else _generic_blocks
+    if 8 * x_hat.shape[0] * theta.size <= _KEEP_BYTES:  # the features fit: an SVD of them
+        F = np.hstack([F for _, F in make(fmap, x_hat)])
+        if not np.all(np.isfinite(F)):
+            return math.nan
+        U, sv, _ = np.linalg.svd(F.T, full_matrices=False)
+        U = U[:, sv > max(F.shape) * np.finfo(np.float64).eps * (sv[0] if sv.size else 0.0)]
+        r = theta - U @ (U.T @ theta)
+        r = r - U @ (U.T @ r)  # once more: the projection's rounding off the span
+        return float(r @ r)
+    return _blocked_loss(lambda: make(fmap, x_hat), theta)
+
+
+def _blocked_loss(blocks, theta) -> float:
+    """:func:`final_loss` through the float64 kernel, for features too large to hold: passes over
+    the feature blocks (``blocks()`` yields them anew), the pseudo-inverse of the kernel and
+    :data:`_REFINE` steps of iterative refinement."""
+    G = v = None
+    for start, F in blocks():
+        if not np.all(np.isfinite(F)):
+            return math.nan
+        tb = theta[start:start + F.shape[1]]
+        G = F @ F.T if G is None else G + F @ F.T
+        v = F @ tb if v is None else v + F @ tb
+    evals, evecs = np.linalg.eigh(G)
+    keep = evals > G.shape[0] * np.finfo(np.float64).eps * max(float(evals[-1]), 0.0)
+    pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
+    c = pinv @ v
+    for _ in range(_REFINE):  # r = theta - Phi^T c; Phi r corrects c
+        w = np.zeros_like(c)
+        for start, F in blocks():
+            w += F @ (theta[start:start + F.shape[1]] - F.T @ c)
+        c = c + pinv @ w
+    total = 0.0
+    for start, F in blocks():
+        rb = theta[start:start + F.shape[1]] - F.T @ c
+        total += float(rb @ rb)
+    return total
+
+
+def final_losses(target, x_hats) -> np.ndarray:
+    """:func:`final_loss` of every seed's ``x_hat`` (leading axis: seeds) against one target."""
+    return np.array([final_loss(target, xh) for xh in np.asarray(x_hats)], np.float64)
+
+
+#: The status shown when the method's own stopping loss met its tolerance but the float64
+#: residual-form loss is above :data:`FINAL_TOL`: it stopped, yet is not a zero.
+STOPPED = "stopped"
+
+
+def final_verdict(status: str, loss_f64: Optional[float], error_sign: float, recovered: float, *,
+                  d: Optional[int] = None, loss: Optional[float] = None,
+                  method_tol: Optional[float] = None) -> dict:
+    """The reported ``status``, ``solved``, ``identified`` and ``recovered`` of one seed: the one
+    rule of every reporting path (``jaxrecon reconstruct``, sweeps, results read back).
+
+    * ``solved``: ``loss_f64 <= FINAL_TOL`` (:func:`final_loss`: the residual form in float64,
+      whatever the method minimised); a row without a float64 loss (``None``: written before it
+      existed) falls back to the method's own ``loss`` and ``method_tol``.
+    * ``identified``: ``error_sign <= IDENTIFIED_TOL``.
+    * ``status``: the method's, except that ``"converged"`` (its own loss met its tolerance) is
+      shown only when solved; otherwise :data:`STOPPED`.
+    * A ``"degenerate"`` seed is neither solved nor identified and recovers nothing
+      (``recovered`` 0); at ``d = 1`` (every row is ``+-1`` and matches up to sign by
+      construction) its errors are not measured: ``error_abs`` / ``error_sign`` ``nan``.
+
+    Returns the fields to update the row with."""
+    if loss_f64 is None:
+        ok = loss is not None and method_tol is not None and bool(solved(loss, method_tol))
+    else:
+        ok = bool(solved(loss_f64, FINAL_TOL))
+    ident = bool(identified(error_sign))
+    out = {"status": status, "solved": ok, "identified": ident, "recovered": recovered}
+    if status == "degenerate":
+        out.update(solved=False, identified=False, recovered=0.0)
+        if d == 1:
+            out.update(error_abs=math.nan, error_sign=math.nan)
+    elif status == "converged" and not ok:
+        out["status"] = STOPPED
+    return out
+

@@ -23,8 +23,8 @@ from ..features.random_features import RandomFeatures
 from ..io import commit_files, json_writer, made_dir, npz_writer, versions
 from ..loss import report_loss
 from ..metrics import match
-from ..outcomes import IDENTIFIED_TOL, identified, solved, solved_tolerance
-from ..models.rf import fit_with_info
+from ..outcomes import FINAL_TOL, IDENTIFIED_TOL, final_losses, final_verdict
+from ..models.rf import describe_duplicates, duplicate_rows, fit_with_info
 from ..attack import reconstruct_seeds
 from ..attack.driver import seed_batching
 from ..signals import Interrupted, stop_requested
@@ -56,9 +56,47 @@ def load_data(cfg: ReconstructConfig, key):
     return load_dataset(data.name, key, data.n, data.dir, classes=data.classes, size=data.image_size)
 
 
+def check_training_set(cfg: ReconstructConfig, data) -> None:
+    """Refuse training data with repeated rows (:func:`jaxrecon.models.rf.duplicate_rows`): the law
+    and the attack count distinct points, and a repeated row makes the kernel singular. One line
+    naming the rows and the flags that chose them (``cfg`` resolved)."""
+    pairs = duplicate_rows(data.x)
+    if not pairs:
+        return
+    n, d, name = cfg.data.n, cfg.data.d, cfg.data.name
+    rows = f"{len(pairs)} duplicate(s) ({describe_duplicates(pairs)})"
+    if name == "synthetic" and d == 1:
+        raise ValueError(f"d: with --d 1 every point of the sphere is +1 or -1, so the n={n} training points hold "
+                         f"{rows}; the law counts distinct points: use --d 2 or more (or --n 1)")
+    if name == "synthetic":
+        raise ValueError(f"n: the n={n} training points hold {rows}; the law counts distinct points: use "
+                         f"another --seed")
+    raise ValueError(f"data: the n={n} training images of --data {name} hold {rows} (identical after loading); "
+                     f"the law counts distinct points: choose other images (--data-classes, --seed) or a smaller --n")
+
+
+def _check_fit(cfg: ReconstructConfig, train_loss: float, theta) -> None:
+    """A fit whose training loss or parameters are not finite stops the run with one line naming
+    the flag to change (huge ``--noise`` overflows the labels; a large ``--train-lr`` diverges)."""
+    if np.isfinite(train_loss) and np.all(np.isfinite(np.asarray(theta))):
+        return
+    what = f"training MSE {train_loss:.3g}" if not np.isfinite(train_loss) else "non-finite parameters"
+    m, dtype = cfg.model, "float64" if cfg.scale.x64 else "float32"
+    if m.name != "rf":
+        lr = "the default (1/lambda_max)" if m.train_lr is None else f"{m.train_lr:g}"
+        raise ValueError(f"train_lr: gradient descent on the {m.name} diverged ({what} after --train-steps "
+                         f"{m.train_steps}, --train-lr {lr}); use a smaller --train-lr")
+    if cfg.data.name == "synthetic" and cfg.data.noise > 0:
+        more = "" if cfg.scale.x64 else " (or --x64)"
+        raise ValueError(f"noise: the least-squares fit gave a {what} with --noise {cfg.data.noise:g}: labels "
+                         f"of that size overflow {dtype}; use a smaller --noise{more}")
+    raise ValueError(f"model: the least-squares fit gave a {what} in {dtype}; nothing to attack")
+
+
 def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None) -> Problem:
     """Fit the configured model on ``data`` and return the attack's target (``cfg`` resolved; random
-    features hold ``V`` as ``layout`` says, default :meth:`ReconstructConfig.layout`)."""
+    features hold ``V`` as ``layout`` says, default :meth:`ReconstructConfig.layout`). A training
+    loss that is not finite is a one-line ``ValueError`` naming the flag to change."""
     m = cfg.model
     if m.name != "rf":
         import jax.numpy as jnp
@@ -68,12 +106,14 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None) -> Pr
         net = build_network_problem(key, data, m.name, m.width, classes=m.classes, activation=m.activation,
                                     train_subset=m.train, train_steps=m.train_steps, train_lr=m.train_lr,
                                     dtype=jnp.float64 if cfg.scale.x64 else jnp.float32)
+        _check_fit(cfg, float(net.train.final_loss), net.target.theta)
         return Problem(net.target, float(net.train.final_loss), net.description)
     layout = cfg.layout() if layout is None else layout
     fmap = RandomFeatures(key, cfg.data.d, m.p, m.activation, layout.block_size, shards=cfg.scale.shards)
     # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
     fitted = jax.jit(lambda fm, x, y: fit_with_info(fm, x, y, m.ridge))(fmap, data.x, data.y)
     fitted = host_local(fitted)  # with several processes, theta's slices live on different hosts
+    _check_fit(cfg, float(fitted.train_loss), fitted.theta)
     spec = cfg.defence_spec()
     if spec is None:
         fmap = fmap.replace(precision=cfg.scale.precision)
@@ -92,16 +132,23 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     """Run one reconstruction experiment; write ``summary.json`` and ``arrays.npz`` into ``out``.
 
     Returns the summary dict: ``config``, ``versions``, ``fit``, ``results`` (one entry per seed
-    with ``seed, loss, error_abs, error_sign, recovered, flipped, train_loss, steps, seconds,
-    status, solved, identified``) and the two tolerances ``solved_tolerance`` (of the method's
-    loss form in the run's dtype) and ``identified_tolerance`` (see :mod:`jaxrecon.outcomes`);
+    with ``seed, loss, loss_f64, error_abs, error_sign, recovered, flipped, train_loss, steps,
+    seconds, status, method_status, solved, identified``) and the two tolerances
+    ``solved_tolerance`` and ``identified_tolerance`` (see :mod:`jaxrecon.outcomes`). ``loss`` is
+    the loss the method minimised (its form, the run's dtype); ``loss_f64`` the residual form in
+    float64 (:func:`jaxrecon.outcomes.final_loss`), which decides ``solved`` (``<=
+    solved_tolerance``) whatever the method; the labels come from one rule,
+    :func:`jaxrecon.outcomes.final_verdict`: ``status`` is the method's (``method_status``) except
+    that a ``"converged"`` seed that is not solved shows ``"stopped"``;
     ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...); ``seed_batching``
     says how the seeds were batched (``"map"``: seed ``s`` reruns alone bit for bit with
     ``--seeds 1`` and the attack key ``split(attack_key, seeds)[s]``; see
     :func:`jaxrecon.attack.driver.seed_batching`); ``memory`` (random features) how ``V`` was held:
     ``dense``, ``block_size`` and the ``reason`` (:func:`jaxrecon.scale.choose_layout`). A degenerate problem (``p <= n``, ``d = 1``,
     ``theta = 0``: :mod:`jaxrecon.attack.degenerate`) warns with its cause; its seeds have status
-    ``"degenerate"`` and are neither solved nor identified.
+    ``"degenerate"``, are neither solved nor identified and recover nothing (``d = 1``: errors
+    ``nan``). Training data with repeated rows (:func:`check_training_set`) and a fit whose
+    training loss is not finite are one-line ``ValueError`` s before the attack.
 
     Every check (values, int32 sizes, memory: :mod:`jaxrecon.runner.preflight`) runs before any
     work or file. The files of ``out`` are committed as a unit (``summary.json`` last); a failed
@@ -131,6 +178,7 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log, layout) -> dict:
             f"({layout.reason})")
     t0 = time.perf_counter()
     data = load_data(cfg, k_data)
+    check_training_set(cfg, data)
     problem = build_problem(cfg, k_model, data, layout)
     fit_seconds = time.perf_counter() - t0
     train_loss = problem.train_loss
@@ -144,25 +192,24 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log, layout) -> dict:
                             method=cfg.method_cfg(), steps=attack.steps, chunk=attack.chunk, progress=progress,
                             seed_shards=cfg.scale.seed_shards)
     x = np.asarray(data.x)
-    tol = solved_tolerance("float64" if cfg.scale.x64 else "float32", cfg.method_cfg().loss_form)
+    loss_f64 = final_losses(problem.target, res.x_hat)  # the one number every label is judged by
     rows = []
     for s in range(attack.seeds):
         m = match(x, res.x_hat[s])
         loss = float(report_loss(res.loss[s]))
         rows.append({
-            "seed": s, "loss": loss, "loss_raw": float(res.loss[s]),
+            "seed": s, "loss": loss, "loss_raw": float(res.loss[s]), "loss_f64": float(loss_f64[s]),
             "error_abs": m.error_abs, "error_sign": m.error_sign, "recovered": m.recovered,
             "flipped": int(m.flipped.sum()), "train_loss": train_loss, "steps": int(res.steps[s]),
-            "seconds": float(res.seconds[s]), "status": res.status[s],
-            "solved": bool(solved(loss, tol)) and res.status[s] != "degenerate",
-            "identified": bool(identified(m.error_sign)) and res.status[s] != "degenerate",
+            "seconds": float(res.seconds[s]), "status": res.status[s], "method_status": res.status[s],
         })
+        rows[-1].update(final_verdict(res.status[s], float(loss_f64[s]), m.error_sign, m.recovered, d=cfg.data.d))
         if problem.defence is not None:
             rows[-1]["floor"] = problem.defence["floor"]
     summary = {
         "config": to_dict(cfg, flat=True), "versions": versions(),
         "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
-        "compile_seconds": res.compile_seconds, "solved_tolerance": tol, "identified_tolerance": IDENTIFIED_TOL,
+        "compile_seconds": res.compile_seconds, "solved_tolerance": FINAL_TOL, "identified_tolerance": IDENTIFIED_TOL,
         "seed_batching": seed_batching(), "method": attack.method, "method_run": res.method_run, "results": rows,
     }
     if problem.defence is not None:  # fit.train_loss is the clean fit's; the released theta's too
@@ -214,7 +261,7 @@ def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, files: list, figur
     return info
 
 
-def format_table(rows, columns=("seed", "loss", "error_abs", "error_sign", "recovered", "solved",
+def format_table(rows, columns=("seed", "loss", "loss_f64", "error_abs", "error_sign", "recovered", "solved",
                                 "identified", "steps", "seconds", "status")) -> str:
     """A plain-text table, one row per seed (columns a row lacks are left out)."""
     columns = [c for c in columns if all(c in r for r in rows)]

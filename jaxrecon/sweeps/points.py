@@ -40,7 +40,7 @@ from ..features.base import Target
 from ..features.random_features import RandomFeatures
 from ..loss import report_loss, span_residuals
 from ..metrics import match
-from ..outcomes import identified, method_tolerance, solved
+from ..outcomes import final_loss, final_verdict, method_tolerance
 from ..models.rf import fit_with_info
 from ..attack import STATUS_NAMES as _STATUS
 from ..attack import Status, method_config, reconstruct
@@ -173,8 +173,7 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
     (:func:`point_levels`) are the defence's numbers: for the kinds of
     :data:`jaxrecon.defences.TRACED` one program serves every strength (:func:`program_key`)."""
     dtype = "float64" if resolved.x64 else "float32"
-    mcfg = method_config(point.method, optimizer=resolved.optimizer, lr=resolved.lr,
-                         floor_factor=resolved.floor_factor, plateau_window=resolved.plateau_window)
+    mcfg = method_config(point.method, **resolved.method_options())
     steps, noise, ridge, block = resolved.steps, resolved.noise, resolved.ridge, resolved.block_size
     defence = None
     if point.defence != "none":
@@ -204,7 +203,8 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
         # span_residuals divides by sqrt(width); the paper's normalisation is sqrt(p)
         residual = span_residuals(fmap, res.x_hat, data.x).mean() * jnp.sqrt(width / p).astype(dtype)
         return {"x": data.x, "x_hat": res.x_hat, "train_loss": fitted.train_loss, "loss": res.loss,
-                "steps": res.steps, "status": res.status, "residual": residual, "floor": floor}
+                "steps": res.steps, "status": res.status, "residual": residual, "floor": floor,
+                "theta": target.theta}
 
     return trial
 
@@ -246,9 +246,9 @@ class ProgramCache:
 
 def program_key(point: GridPoint, resolved: ResolvedSweep, width: int, vmapped: bool = True) -> tuple:
     """What makes two points share a compiled program."""
-    static = {k: getattr(resolved, k) for k in ("steps", "optimizer", "lr", "x64", "block_size", "noise",
-                                                "ridge", "pad_p", "planted", "dp_delta", "floor_factor",
-                                                "plateau_window")}
+    static = {k: getattr(resolved, k) for k in ("steps", "x64", "block_size", "noise", "ridge", "pad_p", "planted",
+                                                "dp_delta")}
+    static["method_options"] = resolved.method_options()
     strength = None if point.defence in TRACED else float(point.strength)  # traced: an argument
     return (point.d, point.n, width, point.activation, point.method, point.defence, strength,
             json.dumps(static, sort_keys=True),
@@ -293,6 +293,7 @@ class PointOutput(NamedTuple):
     seconds: float  # execution wall-clock of the point (all seeds), compile excluded
     compile_seconds: float  # 0 when the program was compiled for an earlier point
     floor: Optional[np.ndarray] = None  # the defence's expected loss floor per seed (nan: none)
+    loss_f64: Optional[np.ndarray] = None  # the residual-form loss in float64 (jaxrecon.outcomes.final_loss)
 
 
 def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None,
@@ -316,8 +317,22 @@ def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = 
         per = [jax.block_until_ready(exe(keys[s], p, lv)) for s in range(keys.shape[0])]
         out = {k: np.stack([np.asarray(o[k]) for o in per]) for k in per[0]}
     seconds = time.perf_counter() - t0
+    loss_f64 = final_point_losses(point, resolved, keys, out["theta"], out["x_hat"])
     return PointOutput(out["x"], out["x_hat"], out["train_loss"], out["loss"], out["steps"],
-                       out["status"], out["residual"], seconds, compile_seconds, out["floor"])
+                       out["status"], out["residual"], seconds, compile_seconds, out["floor"], loss_f64)
+
+
+def final_point_losses(point: GridPoint, resolved: ResolvedSweep, keys, theta, x_hat) -> np.ndarray:
+    """:func:`jaxrecon.outcomes.final_loss` of every seed of a point, on the host: each seed's
+    random features rebuilt from its key as :func:`make_trial` drew them (the first ``p`` rows of
+    ``V``; a padded program's other rows are zero, as are those entries of ``theta``)."""
+    dtype = "float64" if resolved.x64 else "float32"
+    out = np.full(len(x_hat), np.nan)
+    for s in range(len(x_hat)):
+        k_model = jax.random.split(keys[s], 3)[1]
+        fmap = RandomFeatures(k_model, point.d, point.p, point.activation, dtype=dtype)
+        out[s] = final_loss(Target(fmap, np.asarray(theta[s])[:point.p]), x_hat[s])
+    return out
 
 
 def degenerate_reason(point: GridPoint) -> Optional[str]:
@@ -328,12 +343,17 @@ def degenerate_reason(point: GridPoint) -> Optional[str]:
 
 def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
     """Results rows (see :data:`jaxrecon.sweeps.COLUMNS`) of one grid point, with Hungarian
-    matching per seed; ``solved`` uses the tolerance of the method's loss form in the dtype the
-    point ran in (:func:`jaxrecon.outcomes.method_tolerance`).
+    matching per seed. The labels come from :func:`jaxrecon.outcomes.final_verdict`: ``solved`` is
+    ``loss_f64 <= 1e-10`` (the residual-form loss in float64, :func:`final_point_losses`), a
+    ``"converged"`` seed that is not solved shows ``"stopped"``; an output without ``loss_f64``
+    (built by hand) falls back to the method's loss and its form's tolerance in the point's dtype
+    (:func:`jaxrecon.outcomes.method_tolerance`).
 
     Degenerate seeds (every seed of a point with ``p <= n`` or ``d = 1``; a seed whose ``theta`` is
-    zero) get status ``"degenerate"``, ``solved`` and ``identified`` false, and a warning naming the
-    cause; at ``p <= n`` their loss and residual are 0 (every ``x_hat`` spans ``R^p``)."""
+    zero) get status ``"degenerate"``, ``solved`` and ``identified`` false, ``recovered`` 0 (at
+    ``d = 1`` errors ``nan``) and a warning naming the cause; at ``p <= n`` their loss and
+    residual are 0 (every ``x_hat`` spans ``R^p``). A seed of any other point whose training loss
+    is not finite (labels too large for the dtype: ``--noise``) is a one-line ``ValueError``."""
     rows = []
     dtype = np.asarray(po.loss).dtype
     tol = method_tolerance(point.method, dtype if dtype.kind == "f" else np.float32)
@@ -345,23 +365,31 @@ def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
 
         warnings.warn(f"grid point d={point.d} n={point.n} p={point.p}, {int(degenerate.sum())} of "
                       f"{degenerate.size} seeds: {why or ZERO_THETA}", DegenerateProblemWarning, stacklevel=2)
+    bad = np.flatnonzero(~np.isfinite(np.asarray(po.train_loss, np.float64)) & ~degenerate)
+    if bad.size:
+        raise ValueError(f"noise: grid point d={point.d} n={point.n} p={point.p}, seed {int(bad[0])}: the "
+                         f"least-squares fit gave a training MSE of {float(po.train_loss[bad[0]]):.3g}, labels too "
+                         f"large for {dtype.name if dtype.kind == 'f' else 'float32'}; use a smaller --noise "
+                         f"(or --x64)")
     everywhere_zero = point.p <= point.n
     for s in range(po.x.shape[0]):
         m = match(po.x[s], po.x_hat[s])
         loss, residual = float(report_loss(po.loss[s])), float(po.residual[s])
+        loss_f64 = None if po.loss_f64 is None else float(po.loss_f64[s])
         if degenerate[s] and everywhere_zero:
             loss, residual = 0.0, 0.0
+        name = _STATUS.get(int(status[s]), str(int(status[s])))
         rows.append({
             "d": point.d, "n": point.n, "p": point.p, "p_over_dn": point.p_over_dn,
             "activation": point.activation, "method": point.method, "seed": s,
             "train_loss": float(po.train_loss[s]), "loss": loss,
             "error_abs": m.error_abs, "error_sign": m.error_sign, "residual": residual,
-            "recovered": m.recovered, "steps": int(po.steps[s]),
-            "status": _STATUS.get(int(status[s]), str(int(status[s]))),
+            "recovered": m.recovered, "steps": int(po.steps[s]), "status": name,
             "seconds": po.seconds, "compile_seconds": po.compile_seconds,
-            "solved": bool(solved(loss, tol)) and not degenerate[s],
-            "identified": bool(identified(m.error_sign)) and not degenerate[s],
             "defence": point.defence, "defence_strength": float(point.strength),
             "floor": float("nan") if po.floor is None else float(po.floor[s]),
+            "loss_f64": float("nan") if loss_f64 is None else loss_f64,
         })
+        rows[-1].update(final_verdict(name, loss_f64, m.error_sign, m.recovered, d=point.d, loss=loss,
+                                      method_tol=tol))
     return rows

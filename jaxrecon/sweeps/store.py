@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from ..io import _naming, atomic_write, fsync_dir, out_dir, versions, write_json
-from ..outcomes import IDENTIFIED_TOL, identified, method_tolerance, solved
+from ..outcomes import FINAL_TOL, IDENTIFIED_TOL, identified, method_tolerance, solved
 from .config import NON_IDENTITY, ResolvedSweep
 
 #: Columns of ``results.csv`` before ``solved`` and ``identified`` (files with them still read).
@@ -41,8 +41,11 @@ OUTCOME_COLUMNS = OLD_COLUMNS + ("solved", "identified")
 #: ``defence``, ``defence_strength``: the defence of the released ``theta``
 #: (:mod:`jaxrecon.defences`; ``"none"``, 0 without one), ``floor``: the attack's expected loss
 #: floor under it (``nan`` without one; ``status`` says whether the seed stopped there).
-COLUMNS = OUTCOME_COLUMNS + ("defence", "defence_strength", "floor")
-_DEFENCE_DEFAULTS = {"defence": "none", "defence_strength": 0.0, "floor": float("nan")}
+DEFENCE_COLUMNS = OUTCOME_COLUMNS + ("defence", "defence_strength", "floor")
+#: ... and ``loss_f64``: the residual-form loss in float64 that decides ``solved``
+#: (:func:`jaxrecon.outcomes.final_verdict`; ``nan`` in rows written before it, read as such).
+COLUMNS = DEFENCE_COLUMNS + ("loss_f64",)
+_DEFENCE_DEFAULTS = {"defence": "none", "defence_strength": 0.0, "floor": float("nan"), "loss_f64": float("nan")}
 _INT_COLUMNS = ("d", "n", "p", "seed", "steps")
 _STR_COLUMNS = ("activation", "method", "status", "defence")
 _BOOL_COLUMNS = ("solved", "identified")
@@ -189,7 +192,7 @@ def _read_rows(path: Path, tolerance=None) -> tuple[list[dict], bool, bool]:
     if not lines:
         return [], torn, False
     header = tuple(next(csv.reader([lines[0]])))
-    if header not in (COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
+    if header not in (COLUMNS, DEFENCE_COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
         raise ValueError(f"out: {str(path)!r} is not a jaxrecon results file (unexpected header)")
     rows = []
     for i, fields in enumerate(csv.reader(lines[1:])):
@@ -260,11 +263,12 @@ def _check_meta(out: Path, resolved: ResolvedSweep, points: Sequence) -> None:
 
 
 def outcome_tolerances(resolved: ResolvedSweep) -> dict:
-    """What ``sweep.json`` records of the ``solved`` / ``identified`` columns: the solved
-    tolerance per method (by the sweep's dtype and the method's loss form) and ``error_sign``'s."""
+    """What ``sweep.json`` records of the ``solved`` / ``identified`` columns: the tolerance of
+    ``loss_f64`` that decides ``solved`` (``solved_tolerance_f64``), the solved tolerance per method
+    of rows without ``loss_f64`` (by the sweep's dtype and the method's loss form) and ``error_sign``'s."""
     dtype = "float64" if resolved.x64 else "float32"
     return {"solved_tolerance": {m: method_tolerance(m, dtype) for m in resolved.method},
-            "identified_tolerance": IDENTIFIED_TOL}
+            "solved_tolerance_f64": FINAL_TOL, "identified_tolerance": IDENTIFIED_TOL}
 
 
 def row_tolerance(resolved: ResolvedSweep):
