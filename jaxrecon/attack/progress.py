@@ -1,12 +1,13 @@
 """Progress of the multi-seed host loop: chunk sizing and what is shown after each chunk.
 
 The number of steps a compiled chunk runs is a runtime argument, so the host loop sizes each
-chunk (:class:`ChunkSizer`) to take about :data:`TARGET_SECONDS`, never more than the configured
-``chunk`` steps: progress is updated every few seconds, or after every step when one step takes
-longer. A chunk costs a fixed overhead (entering the compiled loop; under vmap every round also
-evaluates the stall actions) plus a time per step that depends on the phase. The first two chunks
-are one step each (the faster one bounds the overhead; the first also pays one-time costs); then a
-chunk grows at most :data:`GROWTH` times over the one before.
+chunk (:class:`ChunkSizer`) by time, never more than the configured ``chunk`` steps: a chunk is
+sized to take about :data:`TARGET_SECONDS`, so progress is updated every few seconds and a signal,
+checked between chunks, takes effect within about that time (or one step, when a step alone takes
+longer: the ResNet's). The first chunk is one step; each later one at most :data:`GROWTH` times the
+one before, from the seconds per step of the chunks so far measured as a chunk's time over its steps.
+That measure includes the chunk's fixed cost (entering the compiled loop, the first call's one-time
+costs), so it never underestimates a step and a chunk sized from it is not longer than planned.
 A seed may enter a costlier phase inside a chunk (Levenberg-Marquardt after cheap first-order
 steps), so the next chunk is sized for the slowest step of any phase of the method, a phase not
 timed yet counting :data:`UNTIMED_SLOWDOWN` times the slowest timed one.
@@ -25,8 +26,9 @@ import numpy as np
 
 from .state import Phase, Status
 
-#: Seconds a chunk is sized to take (progress updates come at least about this often).
-TARGET_SECONDS = 6.0
+#: Seconds a chunk is sized to take: progress updates come about this often, and a signal asks
+#: the loop to stop between two chunks, so it takes effect within about this time.
+TARGET_SECONDS = 2.0
 #: A chunk is at most this many times longer (in steps) than the one before.
 GROWTH = 4
 #: A phase not timed yet may be this many times slower per step than the slowest timed one (an LM
@@ -37,37 +39,32 @@ LINE_SECONDS = 2.0
 
 
 class ChunkSizer:
-    """Sizes the host loop's chunks from the times of the previous ones (see the module docstring).
+    """Sizes the host loop's chunks by time from the times of the previous ones (see the module
+    docstring): one step first, then at most ``GROWTH`` times the last chunk, at most ``cap``
+    steps, and no more steps than fit in ``target`` seconds at the slowest step measured.
 
     ``phases`` is the number of phases of the method (kinds ``0 .. phases-1``)."""
 
     def __init__(self, cap: int, phases: int = 1, target: float = TARGET_SECONDS):
         self.cap, self.phases, self.target = int(cap), int(phases), float(target)
-        self.overhead = None  # seconds per chunk besides its steps
-        self.probes = 0  # one-step chunks timed
-        self.per_step = {}  # phase -> seconds per step
+        self.per_step = {}  # phase -> seconds per step (a chunk's time over its steps: an upper bound)
         self.last = 0
 
     def next(self) -> int:
         """Steps of the next chunk."""
-        if self.probes < 2 or not self.per_step:
-            self.last = 1 if self.probes < 2 else min(self.cap, GROWTH)
-            return self.last
+        if not self.per_step:
+            self.last = 1
+            return 1
         slowest = max(self.per_step.values())
         per_step = max(self.per_step.get(p, slowest * UNTIMED_SLOWDOWN) for p in range(self.phases))
-        room = self.target - self.overhead
-        want = int(room / per_step) if room > 0 else self.cap  # overhead-bound: longer chunks pay
+        want = int(self.target / per_step) if per_step > 0 else self.cap
         self.last = int(max(1, min(self.cap, GROWTH * self.last, want)))
         return self.last
 
     def timed(self, steps: int, seconds: float, phases: frozenset) -> None:
         """Record a chunk of ``steps`` that took ``seconds`` with seeds running in ``phases``
         (at its start or end)."""
-        if self.probes < 2:  # a one-step probe: an upper bound of the overhead
-            self.probes += 1
-            self.overhead = seconds if self.overhead is None else min(self.overhead, seconds)
-            return
-        per_step = max(seconds - self.overhead, 0.1 * seconds) / max(1, steps)
+        per_step = max(float(seconds), 0.0) / max(1, int(steps))
         phases = {min(int(p), self.phases - 1) for p in phases} or {0}  # stalled seeds restart phase 0
         if len(phases) == 1:
             self.per_step[phases.pop()] = per_step
