@@ -168,6 +168,10 @@ def _assign(cls, values: Mapping, current=None) -> dict[str, Any]:
                 direct[key] = value
             continue
         leaf = by_dotted.get(key) or by_flat.get(key)
+        head, _, rest = key.partition(".")
+        if leaf is None and rest and head in sections:  # "attack.lr": a leaf of the section by its flat name
+            nested[head][rest] = value
+            continue
         if leaf is None:
             allowed = sorted({*by_flat, *(d for d in by_dotted if "." not in d), *sections})
             more = " (or section.field)" if sections else ""
@@ -289,6 +293,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
         names = [f"--{leaf.dotted}"]
         if leaf.flat.replace("_", "-") != leaf.dotted:
             names.append(f"--{leaf.flat.replace('_', '-')}")
+        if len(leaf.path) > 2 and f"{leaf.path[0]}.{leaf.flat}" != leaf.dotted:  # --attack.lr of --attack.first_order.lr
+            names.append(f"--{leaf.path[0]}.{leaf.flat}")
         text = leaf.field.metadata.get("help") or ""
         choices = leaf.field.metadata.get("choices")
         if choices is not None:

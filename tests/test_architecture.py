@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxrecon as jr
-from jaxrecon.attack import METHODS, FirstOrder, LevenbergMarquardt, Method, RowRedraw
+from jaxrecon.attack import METHODS, FirstOrder, LevenbergMarquardt, Loss, Method, RowRedraw, Stall, Start, Stop
 from jaxrecon.data import registry
 from jaxrecon.data.base import RawImages
 from jaxrecon.features.base import FeatureMapBase, static
@@ -19,9 +19,10 @@ def test_a_new_method_is_a_factory_composing_parts(monkeypatch):
     # Gauss-Newton from the first step: a short LM-only schedule after 20 Adam steps, redraws on stalls
     def lm_early() -> Method:
         """Adam for 20 steps, then Levenberg-Marquardt; a stall redraws the weakest row."""
-        return Method(first_order=FirstOrder(optimizer="adam", lr=0.05, momentum=None, switch_after=20),
-                      lm=LevenbergMarquardt(cg_iters=20, stall_after=30), on_stall=(RowRedraw(),),
-                      loss_form="residual", init="sphere", tol=1e-12)
+        return Method(phases=(FirstOrder(optimizer="adam", lr=0.05, momentum=None, switch_after=20),
+                              LevenbergMarquardt(cg_iters=20, stall_after=30)),
+                      start=Start(init="sphere"), stop=Stop(tol=1e-12), stall=Stall(actions=(RowRedraw(),)),
+                      loss=Loss(form="residual"))
 
     monkeypatch.setitem(METHODS, "lm-early", lm_early)  # in the library: one line in attack/methods.py
     data = jr.synthetic(jax.random.key(0), 3, 6)

@@ -72,18 +72,18 @@ def test_networks_take_the_random_start():
 def test_resolve_keeps_user_options_and_reverts_split_tuning():
     m = method_config("auto", cg_iters=41)
     split = resolve(m, rf(), 3)
-    assert split.start == "split" and split.lm.cg_iters == 41 and split.escalate == ESCALATE
-    assert split.split_features == adam_lm_split().split_features
+    assert split.start.kind == "split" and split.lm.cg_iters == 41 and split.stall.escalate == ESCALATE
+    assert split.start.split.features == adam_lm_split().start.split.features
     plain = resolve(m, rf(activation="tanh"), 3)
-    assert plain.start == "random" and plain.lm.cg_iters == 41
+    assert plain.start.kind == "random" and plain.lm.cg_iters == 41
     assert plain.first_order.switch_plateau == adam_lm().first_order.switch_plateau
     assert plain.lm.stall_plateau == adam_lm().lm.stall_plateau
-    assert plain.precision_window == adam_lm().precision_window
+    assert plain.stop.precision_window == adam_lm().stop.precision_window
     # an option the user set on auto survives the random start
     user = resolve(method_config("auto", switch_plateau=33), rf(activation="tanh"), 3)
     assert user.first_order.switch_plateau == 33
     near = resolve(m, rf(ratio=1.5), 3)
-    assert near.population == global_().population and near.start == "random"
+    assert near.population == global_().population and near.start.kind == "random"
     # named methods are never changed
     for name in ("published", "adam", "adam-lm", "adam-lm-split", "global"):
         assert resolve(method_config(name), rf(), 3) == method_config(name)
@@ -91,7 +91,7 @@ def test_resolve_keeps_user_options_and_reverts_split_tuning():
 
 def test_make_solver_resolves_and_results_record_what_ran():
     fmap = rf(d=5, n=2, ratio=10, activation="tanh")
-    assert make_solver(jr.Target(fmap, jnp.ones(fmap.p)), 2, "auto").method.start == "random"
+    assert make_solver(jr.Target(fmap, jnp.ones(fmap.p)), 2, "auto").method.start.kind == "random"
     assert method_run("auto", fmap, 2) == "adam-lm"
     assert method_run(auto(), rf(), 3) == "adam-lm-split"
     assert method_run(method_config("adam-lm"), fmap, 2) == "adam-lm"
@@ -112,7 +112,7 @@ def test_escalation_gives_a_fresh_start_and_the_best_iterate_survives():
     fmap = rf(d=d, n=n, ratio=10, activation="tanh", dtype="float64")
     target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
     solver = make_solver(target, n, "auto", 1000)
-    assert solver.method.escalate == ESCALATE and solver.stop is not None
+    assert solver.method.stall.escalate == ESCALATE and solver.stop is not None
     tgt = attack_target(target, solver.method, n=n)
     s = init_state(solver, jax.random.key(3), tgt, x0=data.x)  # start at the training set
     # the watch has seen the exact iterate
@@ -142,3 +142,15 @@ def test_auto_reconstructs_relu_and_tanh_and_records_the_choice():
         assert res.method_run == want
         errors = [jr.match(data.x, xh).error_sign for xh in res.x_hat]
         assert max(errors) <= 1e-3, (activation, errors, res.status)
+
+
+def test_the_split_start_runs_where_it_pays():
+    """Below n = d/4 on a small V, adam-lm solves and compiles faster; large V or n > d/4: the split start."""
+    from jaxrecon.attack.auto import SPLIT_MIN_ENTRIES, split_pays
+
+    assert choice(rf(d=20, n=2, ratio=10), 2) == "adam-lm"
+    assert "compiles faster" in reason(rf(d=20, n=2, ratio=10), 2)
+    assert choice(rf(d=20, n=6, ratio=10), 6) == "adam-lm-split"
+    assert not split_pays(20000, 100, 20) and split_pays(SPLIT_MIN_ENTRIES // 100, 100, 20)
+    assert split_pays(76800, 768, 10)  # photos16, n = 10, p = 10 dn
+    assert not may_split("relu", 800, 20, 4) and may_split("relu", 2400, 20, 12)

@@ -162,7 +162,7 @@ def test_switches_have_a_negative_and_flags_keep_the_base():
 def test_attack_flags_override_the_method():
     m = ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", cg_iters=12, cg_tol=0.2, switch_after=50,
                           precision_tol=1e-8).method_cfg()
-    assert (m.lm.cg_iters, m.lm.cg_tol, m.first_order.switch_after, m.precision_tol, m.start) == (12, 0.2, 50, 1e-8,
+    assert (m.lm.cg_iters, m.lm.cg_tol, m.first_order.switch_after, m.stop.precision_tol, m.start.kind) == (12, 0.2, 50, 1e-8,
                                                                                                    "split")
     assert ReconstructConfig(n=4, p_over_dn=2).method_cfg().lm.cg_iters == 30  # the default untouched
     with pytest.raises(ValueError, match="^lm.cg_iters: method 'adam' has no LM phase"):
@@ -179,8 +179,8 @@ def test_attack_flags_override_the_method():
     assert lm().lm.stall_plateau == 8 and lm(stall_plateau=3).lm.stall_plateau == 3
     assert lm(stall_plateau=0).lm.stall_plateau is None
     off = lm(stall_plateau=0, split_cg_tol=0.1)
-    assert off.split_lm.stall_plateau is None and off.split_lm.cg_tol == 0.1
-    assert lm(stall_plateau=3, split_cg_tol=0.1).split_lm.stall_plateau == 3
+    assert off.start.split.lm.stall_plateau is None and off.start.split.lm.cg_tol == 0.1
+    assert lm(stall_plateau=3, split_cg_tol=0.1).start.split.lm.stall_plateau == 3
     assert ReconstructConfig(n=4, p_over_dn=2, method="adam-lm").method_cfg().lm.stall_plateau is None
     with pytest.raises(ValueError, match="^stall_plateau: must be an int >= 0"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split", stall_plateau=-2).method_cfg()
@@ -234,7 +234,7 @@ def test_every_method_option_has_one_dotted_name_in_python_the_cli_and_configs()
         assert by_python != method_config("adam-lm"), name  # every value above differs from adam-lm's
     split = ReconstructConfig(n=4, p_over_dn=2, method="adam-lm-split",
                               attack={"start": {"split": {"features": 3.0, "lm": {"cg_iters": 9}}}}).method_cfg()
-    assert split.split_features == 3.0 and split.split_lm.cg_iters == 9
+    assert split.start.split.features == 3.0 and split.start.split.lm.cg_iters == 9
 
 
 def test_unknown_and_legacy_method_options():

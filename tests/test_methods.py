@@ -24,7 +24,7 @@ def problem(d, n, p_over_dn, dtype="float64", seed=1):
 def test_default_is_auto_and_published_unchanged():
     assert jr.DEFAULT_METHOD == "auto"
     assert METHODS["adam-lm"]().lm is not None
-    assert METHODS["adam-lm"]().on_stall == (PairRepair(), RowRedraw())
+    assert METHODS["adam-lm"]().stall.actions == (PairRepair(), RowRedraw())
     assert METHODS["published"]().lm is None and METHODS["published"]().first_order.lr == 20.0
 
 
@@ -157,18 +157,18 @@ def test_a_stall_takes_the_first_action_that_applies_and_restarts_the_first_phas
 
 def test_method_options_map_to_parts_and_removed_options_say_so():
     m = method_config("adam-lm", on_stall="restart", repair_pairs=False, cg_iters=12, first_steps=7, lr=0.1)
-    assert m.on_stall == (Restart(),) and m.lm.cg_iters == 12
+    assert m.stall.actions == (Restart(),) and m.lm.cg_iters == 12
     assert m.first_order.switch_after == 7 and m.first_order.lr == 0.1
     assert method_config("adam", polish="lm").lm is not None
     assert method_config("adam", polish="lm").first_order.switch_below == 1e-3
-    assert method_config("adam-lm", reset_candidates=8).on_stall == (PairRepair(candidates=8), RowRedraw(candidates=8))
+    assert method_config("adam-lm", reset_candidates=8).stall.actions == (PairRepair(candidates=8), RowRedraw(candidates=8))
     with pytest.raises(ValueError, match="stall_window: this option was removed"):
         method_config("adam-lm", stall_window=2)
-    with pytest.raises(ValueError, match="restarts: this option was removed .renamed to 'starts'"):
+    with pytest.raises(ValueError, match="restarts: this option was removed .renamed to 'start.candidates'"):
         method_config("adam", restarts=2)
     with pytest.raises(ValueError, match="unknown option"):
         method_config("adam", nope=1)
-    with pytest.raises(ValueError, match="on_stall"):
+    with pytest.raises(ValueError, match="stall.actions"):
         method_config("adam-lm", on_stall="flip")
 
 
@@ -176,7 +176,8 @@ def test_an_lm_method_without_stall_actions_does_not_loop_forever():
     data, target = problem(6, 3, 0.5)  # below the threshold: LM stalls
     m = method_config("adam-lm")
     import dataclasses
-    m = dataclasses.replace(m, on_stall=(), lm=dataclasses.replace(m.lm, stall_after=3))
+    m = dataclasses.replace(m, stall=dataclasses.replace(m.stall, actions=()))
+    m = m.with_phase(dataclasses.replace(m.lm, stall_after=3))
     res = jr.reconstruct(target, jax.random.key(0), 3, method=m, steps=40)
     assert int(res.steps) <= 40
 
@@ -221,7 +222,7 @@ def test_row_repair_fixes_several_wrong_rows_at_once():
     np.testing.assert_allclose(np.linalg.norm(new, axis=1), np.sqrt(6), rtol=1e-12)
     same, found = repair(jnp.asarray(truth))  # at the training set nothing changes
     assert not bool(found) and np.array_equal(np.asarray(same), truth)
-    assert METHODS["adam-lm-repair"]().on_stall == (RowRepair(), RowRedraw())
+    assert METHODS["adam-lm-repair"]().stall.actions == (RowRepair(), RowRedraw())
 
 
 def test_first_order_phase_hands_over_on_a_plateau_after_the_warmup():

@@ -65,8 +65,8 @@ def test_stall_at_a_tiny_loss_stops(problem):
 
 def test_methods_and_validation():
     for name in ("adam-lm-split", "adam-lm-repair"):
-        assert method_config(name).precision_tol == PRECISION_TOL
-    assert method_config("adam-lm").precision_tol is None  # the default's recorded results stand
+        assert method_config(name).stop.precision_tol == PRECISION_TOL
+    assert method_config("adam-lm").stop.precision_tol is None  # the default's recorded results stand
     for bad in (dict(precision_tol=-1.0), dict(precision_window=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             method_config("adam-lm", **bad)

@@ -18,9 +18,9 @@ def problem(dtype="float64", p_over_dn=20, block_size=None, activation="relu"):
 def test_published_method_is_the_papers_recipe():
     cfg = METHODS["published"]()
     fo = cfg.first_order
-    assert (fo.optimizer, fo.lr, fo.momentum, cfg.surrogate_slope, cfg.init, cfg.tol) == (
+    assert (fo.optimizer, fo.lr, fo.momentum, cfg.loss.surrogate_slope, cfg.start.init, cfg.stop.tol) == (
         "sgd", 20.0, 0.9, 0.02, "gaussian", 1e-7)
-    assert cfg.loss_form == "kernel" and fo.schedule == "constant" and cfg.lm is None and cfg.on_stall == ()
+    assert cfg.loss.form == "kernel" and fo.schedule == "constant" and cfg.lm is None and cfg.stall.actions == ()
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

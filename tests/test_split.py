@@ -279,14 +279,14 @@ def test_split_features_option_validation_and_flag():
     from jaxrecon.attack.methods import SPLIT_FEATURES, method_config
     from jaxrecon.runner import ReconstructConfig
 
-    assert method_config("adam-lm-split").split_features == SPLIT_FEATURES == 5.0
-    assert method_config("adam-lm").split_features == 0
+    assert method_config("adam-lm-split").start.split.features == SPLIT_FEATURES == 5.0
+    assert method_config("adam-lm").start.split.features == 0
     with pytest.raises(ValueError, match="^split_features: must be 0 .all features. or > 1"):
         method_config("adam-lm-split", split_features=0.5)
     with pytest.raises(ValueError, match="^split_features: must be a finite number >= 0"):
         method_config("adam-lm-split", split_features=-1)
-    assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=0).method_cfg().split_features == 0
-    assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=3).method_cfg().split_features == 3
+    assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=0).method_cfg().start.split.features == 0
+    assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=3).method_cfg().start.split.features == 3
     with pytest.raises(ValueError, match="^split_cg_iters/split_cg_tol/split_features: only for the split start"):
         ReconstructConfig(n=4, p_over_dn=10, method="adam-lm", split_features=3).method_cfg()
     d, n = 6, 4

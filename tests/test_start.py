@@ -37,8 +37,8 @@ def test_pursuit_rows_on_sphere_and_deterministic():
 
 
 def test_start_option():
-    assert method_config("adam-lm").start == "random"
-    assert method_config("adam-lm", start="pursuit").start == "pursuit"
+    assert method_config("adam-lm").start.kind == "random"
+    assert method_config("adam-lm", start={"kind": "pursuit"}).start.kind == "pursuit"
     with pytest.raises(ValueError, match="start"):
         method_config("adam-lm", start="bogus")
     # the default start is the random one, as before the option existed

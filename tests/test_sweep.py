@@ -251,7 +251,7 @@ def test_config_flat_sectioned_and_dotted_agree():
     assert r.attack.steps == 300 and r.scale.x64 is True and hash(r) == hash(flat.resolved())
     # replace keeps the sections' other values; one way of giving p replaces the others
     over = flat.replace(lr=0.1, p=[7], noise=None)
-    assert over.grid.d == (10,) and over.attack.steps == 300 and over.attack.lr == 0.1
+    assert over.grid.d == (10,) and over.attack.steps == 300 and over.attack.first_order.lr == 0.1
     assert (over.p, over.p_over_dn, over.noise) == ((7,), None, 0.5)
     assert flat.override({"grid.p_over_n": "1,3"}).resolved().p_over_n == (1.0, 3.0)
     with pytest.raises(ValueError, match=r"^config: unknown key\(s\) \['grid.colour'\]"):

@@ -1,7 +1,10 @@
 """The attack as composable parts.
 
-* :mod:`~jaxrecon.attack.methods` -- :class:`Method` (phases, stall actions, loss) and the named
-  factories ``published``, ``adam``, ``adam_lm``;
+* :mod:`~jaxrecon.attack.methods` -- :class:`Method` (phases, start, stop, stall, loss, population)
+  and the named factories ``published``, ``adam``, ``adam_lm``, ``adam_lm_split``, ``auto`` ...;
+* :mod:`~jaxrecon.attack.parts` -- the parts :class:`Start` (with :class:`Split`), :class:`Stop`,
+  :class:`Stall`, :class:`Loss`; :mod:`~jaxrecon.attack.options` -- every option's dotted name;
+* :mod:`~jaxrecon.attack.auto` -- the default ``auto``: the recipe per problem, escalation;
 * :mod:`~jaxrecon.attack.first_order` / :mod:`~jaxrecon.attack.lm` -- the phases;
 * :mod:`~jaxrecon.attack.stall` -- stall actions (pair repair, row redraw, restart);
 * :mod:`~jaxrecon.attack.loop` -- the generic loop and :func:`reconstruct` (pure);
@@ -16,10 +19,11 @@ from .first_order import COMMON_OPTIMIZERS, FirstOrder
 from .lm import LevenbergMarquardt
 from .loop import advance, attack_target, finalize, init_state, make_solver, reconstruct, run_steps
 from .methods import DEFAULT_METHOD, METHODS, Method, adam, adam_lm, method_config, published
+from .parts import Loss, Split, Stall, Start, Stop
 from .stall import PairRepair, Restart, RowRedraw
 from .state import STATUS_NAMES, AttackState, Phase, ReconResult, Status
 
 __all__ = ["COMMON_OPTIMIZERS", "DEFAULT_METHOD", "METHODS", "AttackState", "FirstOrder", "LevenbergMarquardt",
-           "Method", "PairRepair", "Phase", "ReconResult", "Restart", "RowRedraw", "STATUS_NAMES", "SeedsResult",
+           "Loss", "Method", "Split", "Stall", "Start", "Stop", "PairRepair", "Phase", "ReconResult", "Restart", "RowRedraw", "STATUS_NAMES", "SeedsResult",
            "Status", "adam", "adam_lm", "advance", "attack_target", "finalize", "init_state", "make_solver",
            "method_config", "published", "reconstruct", "reconstruct_seeds", "run_steps"]

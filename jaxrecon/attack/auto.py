@@ -4,17 +4,13 @@
 into the method that runs once the problem is known (``make_solver`` calls it with the target's
 feature map and ``n``), by this table:
 
-=========================================================  ===========================================
-problem                                                     what runs (:func:`choice` names it)
-=========================================================  ===========================================
-``p < NEAR_THRESHOLD * d * n`` (near the threshold)         ``global``: a population of
-                                                            :data:`POPULATION` starts per seed
-random features whose activation's odd part is linear      ``adam-lm-split``: the split start
-(ReLU, GELU, leaky ReLU), ``V`` stored or streamed          (:mod:`jaxrecon.attack.split`)
-anything else (tanh, erf, relu_tanh, networks)              ``adam-lm``: the random start
-=========================================================  ===========================================
+* near the threshold, ``p < NEAR_THRESHOLD * d * n``: ``global`` (a population of starts per seed);
+* random features whose activation's odd part is linear (ReLU, GELU), ``V`` stored or streamed,
+  where the split start pays (:func:`split_pays`: ``n > d / 4``, or ``V`` of at least
+  :data:`SPLIT_MIN_ENTRIES` numbers): ``adam-lm-split``, the split start (:mod:`jaxrecon.attack.split`);
+* anything else (tanh, erf, relu_tanh, networks, small ReLU problems): ``adam-lm``, the random start.
 
-Every choice escalates per seed (``Method.escalate``): every :data:`ESCALATE`-th stall of a seed
+Every choice escalates per seed (``stall.escalate``): every :data:`ESCALATE`-th stall of a seed
 (its last phase ended above the tolerance, after the stall actions had their turns) starts it
 afresh (a new split start, or new random rows) instead of waiting out the budget; the best
 iterate seen survives (the precision stop's watch), and a seed at the float floor stops
@@ -37,6 +33,8 @@ from .methods import Method, adam_lm, adam_lm_split, global_
 #: 5/6, 6/6 seeds at 1, 1.25, 1.5 dn where ``adam-lm`` solved 0/6, 1/6, 5/6 and ``adam-lm-split``
 #: 0/20 and 4/20 at 1.25 and 1.5 dn), so ``auto`` runs a population there.
 NEAR_THRESHOLD = 2.0
+#: The split start runs below ``n = d / 4`` only once ``V`` has this many numbers (:func:`split_pays`).
+SPLIT_MIN_ENTRIES = 4_000_000
 #: A fresh start every this many stalls of a seed.
 ESCALATE = 3
 
@@ -61,56 +59,52 @@ def near_threshold(fmap, n: int) -> bool:
     return fmap.p < NEAR_THRESHOLD * fmap.input_dim * n
 
 
+def split_pays(p: int, d: int, n: int) -> bool:
+    """Whether the split start is worth its cost: ``n > d / 4`` (``adam-lm`` stalls in sign-flip
+    minima from ``n ~ 0.4 d``: ``benchmarks/RESULTS.md``, Scaling) or ``V`` of at least
+    :data:`SPLIT_MIN_ENTRIES` numbers (correlated inputs such as photographs hold ``adam-lm`` at
+    smaller ``n``, and the split start's extra compilation is small against such a run). Below
+    both, ``adam-lm`` solves (d = 100, n = 20: 8/8 seeds at 2-10 dn) and compiles in about half the
+    time (6 s against 14 s of CPU here), which dominates a run of that size."""
+    return 4 * n > d or p * d >= SPLIT_MIN_ENTRIES
+
+
 def choice(fmap, n: int) -> str:
     """The named recipe ``auto`` runs on ``fmap`` with ``n`` rows (the module's table)."""
     if near_threshold(fmap, n):
         return "global"
-    return "adam-lm-split" if split_applies(fmap) else "adam-lm"
-
-
-def _tuned() -> dict:
-    """``field path -> (adam-lm-split's value, adam-lm's value)`` for the options the split recipe tunes."""
-    split, plain = adam_lm_split(), adam_lm()
-    out = {}
-    for name in ("precision_window", "split_features"):
-        out[(name,)] = (getattr(split, name), getattr(plain, name))
-    out[("first_order", "switch_plateau")] = (split.first_order.switch_plateau, plain.first_order.switch_plateau)
-    out[("lm", "stall_plateau")] = (split.lm.stall_plateau, plain.lm.stall_plateau)
-    return out
+    if split_applies(fmap) and split_pays(fmap.p, fmap.input_dim, n):
+        return "adam-lm-split"
+    return "adam-lm"
 
 
 #: The options ``adam-lm-split`` tunes for the split start (reverted to ``adam-lm``'s when the
-#: random start runs, unless set by the user).
-SPLIT_TUNED = tuple(".".join(k) for k in _tuned())
+#: random start runs, unless set by the user), by dotted name.
+SPLIT_TUNED = ("stop.precision_window", "start.split.features", "first_order.switch_plateau", "lm.stall_plateau")
 
 
-def _set(m: Method, path: tuple, value) -> Method:
-    if len(path) == 1:
-        return dataclasses.replace(m, **{path[0]: value})
-    section = getattr(m, path[0])
-    if section is None:
-        return m
-    return dataclasses.replace(m, **{path[0]: dataclasses.replace(section, **{path[1]: value})})
-
-
-def _get(m: Method, path: tuple):
+def get(m: Method, name: str):
+    """The value of the option ``name`` (dotted, a field path) of ``m``."""
     obj = m
-    for part in path:
+    for part in name.split("."):
         obj = getattr(obj, part, None)
     return obj
 
 
 def resolve(method: Method, fmap, n: int) -> Method:
     """The method that runs: ``method`` itself unless its start is ``"auto"`` (module docstring)."""
-    if method.start != AUTO:
+    from .methods import _apply
+
+    if method.start.kind != AUTO:
         return method
     which = choice(fmap, n)
     if which == "adam-lm-split":
-        return dataclasses.replace(method, start="split")
-    m = dataclasses.replace(method, start="random")
-    for path, (split_value, plain_value) in _tuned().items():
-        if _get(m, path) == split_value:  # not set by the user: the random start's value
-            m = _set(m, path, plain_value)
+        return dataclasses.replace(method, start=dataclasses.replace(method.start, kind="split"))
+    m = dataclasses.replace(method, start=dataclasses.replace(method.start, kind="random"))
+    split, plain = adam_lm_split(), adam_lm()
+    for name in SPLIT_TUNED:
+        if get(m, name) == get(split, name):  # not set by the user: the random start's value
+            m = _apply(m, name, get(plain, name))
     if which == "global" and m.population is None:
         m = dataclasses.replace(m, population=global_().population)
     return m
@@ -124,7 +118,7 @@ def method_run(method, fmap, n: int) -> str:
 
     if isinstance(method, str):
         return choice(fmap, n) if method == AUTO else method
-    if method.start == AUTO:
+    if method.start.kind == AUTO:
         return choice(fmap, n)
     for name, factory in METHODS.items():
         if factory() == method:
@@ -140,6 +134,8 @@ def reason(fmap, n: int) -> str:
         why = f"p = {ratio:.2g} dn is near the threshold (< {NEAR_THRESHOLD:g} dn): a population of starts per seed"
     elif which == "adam-lm-split":
         why = "the activation's odd part is linear and V is available: the split start"
+    elif split_applies(fmap):
+        why = "n <= d/4 on a small map: the random start solves and compiles faster"
     else:
         why = "the split start does not apply to this map: the random start"
     return f"method auto: {which} ({why}; a fresh start every {ESCALATE} stalls)"
@@ -150,7 +146,7 @@ def may_split(activation, p: int, d: int, n: int) -> bool:
     ``V`` is available (for the memory policy, before the map exists)."""
     from .split import odd_slope
 
-    if p < NEAR_THRESHOLD * d * n:
+    if p < NEAR_THRESHOLD * d * n or not split_pays(p, d, n):
         return False
     try:
         odd_slope(activation)

@@ -129,7 +129,7 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     keys = jax.random.split(key, seeds)
     prep = lambda t: attack_target(t, solver.method, split=False)
     tgt = jax.jit(prep if target_axis is None else jax.vmap(prep))(target)
-    if solver.method.start == "split" and solver.degenerate is None:
+    if solver.method.start.kind == "split" and solver.degenerate is None:
         rows = first_stage_rows(solver.method, one_target.fmap.p, one_target.fmap.input_dim, n)
         tgt = with_split(tgt, batched=target_axis is not None, rows=rows)  # shares the map's V, or copies a prefix
         if solver.method.population is None and seed_shards == 1:
@@ -179,7 +179,7 @@ def _split_program(solver, tgt: Target, keys, steps: int, target_axis, batching:
         tgt, main, 0).compile()
     fin = jax.jit(over_seeds(lambda t, s: finalize(solver, t, s, steps), target_axis, batching))
     stage = SplitStage(state, advance_split_fn, lambda t, s: finish(t, (keys, s)),
-                       min(solver.method.split_steps, steps))
+                       min(solver.method.start.split.steps, steps))
     return Program(tgt, None, compiled, fin, 0.0, stage)
 
 
@@ -273,7 +273,7 @@ def reconstruct_seeds(target: Target, key: jax.Array, n: int, seeds: int, *, met
     method = method_config(method, **method_options)
     warn_if_degenerate(target, n, math.sqrt(target.fmap.input_dim) if radius == "sphere" else radius,
                        batched=target_axis is not None)
-    is_auto = asked == "auto" if isinstance(asked, str) else getattr(asked, "start", None) == "auto"
+    is_auto = asked == "auto" if isinstance(asked, str) else getattr(getattr(asked, "start", None), "kind", None) == "auto"
     if progress and is_auto:
         print(reason(target.fmap, n), file=sys.stderr, flush=True)
     t0 = time.perf_counter()

@@ -54,31 +54,18 @@ from .first_order import FirstOrderPhase
 from .lm import LMPhase
 from .auto import resolve
 from .methods import DEFAULT_METHOD, Method, method_config
+from .parts import Start
 from .population import advance_population, best_member, init_population, summarize
 from .split import SPLIT_TOL, check_split, choose_signs, prefix_target, split_arrays, split_problem, split_rows
 from .start import start_rows
-from .state import AttackState, Phase, ReconResult, Status, Watch
+from .state import AttackState, Phase, ReconResult, Status
+from .stops import Stops, apply_after, apply_before, best_iterate, init_watch, stops_for
 
 
-class StopRule(NamedTuple):
-    """The floor, plateau and precision stops in force (see the module docstring); ``window = 0``:
-    no plateau; ``precision_tol = None``: no precision stop."""
-
-    floor_factor: float
-    window: int
-    rtol: float
-    precision_tol: Optional[float] = None
-    precision_window: int = 0
-
-
-def stop_rule(method: Method, has_floor: bool) -> Optional[StopRule]:
-    """The stops of ``method`` for a target with (``has_floor``) or without a noise floor."""
-    window = method.plateau_steps(has_floor)
-    if not has_floor and window == 0 and method.precision_tol is None:
-        return None
-    ptol = None if method.precision_tol is None else float(method.precision_tol)
-    return StopRule(float(method.floor_factor), int(window), float(method.plateau_rtol), ptol,
-                    int(method.precision_window))
+def stop_rule(method: Method, has_floor: bool) -> Optional[Stops]:
+    """The stops of ``method`` for a target with (``has_floor``) or without a noise floor
+    (:func:`~jaxrecon.attack.stops.stops_for`)."""
+    return stops_for(method.stop, has_floor)
 
 
 class Solver(NamedTuple):
@@ -90,7 +77,7 @@ class Solver(NamedTuple):
     loss_fn: Callable  # (tgt, x) -> loss
     phases: tuple  # FirstOrderPhase / LMPhase, in order
     degenerate: Optional[str] = None  # why the problem's shapes make it degenerate (no step is taken)
-    stop: Optional["StopRule"] = None  # the floor / plateau stops, when on
+    stop: Optional[Stops] = None  # the floor / plateau / precision stops in force (jaxrecon.attack.stops)
 
 
     def project(self, x):
@@ -99,7 +86,7 @@ class Solver(NamedTuple):
     def fresh_x(self, key, d, dtype):
         """A new starting point: ``N(0, I)``, projected to the sphere when ``init="sphere"``."""
         x0 = jax.random.normal(key, (self.n, d), dtype)
-        return self.project(x0) if self.method.init == "sphere" else x0
+        return self.project(x0) if self.method.start.init == "sphere" else x0
 
 
 def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int = 10_000,
@@ -110,17 +97,18 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
     n = _validate.positive_int("n", n)
     method = resolve(method, target.fmap, n)  # "auto": the recipe for this map (jaxrecon.attack.auto)
     radius = math.sqrt(target.fmap.input_dim) if radius == "sphere" else radius
-    if method.start == "split":
+    if method.start.kind == "split":
         check_split(target.fmap)
-    loss_fn = lambda tgt, x: projector_loss(tgt.fmap, tgt.theta, x, method.jitter, method.loss_form)
+    jitter = method.loss.jitter
+    loss_fn = lambda tgt, x: projector_loss(tgt.fmap, tgt.theta, x, jitter, method.loss.form)
     project = (lambda x: x) if radius is None else (lambda x: project_to_sphere(x, radius))
     # the residual form's gradient in closed form where the map has one (loss.residual_value_and_grad)
-    value_and_grad = (None if method.loss_form != "residual" else
-                      lambda tgt, x: residual_value_and_grad(tgt.fmap, tgt.theta, x, method.jitter))
+    value_and_grad = (None if method.loss.form != "residual" else
+                      lambda tgt, x: residual_value_and_grad(tgt.fmap, tgt.theta, x, jitter))
     phases = [FirstOrderPhase(method.first_order, method.first_order.optimizer_fn(total_steps), loss_fn, project,
                               value_and_grad=value_and_grad)]
     if method.lm is not None:
-        phases.append(LMPhase(method.lm, method.jitter, project))
+        phases.append(LMPhase(method.lm, jitter, project))
     return Solver(method, n, radius, loss_fn, tuple(phases), static_reason(target.fmap, n, radius),
                   stop_rule(method, target.floor is not None))
 
@@ -133,10 +121,10 @@ def attack_target(target: Target, method: Method, split: bool = True, n: Optiona
     otherwise return ``V`` twice: the map's and the even features'); with the split start, ``n``
     (the rows to recover) sets the first stage's features (``Method.split_features``)."""
     fmap = target.fmap
-    if method.surrogate_slope is not None:
-        fmap = fmap.with_surrogate(method.surrogate_slope)
+    if method.loss.surrogate_slope is not None:
+        fmap = fmap.with_surrogate(method.loss.surrogate_slope)
     tgt = Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
-    if method.start == "split" and split:
+    if method.start.kind == "split" and split:
         sub = prefix_target(tgt, first_stage_rows(method, tgt.fmap.p, tgt.fmap.input_dim, n))
         tgt = tgt._replace(split=split_problem(sub))
     return tgt
@@ -146,11 +134,11 @@ def first_stage_rows(method: Method, p: int, d: int, n: Optional[int]) -> int:
     """Features of the split start's first stage on a map with ``p`` features of ``d`` inputs
     (:func:`~jaxrecon.attack.split.split_rows` of the method's ``split_features``); ``n`` is
     needed when that option is set."""
-    if not method.split_features:
+    if not method.start.split.features:
         return p
     if n is None:
         raise ValueError("split_features: the first stage's features depend on n; pass n (the rows to recover)")
-    return split_rows(p, d, n, method.split_features)
+    return split_rows(p, d, n, method.start.split.features)
 
 
 def with_split(tgt: Target, batched: bool = False, rows: Optional[int] = None) -> Target:
@@ -179,11 +167,11 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None, steps
     if x0 is not None:
         x0 = solver.project(jnp.asarray(x0, dtype))
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), steps0
-    if method.start == "split" and solver.degenerate is None:
+    if method.start.kind == "split" and solver.degenerate is None:
         x0, steps = _split_start(solver, key, target)
         x0 = solver.project(jnp.asarray(x0, dtype))
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), steps
-    if method.starts <= 1:
+    if method.start.candidates <= 1:
         x0 = start_rows(solver, key, target, dtype)
         return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
 
@@ -195,13 +183,13 @@ def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None, steps
             x_next, s_next, _, ok = first.step(target, x, s)
             return jnp.where(ok, x_next, x), s_next
 
-        x, s = jax.lax.fori_loop(0, method.start_steps, body, (x0, first.init(x0, dtype)))
+        x, s = jax.lax.fori_loop(0, method.start.candidate_steps, body, (x0, first.init(x0, dtype)))
         return x, s, solver.loss_fn(target, x)
 
-    xs, states, losses = jax.vmap(candidate)(jax.random.split(key, method.starts))
+    xs, states, losses = jax.vmap(candidate)(jax.random.split(key, method.start.candidates))
     best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
     take = lambda tree: jax.tree_util.tree_map(lambda a: a[best], tree)
-    return xs[best], take(states), losses[best].astype(dtype), method.start_steps
+    return xs[best], take(states), losses[best].astype(dtype), method.start.candidate_steps
 
 
 def split_solver(solver: Solver) -> Solver:
@@ -210,11 +198,12 @@ def split_solver(solver: Solver) -> Solver:
     tolerance ``SPLIT_TOL``, no floor or plateau stops."""
     m = solver.method
     phases = solver.phases
-    if m.split_lm is not None:
-        phases = phases[:1] + (phases[1]._replace(config=m.split_lm),)
-    return solver._replace(method=dataclasses.replace(m, start="random", starts=1, start_steps=0, population=None,
-                                                      tol=max(m.tol, SPLIT_TOL), plateau_window=0, escalate=0),
-                           stop=None, phases=phases)
+    if m.start.split.lm is not None:
+        phases = phases[:1] + (phases[1]._replace(config=m.start.split.lm),)
+    first = dataclasses.replace(m, start=Start(kind="random", init=m.start.init), population=None,
+                                stop=dataclasses.replace(m.stop, tol=max(m.stop.tol, SPLIT_TOL), plateau_window=0),
+                                stall=dataclasses.replace(m.stall, escalate=0))
+    return solver._replace(method=first, stop=None, phases=phases)
 
 
 def init_split(solver: Solver, key: jax.Array, tgt: Target) -> AttackState:
@@ -230,15 +219,15 @@ def advance_split(solver: Solver, tgt: Target, state: AttackState, max_steps) ->
 def finish_split(solver: Solver, tgt: Target, key: jax.Array, state: AttackState) -> AttackState:
     """The seed's initial state on ``theta`` after the first stage: the rows' signs chosen in one
     solve (:func:`~jaxrecon.attack.split.choose_signs`), the first stage's steps counted."""
-    x0, _ = choose_signs(tgt.split, state.x_hat, solver.method.jitter)
+    x0, _ = choose_signs(tgt.split, state.x_hat, solver.method.loss.jitter)
     return _init_one(solver, key, tgt, x0, state.steps)
 
 
 def _split_start(solver: Solver, key: jax.Array, tgt: Target):
     """``(x0, steps)``: the first stage run whole (at most ``split_steps``), then the signs; the
     driver runs the same pieces in chunks, with progress (:mod:`jaxrecon.attack.driver`)."""
-    state = advance_split(solver, tgt, init_split(solver, key, tgt), solver.method.split_steps)
-    x0, _ = choose_signs(tgt.split, state.x_hat, solver.method.jitter)
+    state = advance_split(solver, tgt, init_split(solver, key, tgt), solver.method.start.split.steps)
+    x0, _ = choose_signs(tgt.split, state.x_hat, solver.method.loss.jitter)
     return x0, state.steps
 
 
@@ -265,10 +254,7 @@ def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None, steps0=0)
         status = Status.DEGENERATE
     watch = None
     if solver.stop is not None:
-        floor = jnp.asarray(0.0 if target.floor is None else target.floor, dtype)
-        inf = jnp.asarray(jnp.inf, dtype)
-        low = (inf, i32(steps)) if solver.stop.precision_tol is not None else (None, None)
-        watch = Watch(floor, inf, x0, inf, i32(steps), *low)
+        watch = init_watch(solver.stop, 0.0 if target.floor is None else target.floor, x0, steps, dtype)
     return AttackState(x_hat=x0, phase_states=(first_state,) + later, loss=loss, steps=i32(steps),
                        phase=i32(solver.phases[0].kind), phase_start=i32(steps), stalls=i32(0), key=key,
                        status=i32(status), watch=watch, start_steps=i32(steps))
@@ -276,7 +262,7 @@ def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None, steps0=0)
 
 def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
     """``state -> state``: steps of phase ``i`` while the seed runs in it."""
-    ph, phases, tol = solver.phases[i], solver.phases, solver.method.tol
+    ph, phases, tol = solver.phases[i], solver.phases, solver.method.stop.tol
 
     def cond(s):
         return (s.status == Status.RUNNING) & (s.steps < max_steps) & (s.phase == ph.kind)
@@ -287,19 +273,11 @@ def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
         converged = ok & (value <= tol)
         move = ok & ~converged
         status = jnp.where(~ok, Status.NONFINITE, jnp.where(converged, Status.CONVERGED, Status.RUNNING))
-        if solver.stop is not None:
-            floored = move & (s.watch.floor > 0) & (value <= solver.stop.floor_factor * s.watch.floor)
-            move = move & ~floored
-            status = jnp.where(floored, Status.FLOOR, status)
-            s = s._replace(watch=_watched(solver.stop, s, value, ok))
+        if solver.stop is not None:  # the terminate parts (jaxrecon.attack.stops)
+            s, move, status = apply_before(solver.stop, s, value, ok, move, status)
         steps = s.steps + move.astype(jnp.int32)
-        if solver.stop is not None and solver.stop.window > 0:
-            flat = move & (steps - s.watch.mark_step >= solver.stop.window)
-            status = jnp.where(flat, Status.PLATEAU, status)
-        if solver.stop is not None and solver.stop.precision_tol is not None:
-            precise = move & (value <= solver.stop.precision_tol) & (
-                steps - s.watch.low_step >= solver.stop.precision_window)
-            status = jnp.where(precise & (status == Status.RUNNING), Status.PRECISION, status)
+        if solver.stop is not None:
+            status = apply_after(solver.stop, s, value, move, steps, status)
         s = s._replace(phase_states=_with(s.phase_states, i, _where(move, aux_next, aux)),
                        x_hat=_where(move, x_next, s.x_hat), loss=jnp.where(ok, value, s.loss).astype(s.loss.dtype),
                        steps=steps, status=status.astype(jnp.int32))
@@ -317,45 +295,26 @@ def _phase_loop(solver: Solver, tgt: Target, i: int, max_steps) -> Callable:
     return lambda s: jax.lax.while_loop(cond, body, s)
 
 
-def _watched(rule: StopRule, s: AttackState, value, ok) -> Watch:
-    """The watch after a step whose loss at ``s.x_hat`` was ``value``: best loss and iterate, and
-    the mark the plateau counts from (moved when the best improves by more than ``rule.rtol``)."""
-    w = s.watch
-    better = ok & (value < w.best_loss)
-    marked = ok & (value < w.mark_loss * (1 - rule.rtol))
-    dtype = w.best_loss.dtype
-    w = w._replace(best_loss=jnp.where(better, value, w.best_loss).astype(dtype),
-                   best_x=jnp.where(better, s.x_hat, w.best_x),
-                   mark_loss=jnp.where(marked, value, w.mark_loss).astype(dtype),
-                   mark_step=jnp.where(marked, s.steps + 1, w.mark_step).astype(jnp.int32))
-    if rule.precision_tol is None:
-        return w
-    # the precision mark: the loss when it last halved while <= precision_tol (reset above it)
-    tiny = value <= rule.precision_tol
-    halved = ok & tiny & (value < 0.5 * w.low_loss)
-    low_loss = jnp.where(ok & ~tiny, jnp.inf, jnp.where(halved, value, w.low_loss))
-    return w._replace(low_loss=low_loss.astype(dtype),
-                      low_step=jnp.where(halved, s.steps + 1, w.low_step).astype(jnp.int32))
-
-
 def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
     """A stalled seed takes the first stall action that applies (keys ``fold_in(key, stalls)``)
     and restarts the first phase; other seeds are unchanged. With a precision stop, a seed that
     stalls at a loss ``<= precision_tol`` stops instead (status ``PRECISION``)."""
     stalled = s.phase == Phase.STALLED
-    if solver.stop is not None and solver.stop.precision_tol is not None:
-        precise = stalled & (s.loss <= solver.stop.precision_tol)
+    precision = None if solver.stop is None else solver.stop.precision
+    if precision is not None:
+        precise = stalled & precision.at_stall(s)
         s = s._replace(status=jnp.where(precise, Status.PRECISION, s.status).astype(jnp.int32))
         stalled = stalled & ~precise
     stalls = s.stalls + stalled.astype(jnp.int32)
     key = jax.random.fold_in(s.key, stalls)
     x_new = s.x_hat
-    for action in reversed(solver.method.on_stall):
+    for action in reversed(solver.method.stall.actions):
         x_a, applies = action(solver, tgt, s.x_hat, key)
         x_new = jnp.where(applies, x_a, x_new)
     steps = s.steps
-    if solver.method.escalate:  # every escalate-th stall: a fresh start (the best iterate stays in the watch)
-        due = stalled & (stalls % solver.method.escalate == 0)
+    escalate = solver.method.stall.escalate
+    if escalate:  # every escalate-th stall: a fresh start (the best iterate stays in the watch)
+        due = stalled & (stalls % escalate == 0)
         x_f, spent = fresh_start(solver, tgt, jax.random.fold_in(key, 7), s.x_hat, due)
         x_new = jnp.where(due, x_f, x_new)
         steps = steps + jnp.where(due, spent, 0).astype(jnp.int32)
@@ -373,13 +332,13 @@ def fresh_start(solver: Solver, tgt: Target, key: jax.Array, x: jax.Array, due) 
     ``due`` the split stage takes no step (its loop's condition is false from the start, also
     under ``vmap``)."""
     m = solver.method
-    if m.start == "split" and tgt.split is not None:
+    if m.start.kind == "split" and tgt.split is not None:
         state = init_split(solver, key, tgt)
         state = state._replace(status=jnp.where(due, state.status, Status.CONVERGED).astype(jnp.int32))
-        state = advance_split(solver, tgt, state, m.split_steps)
-        x0, _ = choose_signs(tgt.split, state.x_hat, m.jitter)
+        state = advance_split(solver, tgt, state, m.start.split.steps)
+        x0, _ = choose_signs(tgt.split, state.x_hat, m.loss.jitter)
         return solver.project(x0.astype(x.dtype)), jnp.where(due, state.steps, 0)
-    if m.start == "pursuit":
+    if m.start.kind == "pursuit":
         return start_rows(solver, key, tgt, x.dtype), jnp.asarray(0, jnp.int32)
     return solver.fresh_x(key, x.shape[1], x.dtype), jnp.asarray(0, jnp.int32)
 
@@ -426,17 +385,13 @@ def finalize(solver: Solver, tgt: Target, state, max_steps) -> ReconResult:
         return ReconResult(state.x_hat, final, state.steps, state.status, state.stalls)
     status = jnp.where((state.status == Status.RUNNING) & (state.steps >= max_steps), Status.BUDGET, state.status)
     x_hat, floor = state.x_hat, None
-    if solver.stop is not None:  # a seed that ended on a plateau, precision or a budget (or was cut while
-        w = state.watch           # running: the driver's time budget or a signal) returns its best iterate
-        ended = ((status == Status.PLATEAU) | (status == Status.BUDGET) | (status == Status.PRECISION)
-                 | (status == Status.RUNNING))
-        take = ended & (w.best_loss < state.loss)
-        x_hat = jnp.where(take, w.best_x, x_hat)
-        floor = None if tgt.floor is None else w.floor  # a precision stop alone reports no floor
+    if solver.stop is not None:  # the best-iterate wrapper (jaxrecon.attack.stops.best_iterate)
+        x_hat = best_iterate(state, status)
+        floor = None if tgt.floor is None else state.watch.floor  # a precision stop alone reports no floor
     final = solver.loss_fn(tgt, x_hat)
     final = jnp.where(jnp.isfinite(final), final, state.loss)
     final = jnp.where(state.status == Status.DEGENERATE, jnp.nan, final)
-    status = jnp.where((status == Status.BUDGET) & (final <= solver.method.tol), Status.CONVERGED, status)
+    status = jnp.where((status == Status.BUDGET) & (final <= solver.method.stop.tol), Status.CONVERGED, status)
     return ReconResult(x_hat, final, state.steps, status.astype(jnp.int32), state.stalls, floor)
 
 

@@ -8,8 +8,8 @@ Named methods are short factories, in the manner of optax's ``alias.py``::
     adam_lm_repair()  adam_lm with every suspect row repaired at a stall (many rows)
     adam_lm_split()   adam_lm from the split start: rows up to sign first, then their signs
 
-:func:`method_config` looks a method up by name and applies overrides by field name (the
-sections' fields, e.g. ``lr=0.1``, ``cg_iters=40``, ``repair_pairs=False``).
+:func:`method_config` looks a method up by name and applies options by their dotted names
+(:mod:`jaxrecon.attack.options`: ``lm={"cg_iters": 40}``, ``**{"stop.tol": 1e-10}``).
 """
 
 from __future__ import annotations
@@ -19,136 +19,77 @@ from typing import Optional
 
 from .. import _validate
 from ..activations import PUBLISHED_SURROGATE_SLOPE
-from ..loss import LOSS_FORMS
 from .first_order import FirstOrder
 from .lm import LevenbergMarquardt
+from .parts import DEFAULT_PLATEAU_WINDOW, Loss, Split, Stall, Start, Stop  # noqa: F401  (re-exported)
 from .population import Population
 from .stall import PairRepair, Restart, RowRedraw, RowRepair
-from .start import STARTS
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """Everything that defines an attack; hashable, so it can be a static jit argument.
+    """Everything that defines an attack, as parts; hashable, so it can be a static jit argument.
 
     Attributes:
-      first_order: the first phase (:class:`FirstOrder`).
-      lm: an optional second phase (:class:`LevenbergMarquardt`), entered when the first-order
-        phase ends (its ``switch_below`` / ``switch_after``).
-      on_stall: stall actions, in order (:mod:`jaxrecon.attack.stall`); the first that applies runs
-        when the last phase stalls, then the first phase starts again. Empty: no stall handling.
-      loss_form: ``"kernel"`` or ``"residual"`` (see :mod:`jaxrecon.loss`).
-      surrogate_slope: leaky ReLU derivative used by the attack (``None``: exact derivative).
-      init: ``"gaussian"`` (``x_hat ~ N(0, I)``, as published) or ``"sphere"`` (projected).
-      start: ``"random"`` (rows drawn as ``init`` says), ``"pursuit"`` (rows chosen greedily
-        against ``theta``: :mod:`jaxrecon.attack.start`) or ``"split"`` (the method first run on
-        the sign-free even part of ``theta``, then the signs chosen in one solve:
-        :mod:`jaxrecon.attack.split`; dense random features with ReLU or GELU).
-      split_steps: the step cap of the split start's first stage (counted in the seed's steps).
-      split_features: the split start's first stage runs on the first ``split_features * d * n``
-        features only (rows of ``V``, at least ``2 d``, at most ``p``; 0: all ``p``): the even part
-        of ``theta`` restricted to them has the same zero while ``split_features`` is well above
-        1, and each pass over that prefix of ``V`` costs ``split_features * d * n / p`` of a whole
-        one (:func:`~jaxrecon.attack.split.prefix_target`; the prefix is copied, so the stage
-        holds it next to ``V``). The second stage uses every feature.
-      split_lm: the LM phase of the split start's first stage (``None``: the method's ``lm``); set
-        by the options ``split_cg_iters`` and ``split_cg_tol``. That stage's LM steps far from the
-        zero move rows between basins, where an exact Gauss-Newton step gains no more than a rough
-        one.
-      tol: a seed stops when its loss is ``<= tol``.
-      jitter: relative Cholesky jitter (``None``: the dtype's default).
-      starts: candidates started per seed; the best after ``start_steps`` first-order steps is kept.
+      phases: the phases, in order and held by position: a first-order phase
+        (:class:`FirstOrder`), then optionally a Levenberg-Marquardt phase
+        (:class:`LevenbergMarquardt`), entered when the first-order phase ends (its
+        ``switch_below`` / ``switch_after`` / ``switch_plateau``).
+      start: where a seed starts (:class:`~jaxrecon.attack.parts.Start`: random rows, pursuit, the
+        split start, or ``auto``).
+      stop: when a seed stops (:class:`~jaxrecon.attack.parts.Stop`: tolerance, floor, plateau,
+        precision).
+      stall: what a stalled seed does (:class:`~jaxrecon.attack.parts.Stall`: actions, escalation).
+      loss: the loss (:class:`~jaxrecon.attack.parts.Loss`: form, jitter, surrogate slope).
       population: ``None``, or a :class:`~jaxrecon.attack.population.Population`: that many whole
         attacks per seed, advanced together until one converges.
-      floor_factor: with a target that carries a noise floor (a defended ``theta``), a seed stops
-        with status ``floor`` once its loss is ``<= floor_factor * floor``.
-      plateau_window, plateau_rtol: a seed stops with status ``plateau`` when its best loss has not
-        improved by a relative ``plateau_rtol`` over ``plateau_window`` steps; ``None`` means
-        :data:`DEFAULT_PLATEAU_WINDOW` for a target with a floor and off otherwise, ``0`` off.
-        Without a floor, a window and ``precision_tol`` the attack is exactly the one without
-        these options.
-      escalate: every ``escalate``-th stall of a seed starts it afresh (the method's own start
-        again: a new split start, or new random rows) instead of the stall action; 0: never.
-        The method ``auto`` sets it (:mod:`jaxrecon.attack.auto`); with the precision stop on, the
-        best iterate seen survives the new start.
-      precision_tol, precision_window: the precision stop (``None``: off). A seed whose loss is
-        ``<= precision_tol`` and has not halved over ``precision_window`` steps, or whose last phase
-        stalls at such a loss, has reached the floating-point floor of the loss (above ``tol``
-        when ``n * d`` is large or the inputs are correlated: float32 resolves the residual form to
-        ~1e-12 at d = 50, n = 100 and ~3e-10 at d = 768, n = 40 photographs): it stops with status
-        ``precision`` and returns its best iterate, instead of a stall action discarding it. With
-        the stop on, a seed that ends on its budget also returns its best iterate.
+
+    Every option has a dotted name (:mod:`jaxrecon.attack.options`): the path through these parts
+    (``start.split.features``, ``stop.tol``), with ``first_order.*`` and ``lm.*`` for the phases.
     """
 
-    first_order: FirstOrder = FirstOrder()
-    lm: Optional[LevenbergMarquardt] = None
-    on_stall: tuple = ()
-    loss_form: str = "kernel"
-    surrogate_slope: Optional[float] = None
-    init: str = "gaussian"
-    start: str = "random"
-    tol: float = 1e-7
-    jitter: Optional[float] = None
-    starts: int = 1
-    start_steps: int = 0
+    phases: tuple = (FirstOrder(),)
+    start: Start = Start()
+    stop: Stop = Stop()
+    stall: Stall = Stall()
+    loss: Loss = Loss()
     population: Optional[Population] = None
-    floor_factor: float = 1.2
-    plateau_window: Optional[int] = None
-    plateau_rtol: float = 1e-3
-    split_steps: int = 2000
-    split_features: float = 0.0
-    split_lm: Optional[LevenbergMarquardt] = None
-    precision_tol: Optional[float] = None
-    precision_window: int = 8
-    escalate: int = 0
 
     def validate(self) -> "Method":
-        self.first_order.validate()
-        if self.lm is not None:
-            self.lm.validate()
-        for action in self.on_stall:
-            action.validate()
-        _validate.choice("loss_form", self.loss_form, LOSS_FORMS)
-        _validate.choice("init", self.init, ("gaussian", "sphere"))
-        _validate.choice("start", self.start, STARTS)
-        _validate.positive_float("tol", self.tol, allow_zero=True)
-        _validate.positive_int("starts", self.starts)
-        _validate.positive_int("split_steps", self.split_steps)
-        if _validate.positive_float("split_features", self.split_features, allow_zero=True) and self.split_features <= 1:
-            raise ValueError(f"split_features: must be 0 (all features) or > 1 (below d * n features the first "
-                             f"stage's zero is not unique), got {self.split_features!r}")
-        if self.split_lm is not None:
-            if self.lm is None:
-                raise ValueError("split_cg_iters/split_cg_tol: the method has no LM phase")
-            self.split_lm.validate()
-        if self.starts > 1:
-            _validate.positive_int("start_steps", self.start_steps)
+        if not self.phases or not isinstance(self.phases[0], FirstOrder):
+            raise ValueError(f"phases: the first phase must be a FirstOrder phase, got {self.phases!r}")
+        if len(self.phases) > 2 or (len(self.phases) == 2 and not isinstance(self.phases[1], LevenbergMarquardt)):
+            raise ValueError(f"phases: a FirstOrder phase, then at most one LevenbergMarquardt phase; got "
+                             f"{[type(p).__name__ for p in self.phases]}")
+        for phase in self.phases:
+            phase.validate()
+        self.start.validate()
+        if self.start.split.lm is not None and self.lm is None:
+            raise ValueError("start.split.lm: the method has no LM phase")
+        self.stop.validate()
+        self.stall.validate()
+        self.loss.validate()
         if self.population is not None:
             self.population.validate()
-        if not self.floor_factor >= 1.0:
-            raise ValueError(f"floor_factor: must be >= 1, got {self.floor_factor!r}")
-        if self.plateau_window is not None:
-            if self.plateau_window != 0:
-                _validate.positive_int("plateau_window", self.plateau_window)
-        if self.precision_tol is not None:
-            _validate.positive_float("precision_tol", self.precision_tol)
-        _validate.positive_int("precision_window", self.precision_window)
-        if self.escalate != 0:
-            _validate.positive_int("escalate", self.escalate)
-        if not 0.0 < self.plateau_rtol < 1.0:
-            raise ValueError(f"plateau_rtol: must be in (0, 1), got {self.plateau_rtol!r}")
         return self
 
-    def plateau_steps(self, has_floor: bool) -> int:
-        """The plateau window in force (0: off); see ``plateau_window``."""
-        if self.plateau_window is None:
-            return DEFAULT_PLATEAU_WINDOW if has_floor else 0
-        return self.plateau_window
+    @property
+    def first_order(self) -> FirstOrder:
+        """The first phase."""
+        return self.phases[0]
 
     @property
-    def phases(self) -> tuple:
-        """The phase configs, in order."""
-        return (self.first_order,) if self.lm is None else (self.first_order, self.lm)
+    def lm(self) -> Optional[LevenbergMarquardt]:
+        """The Levenberg-Marquardt phase, if the method has one."""
+        return next((p for p in self.phases[1:] if isinstance(p, LevenbergMarquardt)), None)
+
+    def with_phase(self, phase) -> "Method":
+        """A copy with ``phase`` in place of the phase of its type (appended if the method has none)."""
+        kinds = [type(p) for p in self.phases]
+        if type(phase) in kinds:
+            i = kinds.index(type(phase))
+            return dataclasses.replace(self, phases=self.phases[:i] + (phase,) + self.phases[i + 1:])
+        return dataclasses.replace(self, phases=self.phases + (phase,))
 
 
 #: The precision stop of the large-``n`` methods: a loss at or below it that no longer halves is
@@ -177,8 +118,8 @@ def published() -> Method:
     """The paper's recipe, kept exactly: ``x_hat ~ N(0, I)``, SGD (lr 20, momentum 0.9) on the
     kernel form, leaky ReLU derivative (slope 0.02) in the backward pass, stop at ``L <= 1e-7``.
     Measured (``benchmarks/RESULTS.md``, d=100, n=20): 0/8 seeds exact within 60 s at 2, 5, 10 dn."""
-    return Method(first_order=FirstOrder(optimizer="sgd", lr=20.0, momentum=0.9), loss_form="kernel",
-                  surrogate_slope=PUBLISHED_SURROGATE_SLOPE, init="gaussian", tol=1e-7)
+    return Method(phases=(FirstOrder(optimizer="sgd", lr=20.0, momentum=0.9),), start=Start(init="gaussian"),
+                  stop=Stop(tol=1e-7), loss=Loss(form="kernel", surrogate_slope=PUBLISHED_SURROGATE_SLOPE))
 
 
 def _adam_phase(**kw) -> FirstOrder:
@@ -188,7 +129,8 @@ def _adam_phase(**kw) -> FirstOrder:
 def adam() -> Method:
     """Adam (lr 0.05, 100 warm-up steps, cosine decay) on the residual form, rows on the sphere,
     stop at ``L <= 1e-12``: first order only."""
-    return Method(first_order=_adam_phase(), loss_form="residual", init="sphere", tol=1e-12)
+    return Method(phases=(_adam_phase(),), start=Start(init="sphere"), stop=Stop(tol=1e-12),
+                  loss=Loss(form="residual"))
 
 
 def adam_lm() -> Method:
@@ -198,9 +140,10 @@ def adam_lm() -> Method:
     else the weakest row is redrawn by matching pursuit, and Adam resumes.
     Measured (``benchmarks/RESULTS.md``, d=100, n=20, 8 seeds, 60 s each with compilation): exact
     (error_sign <= 1e-3) in 8/8, 7/8, 8/8 seeds at p = 10, 5, 2 dn."""
-    return Method(first_order=_adam_phase(switch_below=1e-3, switch_after=300),
-                  lm=LevenbergMarquardt(cg_iters=30, stall_after=40),
-                  on_stall=(PairRepair(), RowRedraw()), loss_form="residual", init="sphere", tol=1e-12)
+    return Method(phases=(_adam_phase(switch_below=1e-3, switch_after=300),
+                          LevenbergMarquardt(cg_iters=30, stall_after=40)),
+                  start=Start(init="sphere"), stop=Stop(tol=1e-12), stall=Stall(actions=(PairRepair(), RowRedraw())),
+                  loss=Loss(form="residual"))
 
 
 def adam_lm_repair() -> Method:
@@ -211,7 +154,8 @@ def adam_lm_repair() -> Method:
     (``benchmarks/RESULTS.md``, Scaling). Stops at ``L <= 1e-11``: the float32 floor of the
     residual form grows with ``n`` (``1.2e-12`` at ``n = 80``, above ``adam-lm``'s ``1e-12``),
     and with the precision stop at :data:`PRECISION_TOL` for larger or correlated problems."""
-    return dataclasses.replace(adam_lm(), on_stall=(RowRepair(), RowRedraw()), tol=1e-11, precision_tol=PRECISION_TOL)
+    return dataclasses.replace(adam_lm(), stall=Stall(actions=(RowRepair(), RowRedraw())),
+                               stop=Stop(tol=1e-11, precision_tol=PRECISION_TOL))
 
 
 def adam_lm_split() -> Method:
@@ -226,10 +170,11 @@ def adam_lm_split() -> Method:
     after its 300th step; with the first stage on the first :data:`SPLIT_FEATURES` ``* d * n``
     features (``split_features``); and with the LM plateau stall (:data:`SPLIT_STALL_PLATEAU`)."""
     m = adam_lm()
-    return dataclasses.replace(m, start="split", precision_tol=PRECISION_TOL,
-                               precision_window=SPLIT_PRECISION_WINDOW, split_features=SPLIT_FEATURES,
-                               lm=dataclasses.replace(m.lm, stall_plateau=SPLIT_STALL_PLATEAU),
-                               first_order=dataclasses.replace(m.first_order, switch_plateau=SPLIT_PLATEAU))
+    return dataclasses.replace(
+        m, phases=(dataclasses.replace(m.first_order, switch_plateau=SPLIT_PLATEAU),
+                   dataclasses.replace(m.lm, stall_plateau=SPLIT_STALL_PLATEAU)),
+        start=dataclasses.replace(m.start, kind="split", split=Split(features=SPLIT_FEATURES)),
+        stop=dataclasses.replace(m.stop, precision_tol=PRECISION_TOL, precision_window=SPLIT_PRECISION_WINDOW))
 
 
 def global_() -> Method:
@@ -248,78 +193,94 @@ def auto() -> Method:
     floor (the precision stop). Results record what ran (``method_run``)."""
     from .auto import ESCALATE
 
-    return dataclasses.replace(adam_lm_split(), start="auto", escalate=ESCALATE)
+    m = adam_lm_split()
+    return dataclasses.replace(m, start=dataclasses.replace(m.start, kind="auto"),
+                               stall=dataclasses.replace(m.stall, escalate=ESCALATE))
 
 
-#: Plateau window (steps) for a target with a noise floor when the method sets none: long enough
-#: for the stall actions (every 40 LM steps) to try a few rows before the seed stops.
-DEFAULT_PLATEAU_WINDOW = 500
 
 #: Named methods: name -> factory. ``published`` is the paper's recipe and must stay exactly so.
 METHODS = {"published": published, "adam": adam, "adam-lm": adam_lm, "adam-lm-repair": adam_lm_repair,
            "adam-lm-split": adam_lm_split, "global": global_, "auto": auto}
 DEFAULT_METHOD = "auto"
 
-_SECTION_OF = {f.name: "first_order" for f in dataclasses.fields(FirstOrder)}
-_SECTION_OF.update({f.name: "lm" for f in dataclasses.fields(LevenbergMarquardt)})
-# older flat option names -> (section, field)
-_LEGACY = {"first_steps": ("first_order", "switch_after"), "polish_below": ("first_order", "switch_below"),
-           "polish_steps": ("lm", "stall_after")}
 _DROPPED = {"stall_window": "measured not to pay off", "stall_ratio": "measured not to pay off",
-            "flip_candidates": "measured not to pay off", "restarts": "renamed to 'starts'",
-            "restart_steps": "renamed to 'start_steps'"}
-_ACTION_OPTIONS = ("on_stall", "repair_pairs", "reset_candidates", "polish")
-_POPULATION_OPTIONS = {"population": "size", "round_steps": "round_steps", "cull": "cull"}
-_SPLIT_LM_OPTIONS = {"split_cg_iters": "cg_iters", "split_cg_tol": "cg_tol"}
+            "flip_candidates": "measured not to pay off", "restarts": "renamed to 'start.candidates'",
+            "restart_steps": "renamed to 'start.candidate_steps'"}
 
 
 def option_names() -> list:
-    """Every option :func:`method_config` accepts."""
-    top = [f.name for f in dataclasses.fields(Method) if f.name not in ("first_order", "lm", "on_stall")]
-    return sorted(set(top) | set(_SECTION_OF) | set(_LEGACY) | set(_ACTION_OPTIONS) | set(_POPULATION_OPTIONS)
-                  | set(_SPLIT_LM_OPTIONS))
+    """Every option :func:`method_config` accepts, by its dotted name (:mod:`jaxrecon.attack.options`)."""
+    from .options import names
+
+    return names()
 
 
-def _apply_population(m: Method, opts: dict) -> Method:
-    """``population`` (an int ``K``: ``K`` starts per seed; 1: none), ``round_steps``, ``cull``."""
-    given = {_POPULATION_OPTIONS[k]: v for k, v in opts.items() if k in _POPULATION_OPTIONS}
-    if not given:
-        return m
-    if isinstance(given.get("size"), Population):
-        pop = given.pop("size")
-    else:
-        pop = m.population or Population()
-    pop = dataclasses.replace(pop, **given)
-    return dataclasses.replace(m, population=None if pop.size == 1 else pop.validate())
+def _replace(obj, field: str, value):
+    try:
+        return dataclasses.replace(obj, **{field: value})
+    except TypeError:
+        raise ValueError(f"method options: {field!r} is not an option of {type(obj).__name__}") from None
 
 
-def _apply_actions(m: Method, opts: dict) -> Method:
-    """The action-like options: ``polish`` (``"lm"``: add an LM phase), ``on_stall`` (``"restart"``,
-    ``"redraw_row"`` or a tuple of actions), ``repair_pairs`` (bool), ``reset_candidates`` (int)."""
+def _apply_stall(m: Method, opts: dict) -> Method:
+    """``stall.actions`` (``"restart"``, ``"redraw_row"`` or a tuple of actions), ``stall.repair_pairs``
+    (bool), ``stall.candidates`` (int), and the legacy ``polish="lm"`` (an LM phase from a loss of 1e-3)."""
     if "polish" in opts:
         _validate.choice("polish", opts["polish"], ("lm",))
-        m = dataclasses.replace(m, lm=m.lm or LevenbergMarquardt())
+        m = m.with_phase(m.lm or LevenbergMarquardt())
         if m.first_order.switch_below is None:  # the LM phase starts once the loss is small
-            m = dataclasses.replace(m, first_order=dataclasses.replace(m.first_order, switch_below=1e-3))
-    actions = list(m.on_stall)
-    if "on_stall" in opts:
-        v = opts["on_stall"]
+            m = m.with_phase(dataclasses.replace(m.first_order, switch_below=1e-3))
+    keys = ("stall.actions", "stall.repair_pairs", "stall.candidates", "polish")
+    if not any(k in opts for k in keys):
+        return m
+    actions = list(m.stall.actions)
+    if "stall.actions" in opts:
+        v = opts["stall.actions"]
         if isinstance(v, str):
-            _validate.choice("on_stall", v, ("restart", "redraw_row"))
+            _validate.choice("stall.actions", v, ("restart", "redraw_row"))
             last = Restart() if v == "restart" else RowRedraw()
             actions = [a for a in actions if isinstance(a, PairRepair)] + [last]
         else:
             actions = list(v)
-    if "repair_pairs" in opts:
+    if "stall.repair_pairs" in opts:
         actions = [a for a in actions if not isinstance(a, PairRepair)]
-        if opts["repair_pairs"]:
+        if opts["stall.repair_pairs"]:
             actions.insert(0, PairRepair())
-    if "reset_candidates" in opts:
-        actions = [dataclasses.replace(a, candidates=opts["reset_candidates"]) if hasattr(a, "candidates") else a
+    if "stall.candidates" in opts:
+        actions = [dataclasses.replace(a, candidates=opts["stall.candidates"]) if hasattr(a, "candidates") else a
                    for a in actions]
     if m.lm is not None and not actions:
         actions = [Restart()]  # an LM phase that stalls needs an action
-    return dataclasses.replace(m, on_stall=tuple(actions))
+    return dataclasses.replace(m, stall=dataclasses.replace(m.stall, actions=tuple(actions)))
+
+
+def _apply(m: Method, name: str, value) -> Method:
+    """``m`` with the option ``name`` (dotted; not a stall action option) set to ``value``."""
+    part, _, rest = name.partition(".")
+    if part == "first_order":
+        return m.with_phase(_replace(m.first_order, rest, value))
+    if part == "lm":
+        return m.with_phase(_replace(m.lm or LevenbergMarquardt(), rest, value))
+    if part == "start":
+        start = m.start
+        if rest.startswith("split.lm."):
+            if m.lm is None:
+                raise ValueError(f"{name}: the method has no LM phase")
+            lm = _replace(start.split.lm or m.lm, rest[len("split.lm."):], value)
+            return dataclasses.replace(m, start=_replace(start, "split", _replace(start.split, "lm", lm)))
+        if rest.startswith("split."):
+            return dataclasses.replace(m, start=_replace(start, "split", _replace(start.split, rest[6:], value)))
+        return dataclasses.replace(m, start=_replace(start, rest, value))
+    if part == "population":
+        if rest == "size" and isinstance(value, Population):
+            pop = value
+        else:
+            pop = _replace(m.population or Population(), rest, value)
+        return dataclasses.replace(m, population=None if pop.size == 1 else pop.validate())
+    if part in ("stop", "stall", "loss"):
+        return dataclasses.replace(m, **{part: _replace(getattr(m, part), rest, value)})
+    raise ValueError(f"method options: unknown option {name!r}")
 
 
 def method_config(method=DEFAULT_METHOD, **overrides) -> Method:
@@ -331,49 +292,24 @@ def method_config(method=DEFAULT_METHOD, **overrides) -> Method:
     ``None`` values are ignored. An explicitly chosen optimiser other than SGD has no momentum.
     Unknown options are a ``ValueError`` listing the allowed ones.
     """
-    from .options import dotted, internal
+    from .options import dotted
 
-    overrides = internal(dotted(overrides))
     if isinstance(method, Method):
         m = method
     elif method in METHODS:
         m = METHODS[method]()
     else:
         raise ValueError(f"method: unknown method {method!r}; allowed: {sorted(METHODS)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
     for k in overrides:
         if k in _DROPPED:
             raise ValueError(f"{k}: this option was removed ({_DROPPED[k]})")
-    unknown = set(overrides) - set(option_names())
-    if unknown:
-        raise ValueError(f"method options: unknown option(s) {sorted(unknown)}; allowed: {option_names()}")
-    sections = {"first_order": {}, "lm": {}}
-    top = {}
-    for k, v in overrides.items():
-        if k in _ACTION_OPTIONS or k in _POPULATION_OPTIONS or k in _SPLIT_LM_OPTIONS:
+    opts = dotted(overrides)
+    m = _apply_stall(m, opts)
+    for name, value in opts.items():
+        if name.startswith("stall.") and name != "stall.escalate" or name == "polish":
             continue
-        if k in _LEGACY:
-            sections[_LEGACY[k][0]][_LEGACY[k][1]] = v
-        elif k in _SECTION_OF:
-            sections[_SECTION_OF[k]][k] = v
-        else:
-            top[k] = v
-    m = _apply_population(_apply_actions(m, overrides), overrides)
-    fo = dataclasses.replace(m.first_order, **sections["first_order"])
-    if fo.optimizer != "sgd" and "momentum" not in overrides:
-        fo = dataclasses.replace(fo, momentum=None)
-    lm = m.lm
-    if sections["lm"]:
-        lm = dataclasses.replace(lm or LevenbergMarquardt(), **sections["lm"])
-    split_lm = m.split_lm
-    given = {_SPLIT_LM_OPTIONS[k]: v for k, v in overrides.items() if k in _SPLIT_LM_OPTIONS}
-    if given:
-        names = "/".join(sorted(k for k in overrides if k in _SPLIT_LM_OPTIONS))
-        if lm is None:
-            raise ValueError(f"{names}: the method has no LM phase")
-        if "split_cg_iters" in overrides:
-            _validate.positive_int("split_cg_iters", overrides["split_cg_iters"])
-        if "split_cg_tol" in overrides:
-            _validate.positive_float("split_cg_tol", overrides["split_cg_tol"], allow_zero=True)
-        split_lm = dataclasses.replace(split_lm or lm, **given)
-    return dataclasses.replace(m, first_order=fo, lm=lm, split_lm=split_lm, **top).validate()
+        m = _apply(m, name, value)
+    fo = m.first_order
+    if "first_order.optimizer" in opts and fo.optimizer != "sgd" and "first_order.momentum" not in opts:
+        m = m.with_phase(dataclasses.replace(fo, momentum=None))
+    return m.validate()

@@ -107,9 +107,9 @@ def dotted(options: dict, warn: bool = True, stacklevel: int = 3) -> dict:
     return out
 
 
-def internal(options: dict) -> dict:
-    """The flat field names :func:`~jaxrecon.attack.method_config` applies, from dotted names."""
-    return {(k if k in LEGACY_ONLY else _INTERNAL[k]): v for k, v in options.items()}
+def flat_name(name: str) -> str:
+    """The short spelling (flat name) of a dotted option name: ``lm.cg_iters`` -> ``cg_iters``."""
+    return _INTERNAL[name]
 
 
 def flag(name: str) -> str:

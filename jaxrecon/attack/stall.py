@@ -167,7 +167,7 @@ class PairRepair:
 
     def __call__(self, solver, tgt, x, key):
         return repair_antipodal_pair(tgt, x, jax.random.fold_in(key, 1), solver.radius, self.pair_cos,
-                                     self.candidates, solver.method.jitter)
+                                     self.candidates, solver.method.loss.jitter)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +181,7 @@ class RowRedraw:
         return self
 
     def __call__(self, solver, tgt, x, key):
-        return redraw_weakest_row(tgt, x, key, solver.radius, self.candidates, solver.method.jitter), jnp.asarray(True)
+        return redraw_weakest_row(tgt, x, key, solver.radius, self.candidates, solver.method.loss.jitter), jnp.asarray(True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +214,7 @@ class RowRepair:
 
     def __call__(self, solver, tgt, x, key):
         return repair_rows(tgt, x, jax.random.fold_in(key, 2), solver.radius, self.pair_cos, self.useless,
-                           self.candidates, self.refine_steps, solver.method.jitter)
+                           self.candidates, self.refine_steps, solver.method.loss.jitter)
 
 
 STALL_ACTIONS = {"pair_repair": PairRepair, "row_repair": RowRepair, "row_redraw": RowRedraw, "restart": Restart}

@@ -27,7 +27,7 @@ from .lm import full_precision
 from .stall import fill_rows, pursuit_score, refine_row  # noqa: F401  (the start's pieces, re-exported)
 
 #: Starts a method can name (:attr:`~jaxrecon.attack.Method.start`).
-STARTS = ("random", "pursuit", "split", "auto")
+from .parts import STARTS  # noqa: F401  (re-exported)
 
 
 def pursuit_start(tgt, key: jax.Array, n: int, radius, dtype, candidates: int = 256, refine_steps: int = 8,
@@ -43,6 +43,6 @@ def start_rows(solver, key: jax.Array, tgt, dtype) -> jax.Array:
     """The first iterate of a seed under ``solver.method.start``: random rows
     (:meth:`~jaxrecon.attack.loop.Solver.fresh_x`) or :func:`pursuit_start`."""
     d = tgt.fmap.input_dim
-    if solver.method.start == "random":
+    if solver.method.start.kind in ("random", "split"):
         return solver.fresh_x(key, d, dtype)
-    return pursuit_start(tgt, key, solver.n, solver.radius, dtype, jitter=solver.method.jitter)
+    return pursuit_start(tgt, key, solver.n, solver.radius, dtype, jitter=solver.method.loss.jitter)

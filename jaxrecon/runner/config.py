@@ -195,10 +195,11 @@ class ReconstructConfig(Config):
         from ..attack.loop import first_stage_rows
 
         m = self.method_cfg()
-        if m.start == "auto" and self.model.name == "rf" and may_split(self.model.activation, self.model.p,
-                                                                      self.data.d, self.data.n):
-            m = dataclasses.replace(m, start="split")
-        if m.start != "split":
+        kind = m.start.kind
+        if kind == "auto" and self.model.name == "rf" and may_split(self.model.activation, self.model.p,
+                                                                   self.data.d, self.data.n):
+            kind = "split"
+        if kind != "split":
             return 0
         rows = first_stage_rows(m, self.model.p, self.data.d, self.data.n)
         return rows if rows < self.model.p else 0
@@ -222,15 +223,18 @@ class ReconstructConfig(Config):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ValueError(f"{k.split('.')[-1]}: must be an int >= 0 (0: never), got {v!r}")
         m = method_config(a.method, **{k: v for k, v in opts.items() if k not in off})
-        if any(k.startswith("start.split.") for k in opts) and m.start not in ("split", "auto"):
+        if any(k.startswith("start.split.") for k in opts) and m.start.kind not in ("split", "auto"):
             given = ", ".join(sorted(k for k in opts if k.startswith("start.split.")))
             raise ValueError(f"{given}: only for the split start (adam-lm-split, auto, or --start split); "
-                             f"method {a.method!r} starts {m.start!r}")
+                             f"method {a.method!r} starts {m.start.kind!r}")
         if "first_order.switch_plateau" in off:
-            m = dataclasses.replace(m, first_order=dataclasses.replace(m.first_order, switch_plateau=None))
+            m = m.with_phase(dataclasses.replace(m.first_order, switch_plateau=None))
         if "lm.stall_plateau" in off:
-            no = lambda lm: None if lm is None else dataclasses.replace(lm, stall_plateau=None)
-            m = dataclasses.replace(m, lm=no(m.lm), split_lm=no(m.split_lm))
+            if m.lm is not None:
+                m = m.with_phase(dataclasses.replace(m.lm, stall_plateau=None))
+            if m.start.split.lm is not None:
+                split = dataclasses.replace(m.start.split, lm=dataclasses.replace(m.start.split.lm, stall_plateau=None))
+                m = dataclasses.replace(m, start=dataclasses.replace(m.start, split=split))
         return m
 
 

@@ -25,6 +25,8 @@ from typing import Optional
 from .. import _validate
 from ..activations import ACTIVATIONS
 from ..attack import METHODS, method_config
+from ..attack.options import SPEC, config_sections
+from ..attack.options import flat_name as _option_flat
 from ..config import Config, leaves, option, section
 from ..config import to_dict as config_to_dict
 
@@ -38,6 +40,10 @@ FLAT_KEYS = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "meth
              "optimizer", "lr", "x64", "block_size", "noise", "ridge", "pad_p")
 #: Keys recorded (and hashed) only when set, so configs from before they existed keep their hash.
 OPTIONAL_KEYS = ("planted", "defence", "defence_strength", "dp_delta", "floor_factor", "plateau_window")
+#: The method's options (short spellings) other than optimizer and lr: recorded and hashed only when set.
+METHOD_KEYS = tuple(_option_flat(k) for k in SPEC
+                    if k not in ("first_order.optimizer", "first_order.lr", "stop.floor_factor", "stop.plateau_window"))
+OPTIONAL_KEYS = OPTIONAL_KEYS + METHOD_KEYS
 PAD_P = ("auto", "max", "none")
 
 
@@ -68,6 +74,11 @@ class SweepModel:
     ridge: float = option(0.0, "ridge of the least-squares fit")
 
 
+#: The method's option sections (jaxrecon.attack.options), less the two the privacy section holds.
+_IN_PRIVACY = {"stop.floor_factor": "floor_factor", "stop.plateau_window": "plateau_window"}
+_PARTS = config_sections(exclude=tuple(_IN_PRIVACY))
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepAttack:
     """the attack at every grid point: seeds (vmapped), step budget, optimiser overrides"""
@@ -75,10 +86,18 @@ class SweepAttack:
     seeds: int = option(4, "seeds per grid point (vmapped)")
     seed: int = option(0, "base seed")
     steps: int = option(4000, "attack step budget per seed")
-    optimizer: Optional[str] = option(None, "optax optimiser overriding the method's")
-    lr: Optional[float] = option(None, "learning rate overriding the method's")
     planted: Optional[float] = option(None, "start at X + PLANTED * N(0, I) (rows back on the sphere) "
                                             "instead of at random: probes local identifiability")
+    # every option of every part of the method by its dotted name, as in `jaxrecon reconstruct`
+    # (jaxrecon.attack.options): {"attack": {"lm": {"cg_iters": 40}}}, --attack.lm.cg_iters, --cg-iters;
+    # stop.floor_factor and stop.plateau_window are the privacy section's floor_factor / plateau_window
+    first_order: _PARTS["first_order"] = section(_PARTS["first_order"])
+    lm: _PARTS["lm"] = section(_PARTS["lm"])
+    start: _PARTS["start"] = section(_PARTS["start"])
+    stop: _PARTS["stop"] = section(_PARTS["stop"])
+    stall: _PARTS["stall"] = section(_PARTS["stall"])
+    population: _PARTS["population"] = section(_PARTS["population"])
+    loss: _PARTS["loss"] = section(_PARTS["loss"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +144,9 @@ class SweepConfig(_Sweep):
 
     ``p`` is given by exactly one of ``p`` (feature counts), ``p_over_n`` (multiples of ``n``) or
     ``p_over_dn`` (multiples of ``d * n``; ``p = max(1, round(r * d * n))``). ``method=None`` means
-    :data:`jaxrecon.attack.DEFAULT_METHOD` at run time; ``optimizer`` and ``lr`` override
-    every method's. ``block_size`` streams ``V`` (same numbers as dense, less memory).
+    :data:`jaxrecon.attack.DEFAULT_METHOD` at run time; the attack section's method options
+    (``attack.lm.cg_iters``, ``attack.first_order.lr`` ...: :mod:`jaxrecon.attack.options`, as in
+    ``jaxrecon reconstruct``) override every method's. ``block_size`` streams ``V`` (same numbers as dense, less memory).
     ``pad_p`` (``"auto"``, ``"max"``, ``"none"``): run every ``p`` of a ``(d, n)`` curve in one
     program compiled for the curve's largest ``p`` (see :func:`jaxrecon.sweeps.pad_width`).
 
@@ -175,9 +195,10 @@ class SweepConfig(_Sweep):
         _resolve_p(out)
         for a in out["activation"]:
             _validate.choice("activation", a, ACTIVATIONS)
+        options = method_options(self)
         for m in out["method"]:
             _validate.choice("method", m, METHODS)
-            method_config(m, optimizer=self.attack.optimizer, lr=self.attack.lr)  # validates optimizer / lr
+            method_config(m, **options)  # validates the method's options
         _check_scalars(out)
         _check_defence(out)
         return ResolvedSweep(**{k: tuple(v) if k in GRID_KEYS and v is not None else v
@@ -199,6 +220,23 @@ class ResolvedSweep(_Sweep):
     def config_hash(self) -> str:
         """SHA-256 (first 16 hex digits) of the values that determine the results."""
         return config_hash(self)
+
+    def method_options(self) -> dict:
+        """``{dotted name: value}`` of the method's options the sweep sets (:mod:`jaxrecon.attack.options`)."""
+        return method_options(self)
+
+
+def method_options(cfg) -> dict:
+    """The method options set in a sweep config's attack section, with the privacy section's
+    ``floor_factor`` / ``plateau_window`` as ``stop.floor_factor`` / ``stop.plateau_window``."""
+    from ..attack.options import from_sections
+
+    out = from_sections(cfg.attack)
+    for dotted, flat in _IN_PRIVACY.items():
+        value = getattr(cfg.privacy, flat)
+        if value is not None:
+            out[dotted] = value
+    return out
 
 
 def config_hash(resolved) -> str:
@@ -353,7 +391,8 @@ def load_config(path) -> SweepConfig:
     if isinstance(values, SweepConfig):
         return values
     if not isinstance(values, dict):
-        raise ValueError(f"config: get_config() must return a dict or a SweepConfig, got {type(values).__name__}")
+        raise ValueError(f"config: get_config() in {str(path)!r} must return a dict or a SweepConfig, "
+                         f"got {type(values).__name__}")
     return SweepConfig.from_dict(values)
 
 
