@@ -154,3 +154,22 @@ def test_the_split_start_runs_where_it_pays():
     assert not split_pays(20000, 100, 20) and split_pays(SPLIT_MIN_ENTRIES // 100, 100, 20)
     assert split_pays(76800, 768, 10)  # photos16, n = 10, p = 10 dn
     assert not may_split("relu", 800, 20, 4) and may_split("relu", 2400, 20, 12)
+
+
+def test_a_sweep_records_what_auto_ran_and_takes_method_options(tmp_path):
+    """results.csv's method_run says what auto chose per point; a dotted method option set in the
+    sweep config reaches the solver (lm.cg_iters changes the program's key and the numbers)."""
+    from jaxrecon.sweeps import SweepConfig, sweep
+    from jaxrecon.sweeps.points import grid, program_key
+
+    cfg = dict(d=[8], n=[3], p_over_dn=[1.5, 8], activation=["relu", "tanh"], seeds=1, steps=60)
+    table = sweep(SweepConfig(**cfg), out=tmp_path / "a", progress=False, plots=False, log=None)
+    ran = {(a, int(p)): m for a, p, m in zip(table["activation"], table["p"], table["method_run"])}
+    assert ran == {("relu", 36): "global", ("relu", 192): "adam-lm-split", ("tanh", 36): "global",
+                   ("tanh", 192): "adam-lm"}
+    assert "method_run" in (tmp_path / "a" / "results.csv").read_text().splitlines()[0]
+    r1 = SweepConfig(**cfg).resolved()
+    r2 = SweepConfig(**cfg, attack={"lm": {"cg_iters": 7}}).resolved()
+    assert r2.method_options() == {"lm.cg_iters": 7} and r1.method_options() == {}
+    p = grid(r1)[0]
+    assert program_key(p, r1, p.p) != program_key(p, r2, p.p)

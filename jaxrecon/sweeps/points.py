@@ -341,6 +341,17 @@ def degenerate_reason(point: GridPoint) -> Optional[str]:
     return rows_reason(point.p, point.n, point.n) or (ON_LINE if point.d == 1 else None)
 
 
+def point_method_run(point: GridPoint) -> str:
+    """What ran at ``point``: for ``auto`` the recipe it chooses for the point's map
+    (:func:`jaxrecon.attack.auto.method_run`; the map's shape and activation decide, not its numbers)."""
+    from ..attack.auto import method_run
+    from ..features.random_features import RandomFeatures
+
+    if point.method != "auto":
+        return point.method
+    return method_run("auto", RandomFeatures(jax.random.key(0), point.d, point.p, point.activation), point.n)
+
+
 def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
     """Results rows (see :data:`jaxrecon.sweeps.COLUMNS`) of one grid point, with Hungarian
     matching per seed. The labels come from :func:`jaxrecon.outcomes.final_verdict`: ``solved`` is
@@ -372,6 +383,7 @@ def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
                          f"large for {dtype.name if dtype.kind == 'f' else 'float32'}; use a smaller --noise "
                          f"(or --x64)")
     everywhere_zero = point.p <= point.n
+    ran = point_method_run(point)
     for s in range(po.x.shape[0]):
         m = match(po.x[s], po.x_hat[s])
         loss, residual = float(report_loss(po.loss[s])), float(po.residual[s])
@@ -388,7 +400,7 @@ def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
             "seconds": po.seconds, "compile_seconds": po.compile_seconds,
             "defence": point.defence, "defence_strength": float(point.strength),
             "floor": float("nan") if po.floor is None else float(po.floor[s]),
-            "loss_f64": float("nan") if loss_f64 is None else loss_f64,
+            "loss_f64": float("nan") if loss_f64 is None else loss_f64, "method_run": ran,
         })
         rows[-1].update(final_verdict(name, loss_f64, m.error_sign, m.recovered, d=point.d, loss=loss,
                                       method_tol=tol))

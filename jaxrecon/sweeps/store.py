@@ -44,10 +44,14 @@ OUTCOME_COLUMNS = OLD_COLUMNS + ("solved", "identified")
 DEFENCE_COLUMNS = OUTCOME_COLUMNS + ("defence", "defence_strength", "floor")
 #: ... and ``loss_f64``: the residual-form loss in float64 that decides ``solved``
 #: (:func:`jaxrecon.outcomes.final_verdict`; ``nan`` in rows written before it, read as such).
-COLUMNS = DEFENCE_COLUMNS + ("loss_f64",)
-_DEFENCE_DEFAULTS = {"defence": "none", "defence_strength": 0.0, "floor": float("nan"), "loss_f64": float("nan")}
+F64_COLUMNS = DEFENCE_COLUMNS + ("loss_f64",)
+#: ... and ``method_run``: the recipe that ran (for ``auto``, the one it chose:
+#: :func:`jaxrecon.attack.auto.method_run`; empty in rows written before it).
+COLUMNS = F64_COLUMNS + ("method_run",)
+_DEFENCE_DEFAULTS = {"defence": "none", "defence_strength": 0.0, "floor": float("nan"), "loss_f64": float("nan"),
+                     "method_run": ""}
 _INT_COLUMNS = ("d", "n", "p", "seed", "steps")
-_STR_COLUMNS = ("activation", "method", "status", "defence")
+_STR_COLUMNS = ("activation", "method", "status", "defence", "method_run")
 _BOOL_COLUMNS = ("solved", "identified")
 _HEADER = ",".join(COLUMNS) + "\n"
 #: Subdirectory of the per-process results files of a sweep run as several processes.
@@ -192,7 +196,7 @@ def _read_rows(path: Path, tolerance=None) -> tuple[list[dict], bool, bool]:
     if not lines:
         return [], torn, False
     header = tuple(next(csv.reader([lines[0]])))
-    if header not in (COLUMNS, DEFENCE_COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
+    if header not in (COLUMNS, F64_COLUMNS, DEFENCE_COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
         raise ValueError(f"out: {str(path)!r} is not a jaxrecon results file (unexpected header)")
     rows = []
     for i, fields in enumerate(csv.reader(lines[1:])):
