@@ -7,16 +7,19 @@ which then:
 1. **Handshake.** Every process, process 0 included, connects and says ``hello`` (its id, K, a
    key of its command line, its host and pid). While some are missing, the connected ones are
    told how many (``waiting N``) and print it. A second process with an id already taken ends
-   the job (every process prints one line naming ``--process-id`` and the id); a process of
-   another K or another command is refused (it alone prints why). Within the init timeout all K
-   must be there, else every process is told which ids never came and exits with one line.
+   the job (every process prints one line naming ``--process-id`` and the id; a second process
+   0, which cannot bind the port, says a ``probe`` hello); a process of another K or another
+   command is refused (it alone prints why). Within the init timeout all K must be there, else
+   every process is told which ids never came and exits with one line; process 0 leaving ends
+   the handshake at once (the port is freed).
 2. **JAX's coordination service** is started on the same address, *recoverable* (a process that
    dies does not end the others), and every process is told ``go`` (each then connects its JAX
    client, :func:`jaxrecon.distributed.initialize`).
 3. **Watch.** A process whose connection closes has ended: the others are told (``gone I died``,
    or ``exited`` after its ``bye``), so a survivor finishes its own work and stops with one line
    instead of waiting for a dead peer or being aborted natively. Barriers (``barrier NAME``) pass
-   when all K processes arrived (``pass NAME``); a process gone first fails them (its ``gone``).
+   (``pass NAME``) when every process arrived or has gone (a gone process can neither arrive nor
+   read what the barrier protects).
 4. It exits when every connection has closed.
 
 The service lives here, not in process 0, because JAX's client ends its own process natively
@@ -95,7 +98,7 @@ def parse_hello(line: str):
     fields = dict(w.split("=", 1) for w in words[2:] if "=" in w)
     try:
         return {"k": int(fields["k"]), "id": int(fields["id"]), "key": fields.get("key", ""),
-                "host": fields.get("host", "?"), "pid": fields.get("pid", "?")}
+                "host": fields.get("host", "?"), "pid": fields.get("pid", "?"), "probe": fields.get("probe") == "1"}
     except (KeyError, ValueError):
         return None
 
@@ -106,10 +109,20 @@ def _ids(ids) -> str:
 
 
 def handshake(listener: socket.socket, k: int, key: str, address: str, timeout: float):
-    """Wait for the K processes; returns ``{id: Peer}`` or ``None`` (every process was told why)."""
+    """Wait for the K processes; returns ``({id: Peer}, None)``, or ``(None, line)`` when the job
+    cannot start (every connected process was sent ``line``; process 0 also reads it from this
+    process's output, in case it was not connected yet).
+
+    A ``probe`` hello comes from a process 0 that could not bind the port: with this job's key it
+    is a second process 0 (the one that bound the port started this coordinator), and ends the job."""
     deadline = time.monotonic() + timeout
     peers: list[Peer] = []
     by_id: dict = {}
+
+    def end(line: str, to) -> tuple:
+        for q in to:
+            q.send(line)
+        return None, line
 
     def drop(p: Peer) -> bool:
         """Forget a connection; ``False`` when it was process 0's (the job cannot start: the
@@ -119,9 +132,6 @@ def handshake(listener: socket.socket, k: int, key: str, address: str, timeout: 
         if p.id is not None and by_id.get(p.id) is p:
             del by_id[p.id]
             if p.id == 0:
-                for q in by_id.values():
-                    q.send(f"error job --coordinator: process 0 (which runs the coordinator at {address}) ended "
-                           f"before the job started; start it again with the same command")
                 return False
             tell_waiting()
         return True
@@ -134,11 +144,9 @@ def handshake(listener: socket.socket, k: int, key: str, address: str, timeout: 
         left = deadline - time.monotonic()
         if left <= 0:
             missing = sorted(set(range(k)) - set(by_id))
-            for p in list(by_id.values()):
-                p.send(f"error job --init-timeout: waited {timeout:g} s for {_ids(missing)} of {k}, which never "
+            return end(f"error job --init-timeout: waited {timeout:g} s for {_ids(missing)} of {k}, which never "
                        f"reached the coordinator at {address}; start each with the same command and its "
-                       f"--process-id (and the same --coordinator), or give a longer --init-timeout")
-            return None
+                       f"--process-id (and the same --coordinator), or give a longer --init-timeout", peers)
         ready, _, _ = select.select([listener] + [p.sock for p in peers], [], [], min(left, 1.0))
         for s in ready:
             if s is listener:
@@ -152,7 +160,8 @@ def handshake(listener: socket.socket, k: int, key: str, address: str, timeout: 
             lines = p.read()
             if lines is None:
                 if not drop(p):
-                    return None
+                    return end(f"error job --coordinator: process 0 (which runs the coordinator at {address}) "
+                               f"ended before the job started; start it again with the same command", peers)
                 continue
             for line in lines:
                 if p.id is not None:
@@ -180,13 +189,11 @@ def handshake(listener: socket.socket, k: int, key: str, address: str, timeout: 
                     drop(p)
                     break
                 first = by_id.get(hello["id"])
-                if first is not None:
-                    msg = (f"error input --process-id: {hello['id']} was given to two processes "
-                           f"({first.who()} and {p.who()}); give each of the {k} processes of the job its own "
-                           f"--process-id in [0, {k})")
-                    for q in peers:
-                        q.send(msg)
-                    return None
+                if first is not None or hello["probe"]:
+                    first_is = first.who() if first is not None else f"pid {os.getppid()}, which holds the port"
+                    return end(f"error input --process-id: {hello['id']} was given to two processes "
+                               f"({first_is} and {p.who()}); give each of the {k} processes of the job its "
+                               f"own --process-id in [0, {k})", peers)
                 p.id = hello["id"]
                 by_id[p.id] = p
                 if len(by_id) < k:
@@ -194,7 +201,7 @@ def handshake(listener: socket.socket, k: int, key: str, address: str, timeout: 
     for p in peers:  # connected without a hello: not part of the job
         if p.id is None:
             p.close()
-    return by_id
+    return by_id, None
 
 
 def start_service(bind: str, k: int, heartbeat: int):
@@ -246,9 +253,10 @@ def watch(by_id: dict, k: int) -> None:
 
 def serve(listener: socket.socket, k: int, key: str, address: str, bind: str, timeout: float,
           service: bool = True, heartbeat: int = 100) -> int:
-    by_id = handshake(listener, k, key, address, timeout)
+    by_id, final = handshake(listener, k, key, address, timeout)
     listener.close()  # the port is JAX's now
     if by_id is None:
+        print(final, flush=True)  # process 0 reads it if it could not hear it on its connection
         return 1
     svc = None
     if service:

@@ -68,11 +68,15 @@ MAX_INIT_TIMEOUT = 86400.0
 #: Seconds without a heartbeat after which JAX's service counts a process dead (recoverable: it
 #: is not propagated; the coordinator's connection tells the others first).
 HEARTBEAT_SECONDS = 100
-#: Seconds a process waits for the coordinator's answer beyond the init timeout (the coordinator
-#: times out first and names the missing processes).
-_GRACE = 10.0
 #: Seconds between two "waiting for N of K processes" lines.
 _SAY_EVERY = 10.0
+
+
+def _grace(timeout: float) -> float:
+    """Seconds a process waits for the coordinator's first answer beyond the init timeout (the
+    coordinator process may still be starting; once it answered, its own timeout, naming the
+    missing processes, ends the wait): the timeout itself, within [3, 10]."""
+    return min(10.0, max(3.0, timeout))
 
 
 class ProcessFlags(NamedTuple):
@@ -337,7 +341,7 @@ def _probe_duplicate(ip: str, port: int, k: int, key: str) -> Optional[str]:
         return None
     with s:
         try:
-            s.sendall(_hello(k, 0, key).encode())
+            s.sendall(_hello(k, 0, key, probe=True).encode())
             s.settimeout(8.0)  # the coordinator process may still be starting
             data = b""
             while b"\n" not in data and len(data) < 65536:
@@ -356,10 +360,11 @@ def _probe_duplicate(ip: str, port: int, k: int, key: str) -> Optional[str]:
     return None
 
 
-def _hello(k: int, i: int, key: str) -> str:
+def _hello(k: int, i: int, key: str, probe: bool = False) -> str:
     from .coordinator import PROTOCOL
 
-    return f"hello {PROTOCOL} k={k} id={i} key={key} host={socket.gethostname() or '?'} pid={os.getpid()}\n"
+    return (f"hello {PROTOCOL} k={k} id={i} key={key} host={socket.gethostname() or '?'} pid={os.getpid()}"
+            + (" probe=1" if probe else "") + "\n")
 
 
 def _private_api_ok() -> bool:
@@ -387,11 +392,20 @@ def _spawn_coordinator(listener: socket.socket, k: int, key: str, address: str, 
     cmd = [sys.executable, "-m", "jaxrecon.coordinator", "--fd", str(fd), "--num-processes", str(k), "--key", key,
            "--address", address, "--bind", bind, "--timeout", repr(float(timeout)),
            "--heartbeat", str(HEARTBEAT_SECONDS)] + ([] if service else ["--no-service"])
-    return subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    return subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True, cwd=root, env=env)
 
 
-def _helper_ended(helper: Optional[subprocess.Popen]) -> JobError:
+def _helper_ended(helper: subprocess.Popen) -> Exception:
+    """The error of a coordinator process that ended before the job started: the line it printed
+    (its verdict, e.g. a duplicate id seen before this process said hello), else its status."""
+    try:
+        said = helper.stdout.read().decode(errors="replace").strip().splitlines() if helper.stdout else []
+    except (OSError, ValueError):
+        said = []
+    if said and said[-1].startswith("error "):
+        _, kind, message = (said[-1].split(" ", 2) + ["", ""])[:3]
+        return (ValueError if kind == "input" else JobError)(message)
     return JobError(f"--coordinator: the job's coordinator process (started by process 0) exited with status "
                     f"{helper.returncode} before the job started")
 
@@ -404,7 +418,7 @@ def _connect(host: str, port: int, deadline: float, timeout: float, coordinator:
     said = False
     while True:
         if stop_requested():
-            raise Interrupted("stopped while waiting for the coordinator (process 0)")
+            raise Interrupted("interrupted while waiting for the coordinator (process 0); nothing started")
         if helper is not None and helper.poll() is not None:
             raise _helper_ended(helper)
         left = deadline - time.monotonic()
@@ -440,8 +454,8 @@ def _await_go(sock: socket.socket, k: int, i: int, deadline: float, timeout: flo
     answered = False  # once the coordinator answered, its own timeout (naming the missing) ends the wait
     while True:
         if stop_requested():
-            raise Interrupted("stopped while waiting for the other processes of the job")
-        if time.monotonic() > deadline + _GRACE + (timeout if answered else 0.0):
+            raise Interrupted("interrupted while waiting for the other processes of the job; nothing started")
+        if time.monotonic() > deadline + _grace(timeout) + (timeout if answered else 0.0):
             raise JobError(f"--init-timeout: no answer from the coordinator at {coordinator} within {timeout:g} s "
                            f"(the port may belong to another program; give another port in --coordinator, the "
                            f"same to every process)")

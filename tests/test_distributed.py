@@ -95,11 +95,11 @@ def test_cluster_detection_and_single_process_defaults():
 class _Peer:
     """A fake process of the job talking to :func:`jaxrecon.coordinator.serve`."""
 
-    def __init__(self, port, i, k=2, key="job"):
+    def __init__(self, port, i, k=2, key="job", probe=False):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.buf = b""
-        if i is not None:
-            self.sock.sendall(f"hello {coordinator.PROTOCOL} k={k} id={i} key={key} host=h pid={100 + i}\n".encode())
+        hello = f"hello {coordinator.PROTOCOL} k={k} id={i} key={key} host=h pid={100 + i}"
+        self.sock.sendall(f"{hello}{' probe=1' if probe else ''}\n".encode())
 
     def line(self) -> str:
         while b"\n" not in self.buf:
@@ -140,6 +140,19 @@ def test_coordinator_refuses_a_duplicate_id_another_k_and_another_job():
         while line.startswith("waiting"):
             line = p.line()
         assert line.startswith("error input --process-id: 1 was given to two processes (pid 101 on h and pid 101")
+    t.join(10)
+    assert result == [1]
+
+
+def test_a_second_process_0_ends_the_job_another_jobs_probe_does_not():
+    port, t, result = _serve(2)
+    other = _Peer(port, 0, key="other", probe=True)  # process 0 of another job, on the same port by mistake
+    assert "runs another job" in other.line()
+    p1 = _Peer(port, 1)
+    assert p1.line() == "waiting 1"
+    dup = _Peer(port, 0, probe=True)  # a second process 0 of this job (the first holds the port)
+    for p in (p1, dup):
+        assert p.line().startswith("error input --process-id: 0 was given to two processes (pid ")
     t.join(10)
     assert result == [1]
 
