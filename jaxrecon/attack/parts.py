@@ -52,7 +52,10 @@ class Split:
             raise ValueError(f"start.split.features: must be 0 (all features) or > 1 (below d * n features the "
                              f"first stage's zero is not unique), got {self.features!r}")
         if self.lm is not None:
-            self.lm.validate()
+            try:
+                self.lm.validate()
+            except ValueError as e:  # "cg_iters: ..." of this stage's LM, by its dotted name
+                raise ValueError(f"start.split.lm.{e}") from None
         return self
 
 
