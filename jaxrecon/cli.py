@@ -23,7 +23,7 @@ from ._version import __version__
 
 
 def _add_reconstruct(sub):
-    from .config import add_arguments
+    from .config import add_arguments, leaves
     from .distributed import add_process_arguments
     from .runner.config import ReconstructConfig
 
@@ -35,6 +35,7 @@ def _add_reconstruct(sub):
                     "--section.field (e.g. --attack.lr) and its short spelling (--lr).",
     )
     add_arguments(p, ReconstructConfig)
+    p.config_dests = {l.dotted for l in leaves(ReconstructConfig)}  # the flags of config fields
     save = p.add_mutually_exclusive_group()
     save.add_argument("--out", default=None,
                       help="directory for summary.json and arrays.npz (default: runs/reconstruct-<date>-<time>)")
@@ -116,7 +117,7 @@ def check_run_dir(out, overwrite: bool = False) -> None:
 
 
 def _add_sweep(sub):
-    from .config import add_arguments
+    from .config import add_arguments, leaves
     from .distributed import add_process_arguments
     from .sweeps import SweepConfig
 
@@ -129,6 +130,7 @@ def _add_sweep(sub):
                     "(--steps); grid flags take comma-separated values (--d 50,100).")
     p.add_argument("config", nargs="?", default=None, help="config file with get_config() (optional)")
     add_arguments(p, SweepConfig)
+    p.config_dests = {l.dotted for l in leaves(SweepConfig)}
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the threshold spread")
     p.add_argument("--out", default=None, help="results directory (default: runs/NAME)")
     p.add_argument("--no-plot", action="store_true", help="do not write figures")
@@ -202,17 +204,13 @@ class Parser(argparse.ArgumentParser):
 # names to the config fields they come from (the first of them the user gave is named).
 
 FLAG_ALIASES = {
-    "first_steps": ("switch_after",),
-    "plateau_steps": ("switch_plateau",),
-    "stall_steps": ("stall_plateau",),
+    "first_steps": ("switch_after",),  # jaxrecon.attack's name of --switch-after
+    # jaxrecon.defences.Defence's fields: the reconstruct flags, and the sweep's kind and strengths
     "strength": ("theta_noise", "label_noise", "early_stop_steps", "prune", "defence_strength"),
     "epsilon": ("dp_epsilon", "defence_strength"),
     "delta": ("dp_delta",),
     "dtype": ("quantize", "defence_strength"),
     "kind": ("defence",),
-    "data_dir": ("data_dir",),
-    "num_processes": ("num_processes",),
-    "process_id": ("process_id",),
 }
 _NAME = re.compile(r"[A-Za-z_][\w.]*")
 
@@ -255,14 +253,30 @@ def _config_key(action) -> str:
     return plain[-1].lstrip("-").replace("-", "_")
 
 
+def _field_names(head: str) -> tuple:
+    """The config names ``head`` may stand for: itself, its :data:`FLAG_ALIASES`, and for a dotted
+    attack option (``start.split.features``) its flat names (:data:`jaxrecon.attack.options.LEGACY`),
+    then its last component."""
+    names = [head, *FLAG_ALIASES.get(head, ())]
+    if "." in head:
+        try:
+            from .attack.options import LEGACY
+        except ImportError:  # pragma: no cover
+            LEGACY = {}
+        last = head.rsplit(".", 1)[-1]
+        names += [flat for flat, dotted in LEGACY.items() if dotted == head] + [last, *FLAG_ALIASES.get(last, ())]
+    return tuple(names)
+
+
 def user_names(message: str, parser: argparse.ArgumentParser, argv, config_file: bool = False) -> str:
     """``message`` (``name: ...``) with ``name`` the flag the user typed on ``argv``.
 
-    ``name`` is a config field, a CLI option or an internal name of :data:`FLAG_ALIASES` (or a dotted
-    name ending in one: ``first_order.switch_after``). When the
-    user typed none of its flags, it is the option's short flag (``--defence-strength``), or with a
+    ``name`` is a config field, a CLI option or an internal name of :data:`FLAG_ALIASES` (or a
+    dotted name ending in one: ``first_order.switch_after``). When the user typed none of its
+    flags, a config field's name becomes its short flag (``--defence-strength``), or with a
     ``config_file`` (where the value may come from) its config key (``defence_strength``). Other
-    names stay. argparse's own ``argument --a.b/--b: ...`` names the spelling typed."""
+    names stay.
+    argparse's own ``argument --a.b/--b: ...`` names the spelling typed."""
     typed = _typed(parser, argv)
     own = re.match(r"argument (\S+): (.*)", message, re.S)
     if own:
@@ -276,14 +290,18 @@ def user_names(message: str, parser: argparse.ArgumentParser, argv, config_file:
     if "/" in head:  # "a/b/c: ..." about several options: the ones the user typed
         named = [typed[table[h]] for h in head.split("/") if h in table and table[h] in typed]
         return f"{'/'.join(named)}: {rest}" if named else message
-    last = head.rsplit(".", 1)[-1]  # a field of a library object: first_order.switch_after
-    names = (head, *FLAG_ALIASES.get(head, ()), last, *FLAG_ALIASES.get(last, ()))
+    names = _field_names(head)
     actions = list(dict.fromkeys(table[k] for k in names if k in table))
     for action in actions:
         if action in typed:
             return f"{typed[action]}: {rest}"
-    if not actions:
-        return message
+    # a field of a part the flag names: cg_iters of the split start's LM is --split-cg-iters
+    fields = {n.rsplit(".", 1)[-1] for n in names}
+    for action, spelling in typed.items():
+        if any(_config_key(action).endswith("_" + f) for f in fields):
+            return f"{spelling}: {rest}"
+    if not actions or actions[0].dest not in getattr(parser, "config_dests", ()):
+        return message  # not a config field (plot's "out" names DIR's files): as it is
     if config_file:
         return f"{_config_key(actions[0])}: {rest}"
     plain = [s for s in actions[0].option_strings if "." not in s] or actions[0].option_strings
@@ -295,8 +313,8 @@ def _check_paths(args) -> None:
     for name in ("out", "dir", "config", "data.dir"):
         value = getattr(args, name, None)
         if isinstance(value, str) and not value.strip():
-            raise ValueError(f"{name}: empty path {value!r}; give a directory or file path, or leave the option "
-                             f"out for its default")
+            default = " (or leave the option out for its default)" if name in ("out", "data.dir") else ""
+            raise ValueError(f"{name}: empty path {value!r}; give a path{default}")
 
 
 def build_parser() -> argparse.ArgumentParser:

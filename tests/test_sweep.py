@@ -266,8 +266,8 @@ def _cfg_file(tmp_path, body):
 
 @pytest.mark.parametrize("args,msg", [
     (["--d", "", "--n", "2", "--p", "5"], "d: empty list"),
-    (["--d", "4", "--n", "2", "--p-over-dn", "0,1"], "p_over_dn: must be a finite number > 0"),
-    (["--d", "4", "--n", "2", "--p-over-dn", "-1"], "p_over_dn: must be a finite number > 0"),
+    (["--d", "4", "--n", "2", "--p-over-dn", "0,1"], "--p-over-dn: must be a finite number > 0"),
+    (["--d", "4", "--n", "2", "--p-over-dn", "-1"], "--p-over-dn: must be a finite number > 0"),
     (["--d", "4", "--n", "2"], "p: give a config file or one of"),
     (["--d", "4", "--n", "2", "--p", "5", "--method", "nope"], "method: unknown value"),
     (["no/such/config.py"], "config: no such file"),

@@ -64,8 +64,11 @@ def hold(directory):
     try:
         info = {"pid": os.getpid(), "hostname": socket.gethostname(),
                 "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        except OSError as e:  # a full disk: name the file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         yield path
     finally:
         with contextlib.suppress(OSError):

@@ -187,23 +187,26 @@ def _read_rows(path: Path, tolerance=None) -> tuple[list[dict], bool, bool]:
     """Complete rows of a results file, whether the file had a torn/garbled tail, and whether it
     is in the old format (:data:`OLD_COLUMNS`; ``tolerance`` derives ``solved``, see
     :func:`with_outcomes`)."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    raw = text = path.read_bytes().decode("utf-8", errors="replace")
     torn = False
     if text and not text.endswith("\n"):  # killed mid-write: drop the partial last line
         text = text[: text.rfind("\n") + 1]
         torn = True
     lines = text.splitlines()
     if not lines:
+        # a header cut short (every earlier header begins the current one), else garbage
+        if raw and not _HEADER.startswith(raw):
+            raise ValueError(f"results: {str(path)!r} is not a jaxrecon results file (no header)")
         return [], torn, False
     header = tuple(next(csv.reader([lines[0]])))
     if header not in (COLUMNS, F64_COLUMNS, DEFENCE_COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
-        raise ValueError(f"out: {str(path)!r} is not a jaxrecon results file (unexpected header)")
+        raise ValueError(f"results: {str(path)!r} is not a jaxrecon results file (unexpected header)")
     rows = []
     for i, fields in enumerate(csv.reader(lines[1:])):
         try:
             rows.append(_parse_row(fields, header, tolerance))
         except ValueError as e:
-            raise ValueError(f"out: {str(path)!r} line {i + 2} is corrupted ({e})") from None
+            raise ValueError(f"results: {str(path)!r} line {i + 2} is corrupted ({e})") from None
     return rows, torn, header != COLUMNS
 
 
