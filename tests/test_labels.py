@@ -179,7 +179,8 @@ def test_sweep_rows_carry_loss_f64_and_old_files_resume(tmp_path):
     prepare_out(out, r, pts)
     rows = point_rows(pt, po)
     text = rows_text(rows).splitlines()
-    old = ",".join(DEFENCE_COLUMNS) + "\n" + "".join(",".join(line.split(",")[:-1]) + "\n" for line in text)
+    old = ",".join(DEFENCE_COLUMNS) + "\n" + "".join(",".join(line.split(",")[:len(DEFENCE_COLUMNS)]) + "\n"
+                                                     for line in text)
     (out / "results.csv").write_text(old)
     assert np.isnan(read_results(out)["loss_f64"]).all()
     done = prepare_out(out, r, pts)
