@@ -173,3 +173,36 @@ def test_a_sweep_records_what_auto_ran_and_takes_method_options(tmp_path):
     assert r2.method_options() == {"lm.cg_iters": 7} and r1.method_options() == {}
     p = grid(r1)[0]
     assert program_key(p, r1, p.p) != program_key(p, r2, p.p)
+
+
+def test_escalation_keeps_the_best_iterate_without_a_precision_stop_and_resets_the_marks():
+    """Any method that escalates keeps the watch: adam-lm with stall.escalate=1 (no precision stop)
+    started at the training set returns it after a fresh start; the plateau mark restarts there."""
+    from jaxrecon.attack.loop import finalize
+
+    d, n = 5, 2
+    data = jr.synthetic(jax.random.key(0), n, d, dtype="float64")
+    fmap = rf(d=d, n=n, ratio=10, activation="tanh", dtype="float64")
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    solver = make_solver(target, n, method_config("adam-lm", stall={"escalate": 1}), 1000)
+    assert solver.stop is not None and solver.stop.precision_tol is None
+    tgt = attack_target(target, solver.method, n=n)
+    s = init_state(solver, jax.random.key(3), tgt, x0=data.x)
+    s = s._replace(watch=s.watch._replace(best_loss=jnp.asarray(0.0, s.loss.dtype), best_x=data.x,
+                                          mark_loss=jnp.asarray(1e-3, s.loss.dtype)), steps=jnp.asarray(50, jnp.int32))
+    s = _on_stall(solver, tgt, s._replace(phase=jnp.asarray(Phase.STALLED, jnp.int32)))
+    assert float(jnp.max(jnp.abs(s.x_hat - data.x))) > 0.1  # a fresh start
+    assert int(s.watch.mark_step) == 50 and np.isinf(float(s.watch.mark_loss))
+    res = finalize(solver, tgt, s._replace(steps=jnp.asarray(1000, jnp.int32)), 1000)
+    np.testing.assert_allclose(np.asarray(res.x_hat), np.asarray(data.x), atol=1e-12)
+
+
+def test_method_options_do_not_depend_on_their_order():
+    a = method_config("global", **{"population.size": 1, "population.cull": 0.25})
+    b = method_config("global", **{"population.cull": 0.25, "population.size": 1})
+    assert a == b and a.population is None
+    c = method_config("adam-lm-split", **{"start.split.lm.cg_iters": 10, "lm.damping": 0.5})
+    e = method_config("adam-lm-split", **{"lm.damping": 0.5, "start.split.lm.cg_iters": 10})
+    assert c == e and c.start.split.lm.damping == 0.5
+    off = method_config("adam-lm-split", first_order={"switch_plateau": 0}, lm={"stall_plateau": 0})
+    assert off.first_order.switch_plateau is None and off.lm.stall_plateau is None

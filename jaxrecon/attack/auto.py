@@ -12,7 +12,7 @@ feature map and ``n``), by this table:
 
 Every choice escalates per seed (``stall.escalate``): every :data:`ESCALATE`-th stall of a seed
 (its last phase ended above the tolerance, after the stall actions had their turns) starts it
-afresh (a new split start, or new random rows) instead of waiting out the budget; the best
+afresh (new random rows) instead of waiting out the budget; the best
 iterate seen survives (the precision stop's watch), and a seed at the float floor stops
 (the precision stop, :data:`~jaxrecon.attack.methods.PRECISION_TOL`). The options the user set on
 ``auto`` (``cg_iters=40`` ...) carry over to what runs; the options ``adam-lm-split`` tunes for its

@@ -55,6 +55,24 @@ class Program(NamedTuple):
     finalize: Callable
     start_seconds: float = 0.0  # running the initial state (the split start's first stage), not compiling
     split: Optional["SplitStage"] = None  # the split start's first stage, run by the host loop before ``state``
+    lockstep: bool = False  # the program's collectives span processes: every process runs the same chunks
+
+
+def spans_processes(target: Target, seed_shards: int = 1) -> bool:
+    """Whether a program on ``target`` runs collectives across processes (a sharded map or seeds
+    split over the devices of several processes): then every process must run the same chunks
+    and stop at the same one (:func:`run_chunks` agrees on them with process 0)."""
+    if jax.process_count() == 1:
+        return False
+    return getattr(target.fmap, "shards", 1) > 1 or seed_shards > 1
+
+
+def _agree(size: int, code: int) -> tuple:
+    """``(size, code)`` as process 0 decided them (its chunk sizer; its signals and time budget)."""
+    from jax.experimental import multihost_utils
+
+    got = np.asarray(multihost_utils.broadcast_one_to_all(np.asarray([size, code], np.int32)))
+    return int(got[0]), int(got[1])
 
 
 class SplitStage(NamedTuple):
@@ -161,7 +179,7 @@ def build_program(target: Target, key: jax.Array, n: int, seeds: int, method, st
     if seed_shards > 1:
         state = jax.device_put(state, by_seed)
     compiled = step_fn.lower(tgt, state, 0).compile()
-    return Program(tgt, state, compiled, fin, start_seconds)
+    return Program(tgt, state, compiled, fin, start_seconds, lockstep=spans_processes(one_target, seed_shards))
 
 
 def _split_program(solver, tgt: Target, keys, steps: int, target_axis, batching: str) -> Program:
@@ -180,7 +198,7 @@ def _split_program(solver, tgt: Target, keys, steps: int, target_axis, batching:
     fin = jax.jit(over_seeds(lambda t, s: finalize(solver, t, s, steps), target_axis, batching))
     stage = SplitStage(state, advance_split_fn, lambda t, s: finish(t, (keys, s)),
                        min(solver.method.start.split.steps, steps))
-    return Program(tgt, None, compiled, fin, 0.0, stage)
+    return Program(tgt, None, compiled, fin, 0.0, stage, lockstep=spans_processes(tgt, 1))
 
 
 def run_split_stage(program: Program, chunk: int, t0: float, progress: bool, time_budget, callback) -> Program:
@@ -192,8 +210,8 @@ def run_split_stage(program: Program, chunk: int, t0: float, progress: bool, tim
         p, rows = program.tgt.fmap.p, program.tgt.split.even.theta.shape[-1]
         on = "" if rows >= p else f", on the first {rows:,} of {p:,} features"
         print(f"split start: rows up to sign first (the even part of theta{on})", file=sys.stderr, flush=True)
-    state, _, _ = run_chunks(Program(program.tgt, stage.state, stage.advance, None), stage.max_steps, chunk, t0,
-                             progress, time_budget, callback)
+    first = Program(program.tgt, stage.state, stage.advance, None, lockstep=program.lockstep)
+    state, _, _ = run_chunks(first, stage.max_steps, chunk, t0, progress, time_budget, callback)
     return program._replace(state=stage.finish(program.tgt, state), split=None)
 
 
@@ -213,12 +231,16 @@ def run_chunks(program: Program, steps: int, chunk: int, t0: float, progress: bo
     # steps a start already took (the split start's first stage, several candidates) count
     done_steps, interrupted = min(int(np.min(np.asarray(state.steps))), steps), False
     before = phases_running(state)
+    over_budget = False
     try:
         while done_steps < steps:
-            if stop_requested():
-                interrupted = True
-                break
             size = min(sizer.next(), steps - done_steps)
+            code = 1 if stop_requested() else 2 if over_budget else 0  # 1: a signal, 2: the time budget
+            if program.lockstep:  # chunks sized by time differ between processes: process 0 decides
+                size, code = _agree(size, code)
+            if code:
+                interrupted = code == 1
+                break
             t_chunk = time.perf_counter()
             state = program.advance(program.tgt, state, done_steps + size)
             status = np.asarray(state.status)
@@ -230,8 +252,12 @@ def run_chunks(program: Program, steps: int, chunk: int, t0: float, progress: bo
             shown.update(done_steps, state)
             if callback is not None:
                 callback(now, state)
-            if np.all(status != Status.RUNNING) or (time_budget is not None and now >= time_budget):
+            if np.all(status != Status.RUNNING):
                 break
+            if time_budget is not None and now >= time_budget:
+                over_budget = True
+                if not program.lockstep:
+                    break
     finally:
         shown.close()
     return state, seconds, interrupted

@@ -65,7 +65,7 @@ from .stops import Stops, apply_after, apply_before, best_iterate, init_watch, s
 def stop_rule(method: Method, has_floor: bool) -> Optional[Stops]:
     """The stops of ``method`` for a target with (``has_floor``) or without a noise floor
     (:func:`~jaxrecon.attack.stops.stops_for`)."""
-    return stops_for(method.stop, has_floor)
+    return stops_for(method.stop, has_floor, keep_best=method.stall.escalate > 0)
 
 
 class Solver(NamedTuple):
@@ -315,32 +315,29 @@ def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
     escalate = solver.method.stall.escalate
     if escalate:  # every escalate-th stall: a fresh start (the best iterate stays in the watch)
         due = stalled & (stalls % escalate == 0)
-        x_f, spent = fresh_start(solver, tgt, jax.random.fold_in(key, 7), s.x_hat, due)
-        x_new = jnp.where(due, x_f, x_new)
-        steps = steps + jnp.where(due, spent, 0).astype(jnp.int32)
+        x_new = jnp.where(due, fresh_start(solver, tgt, jax.random.fold_in(key, 7), s.x_hat), x_new)
+        if s.watch is not None:  # the plateau and precision marks count from the fresh start
+            w = s.watch
+            inf = jnp.asarray(jnp.inf, w.mark_loss.dtype)
+            w = w._replace(mark_loss=jnp.where(due, inf, w.mark_loss), mark_step=jnp.where(due, steps, w.mark_step))
+            if w.low_loss is not None:
+                w = w._replace(low_loss=jnp.where(due, inf, w.low_loss), low_step=jnp.where(due, steps, w.low_step))
+            s = s._replace(watch=w)
     first = solver.phases[0]
     fresh = _where(stalled, first.init(x_new, s.loss.dtype), s.phase_states[0])
     return s._replace(x_hat=_where(stalled, x_new, s.x_hat), phase_states=_with(s.phase_states, 0, fresh),
                       phase=jnp.where(stalled, first.kind, s.phase).astype(jnp.int32),
-                      phase_start=jnp.where(stalled, steps, s.phase_start).astype(jnp.int32), stalls=stalls,
-                      steps=steps.astype(jnp.int32))
+                      phase_start=jnp.where(stalled, steps, s.phase_start).astype(jnp.int32), stalls=stalls)
 
 
-def fresh_start(solver: Solver, tgt: Target, key: jax.Array, x: jax.Array, due) -> tuple:
-    """``(x0, steps)``: a new start of the method's own kind for a seed where ``due``: a whole split
-    start (first stage, then the signs; its steps counted) or new random / pursuit rows. Where not
-    ``due`` the split stage takes no step (its loop's condition is false from the start, also
-    under ``vmap``)."""
-    m = solver.method
-    if m.start.kind == "split" and tgt.split is not None:
-        state = init_split(solver, key, tgt)
-        state = state._replace(status=jnp.where(due, state.status, Status.CONVERGED).astype(jnp.int32))
-        state = advance_split(solver, tgt, state, m.start.split.steps)
-        x0, _ = choose_signs(tgt.split, state.x_hat, m.loss.jitter)
-        return solver.project(x0.astype(x.dtype)), jnp.where(due, state.steps, 0)
-    if m.start.kind == "pursuit":
-        return start_rows(solver, key, tgt, x.dtype), jnp.asarray(0, jnp.int32)
-    return solver.fresh_x(key, x.shape[1], x.dtype), jnp.asarray(0, jnp.int32)
+def fresh_start(solver: Solver, tgt: Target, key: jax.Array, x: jax.Array) -> jax.Array:
+    """New rows for a seed that escalates: random rows (or a new pursuit start). The split start
+    is not run again here: inside a stall it would compile the first stage into the main program,
+    ignore the chunk's step bound and (under ``vmap``, where a stall's work runs every round) cost a
+    whole sign solve per round."""
+    if solver.method.start.kind == "pursuit":
+        return start_rows(solver, key, tgt, x.dtype)
+    return solver.fresh_x(key, x.shape[1], x.dtype)
 
 
 def advance(solver: Solver, tgt: Target, state, max_steps):

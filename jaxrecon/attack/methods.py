@@ -1,10 +1,11 @@
-"""Attack methods: a method is a list of phases, an ordered list of stall actions and a loss.
+"""Attack methods: a method is its phases and parts (start, stop, stall, loss, population).
 
 Named methods are short factories, in the manner of optax's ``alias.py``::
 
     published()   SGD with momentum on the kernel form, the paper's recipe
     adam()        Adam, warm-up and cosine decay, on the residual form
-    adam_lm()     Adam, then Levenberg-Marquardt, with stall actions (the default)
+    adam_lm()     Adam, then Levenberg-Marquardt, with stall actions
+    auto()        the default: one of the above per problem (jaxrecon.attack.auto), escalating
     adam_lm_repair()  adam_lm with every suspect row repaired at a stall (many rows)
     adam_lm_split()   adam_lm from the split start: rows up to sign first, then their signs
 
@@ -134,7 +135,7 @@ def adam() -> Method:
 
 
 def adam_lm() -> Method:
-    """The default: Adam until the loss is ``<= 1e-3`` or for 300 steps, then row-scaled
+    """Adam until the loss is ``<= 1e-3`` or for 300 steps, then row-scaled
     Levenberg-Marquardt (30 CG iterations per step); after 40 LM steps without converging, an
     antipodal pair of rows is repaired (the sign-flip minimum of ReLU features) if there is one,
     else the weakest row is redrawn by matching pursuit, and Adam resumes.
@@ -255,6 +256,30 @@ def _apply_stall(m: Method, opts: dict) -> Method:
     return dataclasses.replace(m, stall=dataclasses.replace(m.stall, actions=tuple(actions)))
 
 
+def _apply_population(m: Method, opts: dict) -> Method:
+    """``population.size`` (an int ``K``, 1: none, or a :class:`Population`), ``round_steps``, ``cull``,
+    applied together (so ``size=1`` with another of them still means no population)."""
+    given = {k.split(".", 1)[1]: v for k, v in opts.items() if k.startswith("population.")}
+    if not given:
+        return m
+    if isinstance(given.get("size"), Population):
+        pop = given.pop("size")
+    else:
+        pop = m.population or Population()
+    pop = _replace_all(pop, given)
+    return dataclasses.replace(m, population=None if pop.size == 1 else pop.validate())
+
+
+def _replace_all(obj, fields: dict):
+    for k, v in fields.items():
+        obj = _replace(obj, k, v)
+    return obj
+
+
+#: Options whose 0 means "never" (their field's ``None``).
+ZERO_IS_NEVER = ("first_order.switch_plateau", "lm.stall_plateau")
+
+
 def _apply(m: Method, name: str, value) -> Method:
     """``m`` with the option ``name`` (dotted; not a stall action option) set to ``value``."""
     part, _, rest = name.partition(".")
@@ -272,12 +297,8 @@ def _apply(m: Method, name: str, value) -> Method:
         if rest.startswith("split."):
             return dataclasses.replace(m, start=_replace(start, "split", _replace(start.split, rest[6:], value)))
         return dataclasses.replace(m, start=_replace(start, rest, value))
-    if part == "population":
-        if rest == "size" and isinstance(value, Population):
-            pop = value
-        else:
-            pop = _replace(m.population or Population(), rest, value)
-        return dataclasses.replace(m, population=None if pop.size == 1 else pop.validate())
+    if part == "population":  # all of them at once: _apply_population
+        raise ValueError(f"method options: {name!r} is applied by _apply_population")
     if part in ("stop", "stall", "loss"):
         return dataclasses.replace(m, **{part: _replace(getattr(m, part), rest, value)})
     raise ValueError(f"method options: unknown option {name!r}")
@@ -305,10 +326,16 @@ def method_config(method=DEFAULT_METHOD, **overrides) -> Method:
             raise ValueError(f"{k}: this option was removed ({_DROPPED[k]})")
     opts = dotted(overrides)
     m = _apply_stall(m, opts)
-    for name, value in opts.items():
-        if name.startswith("stall.") and name != "stall.escalate" or name == "polish":
+    # the phases first, so that start.split.lm starts from the final LM phase; the population at once
+    order = sorted(opts, key=lambda k: (k.startswith("start.split.lm."), k.startswith("population.")))
+    for name in order:
+        value = opts[name]
+        if name.startswith("stall.") and name != "stall.escalate" or name == "polish" or name.startswith("population."):
             continue
+        if name in ZERO_IS_NEVER and value == 0 and not isinstance(value, bool):
+            value = None
         m = _apply(m, name, value)
+    m = _apply_population(m, opts)
     fo = m.first_order
     if "first_order.optimizer" in opts and fo.optimizer != "sgd" and "first_order.momentum" not in opts:
         m = m.with_phase(dataclasses.replace(fo, momentum=None))

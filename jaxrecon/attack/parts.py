@@ -145,9 +145,9 @@ class Stall:
     Attributes:
       actions: stall actions, in order (:mod:`jaxrecon.attack.stall`); the first that applies
         runs, then the first phase starts again. Empty: no stall handling.
-      escalate: every ``escalate``-th stall starts the seed afresh instead (the method's own start
-        again: a new split start, or new random rows); 0: never. With the precision stop on, the
-        best iterate seen survives the new start.
+      escalate: every ``escalate``-th stall starts the seed afresh instead (new random rows, or a
+        new pursuit start); 0: never. The best iterate seen survives the new start (a method that
+        escalates keeps the watch of :mod:`jaxrecon.attack.stops`).
     """
 
     actions: tuple = ()

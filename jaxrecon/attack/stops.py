@@ -84,11 +84,12 @@ class Stops(NamedTuple):
         return next((r for r in self.rules if isinstance(r, PrecisionStop)), None)
 
 
-def stops_for(stop, has_floor: bool) -> Optional[Stops]:
+def stops_for(stop, has_floor: bool, keep_best: bool = False) -> Optional[Stops]:
     """The rules of a method's :class:`~jaxrecon.attack.parts.Stop` for a target with
-    (``has_floor``) or without a noise floor; ``None`` when none is in force."""
+    (``has_floor``) or without a noise floor; ``None`` when none is in force and ``keep_best`` is
+    off (a method that escalates keeps the watch, so a fresh start never loses the best iterate)."""
     window = stop.plateau_steps(has_floor)
-    if not has_floor and window == 0 and stop.precision_tol is None:
+    if not has_floor and window == 0 and stop.precision_tol is None and not keep_best:
         return None
     rules = [FloorStop(float(stop.floor_factor))]
     if window > 0:
@@ -148,13 +149,13 @@ def apply_after(stops: Stops, s: AttackState, value, move, steps, status):
 
 
 #: Statuses whose seed returns its best iterate rather than its last (with a watch).
-ENDED_ELSEWHERE = (Status.PLATEAU, Status.BUDGET, Status.PRECISION, Status.RUNNING)
+ENDED_ELSEWHERE = (Status.PLATEAU, Status.BUDGET, Status.PRECISION, Status.RUNNING, Status.NONFINITE)
 
 
 def best_iterate(s: AttackState, status):
     """The iterate a seed returns: its best one if it ended on a plateau, its budget, the
-    precision stop, or was cut while running (the driver's time budget or a signal), and that is
-    better than its last; else its last."""
+    precision stop, a non-finite step, or was cut while running (the driver's time budget or a
+    signal), and that is better than its last; else its last."""
     w = s.watch
     ended = jnp.zeros_like(status, dtype=bool)
     for code in ENDED_ELSEWHERE:

@@ -44,6 +44,7 @@ from ..outcomes import final_loss, final_verdict, method_tolerance
 from ..models.rf import fit_with_info
 from ..attack import STATUS_NAMES as _STATUS
 from ..attack import Status, method_config, reconstruct
+from ..attack.auto import resolve
 from ..attack.degenerate import ON_LINE, DegenerateProblemWarning, rows_reason
 from ..attack.driver import seed_batching
 from ..scale import INT32_MAX, int32_overflow, physical_memory, step_bytes
@@ -114,8 +115,10 @@ def pad_width(point: GridPoint, resolved: ResolvedSweep, points: Sequence[GridPo
     mode = resolved.pad_p
     if mode == "none" or resolved.block_size is not None:
         return point.p
+    ran = point_method_run(point)  # auto's choice depends on p: one program per choice
     p_max = max(q.p for q in points if (q.d, q.n, q.activation, q.method, q.defence, q.strength) ==
-                (point.d, point.n, point.activation, point.method, point.defence, point.strength))
+                (point.d, point.n, point.activation, point.method, point.defence, point.strength)
+                and point_method_run(q) == ran)
     if mode == "auto" and p_max * point.d * point.n * resolved.seeds * resolved.steps > PAD_AUTO_LIMIT:
         return point.p
     return p_max
@@ -174,6 +177,9 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
     :data:`jaxrecon.defences.TRACED` one program serves every strength (:func:`program_key`)."""
     dtype = "float64" if resolved.x64 else "float32"
     mcfg = method_config(point.method, **resolved.method_options())
+    # auto chooses by the point's own p, not the padded width of its program (jaxrecon.attack.auto)
+    mcfg = resolve(mcfg, RandomFeatures(jax.random.key(0), point.d, point.p, point.activation, resolved.block_size),
+                   point.n)
     steps, noise, ridge, block = resolved.steps, resolved.noise, resolved.ridge, resolved.block_size
     defence = None
     if point.defence != "none":
@@ -250,7 +256,7 @@ def program_key(point: GridPoint, resolved: ResolvedSweep, width: int, vmapped: 
                                                 "dp_delta")}
     static["method_options"] = resolved.method_options()
     strength = None if point.defence in TRACED else float(point.strength)  # traced: an argument
-    return (point.d, point.n, width, point.activation, point.method, point.defence, strength,
+    return (point.d, point.n, width, point.activation, point.method, point_method_run(point), point.defence, strength,
             json.dumps(static, sort_keys=True),
             resolved.seeds if vmapped else None, bool(jax.config.jax_enable_x64))
 
