@@ -116,7 +116,7 @@ def test_sweep_list_and_dotted_flags():
                                "--bootstrap", "7", "--quiet"])
     assert (cfg.grid.d, cfg.grid.n, cfg.grid.p_over_dn) == ((10, 20), (4,), (0.5, 1.0, 2.0))
     assert cfg.grid.activation == ("relu", "tanh") and cfg.grid.method == ("adam",)
-    assert (cfg.attack.steps, cfg.attack.lr, cfg.scale.x64, cfg.scale.pad_p) == (500, 0.1, True, "max")
+    assert (cfg.attack.steps, cfg.attack.first_order.lr, cfg.scale.x64, cfg.scale.pad_p) == (500, 0.1, True, "max")
     assert args.bootstrap == 7 and args.quiet and not args.no_plot
     assert _sweep_config(["--grid.d", "7", "--steps", "3"])[0].d == (7,)
     with pytest.raises(SystemExit):
