@@ -86,6 +86,7 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="jr-rel-") as tmp:
                 outcome, detail = run_case(c, Path(tmp) / "case")
+                detail = str(detail).replace(str(Path(tmp) / "case"), "{dir}")  # no paths of this machine
             row = {"area": c.area, "name": c.name, "outcome": outcome, "seconds": f"{time.perf_counter() - t:.1f}",
                    "detail": " ".join(str(detail).split())[:300]}
             w.writerow(row)
