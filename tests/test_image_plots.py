@@ -69,7 +69,7 @@ def test_cli_data_flags(tmp_path, capsys, monkeypatch):
     assert "d: --data digits has d = H*W*C = 64" in capsys.readouterr().err
     monkeypatch.delenv("JAXRECON_DATA", raising=False)
     assert main(["reconstruct", "--data", "cifar10", "--n", "4", "--p-over-dn", "2"]) == 2
-    assert "data_dir:" in capsys.readouterr().err
+    assert "--data-dir:" in capsys.readouterr().err
     assert main(["reconstruct", "--data", "cifar10", "--data-dir", str(tmp_path / "none"), "--n", "4",
                  "--p-over-dn", "2"]) == 2
     assert "does not exist" in capsys.readouterr().err

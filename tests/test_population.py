@@ -89,3 +89,18 @@ def test_sweep_planted_axis_keeps_old_hashes_and_starts_near_the_data():
     low = table["p_over_dn"] < 1
     assert np.all(table["solved"][low]) and not np.any(table["identified"][low])  # zeros, not X
     assert np.all(table["identified"][~low])
+
+
+def test_population_results_do_not_depend_on_the_chunks():
+    """Rounds end at multiples of round_steps and a seed's outcome is decided at a round's end, so
+    the host loop's chunk sizes (now sized by time) never change steps, losses or rows."""
+    kd, kf, ka = jax.random.split(jax.random.key(0), 3)
+    d, n = 6, 3
+    data = jr.synthetic(kd, n, d)
+    fmap = jr.RandomFeatures(kf, d=d, p=int(1.5 * d * n))
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    runs = [jr.reconstruct_seeds(target, ka, n=n, seeds=2, steps=600, method="global", chunk=c, progress=False,
+                                 population={"cull": 0.25}) for c in (7, 1000)]
+    np.testing.assert_array_equal(runs[0].steps, runs[1].steps)
+    np.testing.assert_array_equal(runs[0].x_hat, runs[1].x_hat)
+    assert runs[0].status == runs[1].status

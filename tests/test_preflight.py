@@ -82,7 +82,7 @@ def test_a_failed_summary_write_keeps_no_arrays(tmp_path, monkeypatch):
     assert main(["reconstruct", *SMALL, "--out", str(out)]) == 0
     before = (out / "summary.json").read_text()
     monkeypatch.setattr(io.json, "dump", full)
-    assert main(["reconstruct", *SMALL, "--seed", "3", "--out", str(out)]) == 1
+    assert main(["reconstruct", *SMALL, "--seed", "3", "--out", str(out), "--overwrite"]) == 1
     assert (out / "summary.json").read_text() == before
     assert json.loads(before)["config"]["seed"] == 0 and np.load(out / "arrays.npz")["x"].shape == (2, 4)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]

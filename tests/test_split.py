@@ -230,15 +230,15 @@ def test_split_cg_iters_bind_the_first_stage_lm_only():
     assert split_solver(solver).phases[1].config.cg_iters == 7
     plain = make_solver(target, n, method_config("adam-lm-split", split_cg_iters=None, cg_iters=25))
     assert split_solver(plain).phases[1].config.cg_iters == 25
-    with pytest.raises(ValueError, match="^split_cg_iters"):
+    with pytest.raises(ValueError, match="^start.split.lm.cg_iters"):
         method_config("adam-lm-split", split_cg_iters=0)
-    with pytest.raises(ValueError, match="^split_cg_tol"):
+    with pytest.raises(ValueError, match="^start.split.lm.cg_tol"):
         method_config("adam-lm-split", split_cg_tol=-1.0)
-    with pytest.raises(ValueError, match="^split_cg_iters: the method has no LM phase"):
+    with pytest.raises(ValueError, match="^start.split.lm.cg_iters: the method has no LM phase"):
         method_config("adam", split_cg_iters=5)
     tol = split_solver(make_solver(target, n, method_config("adam-lm-split", split_cg_tol=0.1))).phases[1].config
     assert (tol.cg_iters, tol.cg_tol) == (30, 0.1)
-    with pytest.raises(ValueError, match="^split_cg_iters/split_cg_tol/split_features: only for the split start"):
+    with pytest.raises(ValueError, match="^start.split.lm.cg_iters: only for the split start"):
         ReconstructConfig(n=4, p_over_dn=2, method="adam-lm", split_cg_iters=5).method_cfg()
 
 
@@ -281,13 +281,13 @@ def test_split_features_option_validation_and_flag():
 
     assert method_config("adam-lm-split").start.split.features == SPLIT_FEATURES == 5.0
     assert method_config("adam-lm").start.split.features == 0
-    with pytest.raises(ValueError, match="^split_features: must be 0 .all features. or > 1"):
+    with pytest.raises(ValueError, match="^start.split.features: must be 0 .all features. or > 1"):
         method_config("adam-lm-split", split_features=0.5)
-    with pytest.raises(ValueError, match="^split_features: must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="^start.split.features: must be a finite number >= 0"):
         method_config("adam-lm-split", split_features=-1)
     assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=0).method_cfg().start.split.features == 0
     assert ReconstructConfig(n=4, p_over_dn=10, method="adam-lm-split", split_features=3).method_cfg().start.split.features == 3
-    with pytest.raises(ValueError, match="^split_cg_iters/split_cg_tol/split_features: only for the split start"):
+    with pytest.raises(ValueError, match="^start.split.features: only for the split start"):
         ReconstructConfig(n=4, p_over_dn=10, method="adam-lm", split_features=3).method_cfg()
     d, n = 6, 4
     data = jr.synthetic(jax.random.key(1), n, d)

@@ -19,7 +19,7 @@ def test_bad_feature_map_arguments(kw, msg):
 
 def test_bad_inputs_to_fit_and_loss():
     fmap = jr.RandomFeatures(jax.random.key(0), 3, 20)
-    x = np.ones((4, 3))
+    x = np.arange(12.0).reshape(4, 3)  # four distinct rows (fit refuses repeated ones)
     with pytest.raises(ValueError, match=r"x: has 5 columns but the feature map expects d=3"):
         jr.fit(fmap, np.ones((4, 5)), np.ones(4))
     with pytest.raises(ValueError, match="y: must have shape"):

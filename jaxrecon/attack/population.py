@@ -118,12 +118,19 @@ def advance_population(solver, tgt, ps: PopulationState, max_steps, advance_one)
         return (s.status == Status.RUNNING) & (s.steps < max_steps)
 
     def body(s):
-        until = jnp.minimum(s.steps + pop.round_steps, max_steps)
+        # rounds end at multiples of round_steps, whatever the host loop's chunks: a chunk that ends
+        # inside a round cuts it there and the next chunk finishes it (the same numbers either way)
+        end = (s.steps // pop.round_steps + 1) * pop.round_steps
+        until = jnp.minimum(end, max_steps)
         members = jax.vmap(lambda m: advance_one(solver, tgt, m, until))(s.members)
         running = summarize(members).status == Status.RUNNING
         key = jax.random.fold_in(members.key[0], until)
-        members = jax.lax.cond(running & (until < max_steps), lambda m: _cull(solver, tgt, m, pop, key),
+        members = jax.lax.cond(running & (until == end), lambda m: _cull(solver, tgt, m, pop, key),
                                lambda m: m, members)
-        return summarize(members)
+        out = summarize(members)
+        # the seed's outcome is decided at a round's end: cut by a chunk, it runs on to the end
+        # (unless no member runs any more), so the chunks never change where it stops
+        undecided = (until < end) & jnp.any(members.status == Status.RUNNING)
+        return out._replace(status=jnp.where(undecided, Status.RUNNING, out.status).astype(jnp.int32))
 
     return jax.lax.while_loop(cond, body, ps)
