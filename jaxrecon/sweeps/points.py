@@ -24,6 +24,7 @@ same holds only for the same number of seeds.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -350,12 +351,19 @@ def degenerate_reason(point: GridPoint) -> Optional[str]:
 def point_method_run(point: GridPoint) -> str:
     """What ran at ``point``: for ``auto`` the recipe it chooses for the point's map
     (:func:`jaxrecon.attack.auto.method_run`; the map's shape and activation decide, not its numbers)."""
+    if point.method != "auto":
+        return point.method
+    return _auto_choice(point.d, point.n, point.p, point.activation)
+
+
+@functools.lru_cache(maxsize=None)
+def _auto_choice(d: int, n: int, p: int, activation: str) -> str:
+    """``auto``'s choice for a random-features map of this shape (cached: :func:`pad_width` asks it
+    for every point of a curve, for every point)."""
     from ..attack.auto import method_run
     from ..features.random_features import RandomFeatures
 
-    if point.method != "auto":
-        return point.method
-    return method_run("auto", RandomFeatures(jax.random.key(0), point.d, point.p, point.activation), point.n)
+    return method_run("auto", RandomFeatures(jax.random.key(0), d, p, activation), n)
 
 
 def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
