@@ -291,7 +291,7 @@ class PassCounter:
 
 def pass_counts(counter: PassCounter, p: int, d: int, n: int) -> dict:
     """Passes over ``V`` of the run ``counter`` watched (module docstring)."""
-    from jaxrecon.attack.loop import first_stage_rows
+    from jaxrecon.attack.prepare import first_stage_rows
 
     method = counter.method
 

@@ -10,7 +10,7 @@ from jaxrecon.loss import projector_residual, residual_linearization
 from jaxrecon.data import project_to_sphere, sphere
 from jaxrecon.attack import METHODS, Phase, Status, attack_target, make_solver, method_config
 from jaxrecon.attack.lm import lm_direction, lm_system
-from jaxrecon.attack.loop import _start, advance, init_state
+from jaxrecon.attack.loop import advance, init_state
 from jaxrecon.attack.stall import (PairRepair, Restart, RowRedraw, RowRepair, drop_costs, redraw_weakest_row,
                                    repair_antipodal_pair, repair_rows)
 
@@ -61,7 +61,7 @@ def test_multi_start_keeps_the_best_candidate():
     solver = make_solver(target, 3, cfg, 100)
     tgt = attack_target(target, cfg)
     key = jax.random.key(9)
-    x_best, _, loss_best, steps = jax.jit(lambda k: _start(solver, k, tgt, jnp.float64))(key)
+    x_best, _, loss_best, steps = jax.jit(lambda k: solver.start.init(solver, k, tgt, jnp.float64))(key)
     # looped reference: run each candidate alone and keep the lowest loss
     losses, xs = [], []
     for k in jax.random.split(key, 4):

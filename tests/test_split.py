@@ -295,7 +295,7 @@ def test_split_features_option_validation_and_flag():
     target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
     m = method_config("adam-lm-split", split_features=3)
     assert attack_target(target, m, n=n).split.even.theta.shape == (3 * d * n,)
-    with pytest.raises(ValueError, match="^split_features: the first stage's features depend on n"):
+    with pytest.raises(ValueError, match="^start.split.features: the first stage's features depend on n"):
         attack_target(target, m)
 
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from .. import _validate
 from ..features.base import Target
-from .loop import (advance, advance_split, attack_target, finalize, finish_split, first_stage_rows, init_split,
-                   init_state, make_solver, with_split)
+from .loop import advance, advance_split, finalize, finish_split, init_split, init_state, make_solver
+from .prepare import attack_target, first_stage_rows, with_split
 from .auto import method_run, reason
 from .degenerate import warn_if_degenerate
 from .methods import DEFAULT_METHOD, method_config

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from .. import _validate
 from ..data.synthetic import project_to_sphere
 from ..features.base import Target
-from ..loss import normalized_theta, projector_loss, residual_value_and_grad
+from ..loss import projector_loss, residual_value_and_grad
 from .degenerate import static_loss, static_reason, warn_if_degenerate, zero_theta
 from .first_order import FirstOrderPhase
 from .lm import LMPhase
@@ -56,8 +56,10 @@ from .auto import resolve
 from .methods import DEFAULT_METHOD, Method, method_config
 from .parts import Start
 from .population import advance_population, best_member, init_population, summarize
-from .split import SPLIT_TOL, check_split, choose_signs, prefix_target, split_arrays, split_problem, split_rows
-from .start import start_rows
+from .prepare import Prepared, attack_target, first_stage_rows, with_split  # noqa: F401  (re-exported)
+from .signs import choose_signs
+from .split import SPLIT_TOL, check_split
+from .start import Given, RandomStart, start_for
 from .state import AttackState, Phase, ReconResult, Status
 from .stops import Stops, apply_after, apply_before, best_iterate, init_watch, stops_for
 
@@ -78,6 +80,7 @@ class Solver(NamedTuple):
     phases: tuple  # FirstOrderPhase / LMPhase, in order
     degenerate: Optional[str] = None  # why the problem's shapes make it degenerate (no step is taken)
     stop: Optional[Stops] = None  # the floor / plateau / precision stops in force (jaxrecon.attack.stops)
+    start: Any = RandomStart()  # how a seed starts and escalates (jaxrecon.attack.start.start_for)
 
 
     def project(self, x):
@@ -109,46 +112,9 @@ def make_solver(target: Target, n: int, method=DEFAULT_METHOD, total_steps: int 
                               value_and_grad=value_and_grad)]
     if method.lm is not None:
         phases.append(LMPhase(method.lm, jitter, project))
-    return Solver(method, n, radius, loss_fn, tuple(phases), static_reason(target.fmap, n, radius),
-                  stop_rule(method, target.floor is not None))
-
-
-def attack_target(target: Target, method: Method, split: bool = True, n: Optional[int] = None) -> Target:
-    """The target the attack differentiates: surrogate derivative if the method asks, map prepared,
-    ``theta`` rescaled by a power of two to a largest entry in ``[1/2, 1)`` (exact; the loss does not
-    depend on the scale, and stall actions then never square a huge or tiny ``theta``).
-    ``split=False`` leaves ``Target.split`` for :func:`with_split` (a jitted preparation would
-    otherwise return ``V`` twice: the map's and the even features'); with the split start, ``n``
-    (the rows to recover) sets the first stage's features (``Method.split_features``)."""
-    fmap = target.fmap
-    if method.loss.surrogate_slope is not None:
-        fmap = fmap.with_surrogate(method.loss.surrogate_slope)
-    tgt = Target(fmap.prepare(), normalized_theta(target.theta), target.floor)
-    if method.start.kind == "split" and split:
-        sub = prefix_target(tgt, first_stage_rows(method, tgt.fmap.p, tgt.fmap.input_dim, n))
-        tgt = tgt._replace(split=split_problem(sub))
-    return tgt
-
-
-def first_stage_rows(method: Method, p: int, d: int, n: Optional[int]) -> int:
-    """Features of the split start's first stage on a map with ``p`` features of ``d`` inputs
-    (:func:`~jaxrecon.attack.split.split_rows` of the method's ``split_features``); ``n`` is
-    needed when that option is set."""
-    if not method.start.split.features:
-        return p
-    if n is None:
-        raise ValueError("split_features: the first stage's features depend on n; pass n (the rows to recover)")
-    return split_rows(p, d, n, method.start.split.features)
-
-
-def with_split(tgt: Target, batched: bool = False, rows: Optional[int] = None) -> Target:
-    """A prepared target (``attack_target(..., split=False)``) with ``Target.split`` filled: the
-    split arrays computed in one jitted program (vmapped over a batch of targets), the even
-    features holding the map's own ``V`` (no copy), or a copy of its first ``rows`` rows
-    (:func:`~jaxrecon.attack.split.prefix_target`) when ``rows`` is below ``p``."""
-    sub = tgt if rows is None else prefix_target(tgt, rows)
-    fn = split_arrays if not batched else jax.vmap(split_arrays)
-    return tgt._replace(split=split_problem(sub, jax.jit(fn)(sub)))
+    degenerate = static_reason(target.fmap, n, radius)
+    return Solver(method, n, radius, loss_fn, tuple(phases), degenerate, stop_rule(method, target.floor is not None),
+                  start_for(method, degenerate is not None))
 
 
 def _where(c, new, old):
@@ -157,39 +123,6 @@ def _where(c, new, old):
 
 def _with(states: tuple, i: int, value) -> tuple:
     return states[:i] + (value,) + states[i + 1:]
-
-
-def _start(solver: Solver, key: jax.Array, target: Target, dtype, x0=None, steps0=0):
-    """``(x0, first phase state, loss, steps)``; with ``starts = S > 1`` the best of ``S`` candidates
-    (vmapped) after ``start_steps`` first-order steps, with its optimiser state. A given ``x0``
-    (rows put back on the sphere) replaces the random start (``steps0``: steps already spent on it)."""
-    method, d, first = solver.method, target.fmap.input_dim, solver.phases[0]
-    if x0 is not None:
-        x0 = solver.project(jnp.asarray(x0, dtype))
-        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), steps0
-    if method.start.kind == "split" and solver.degenerate is None:
-        x0, steps = _split_start(solver, key, target)
-        x0 = solver.project(jnp.asarray(x0, dtype))
-        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), steps
-    if method.start.candidates <= 1:
-        x0 = start_rows(solver, key, target, dtype)
-        return x0, first.init(x0, dtype), jnp.asarray(jnp.inf, dtype), 0
-
-    def candidate(k):
-        x0 = start_rows(solver, k, target, dtype)
-
-        def body(_, carry):
-            x, s = carry
-            x_next, s_next, _, ok = first.step(target, x, s)
-            return jnp.where(ok, x_next, x), s_next
-
-        x, s = jax.lax.fori_loop(0, method.start.candidate_steps, body, (x0, first.init(x0, dtype)))
-        return x, s, solver.loss_fn(target, x)
-
-    xs, states, losses = jax.vmap(candidate)(jax.random.split(key, method.start.candidates))
-    best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
-    take = lambda tree: jax.tree_util.tree_map(lambda a: a[best], tree)
-    return xs[best], take(states), losses[best].astype(dtype), method.start.candidate_steps
 
 
 def split_solver(solver: Solver) -> Solver:
@@ -203,7 +136,7 @@ def split_solver(solver: Solver) -> Solver:
     first = dataclasses.replace(m, start=Start(kind="random", init=m.start.init), population=None,
                                 stop=dataclasses.replace(m.stop, tol=max(m.stop.tol, SPLIT_TOL), plateau_window=0),
                                 stall=dataclasses.replace(m.stall, escalate=0))
-    return solver._replace(method=first, stop=None, phases=phases)
+    return solver._replace(method=first, stop=None, phases=phases, start=start_for(first))
 
 
 def init_split(solver: Solver, key: jax.Array, tgt: Target) -> AttackState:
@@ -223,14 +156,6 @@ def finish_split(solver: Solver, tgt: Target, key: jax.Array, state: AttackState
     return _init_one(solver, key, tgt, x0, state.steps)
 
 
-def _split_start(solver: Solver, key: jax.Array, tgt: Target):
-    """``(x0, steps)``: the first stage run whole (at most ``split_steps``), then the signs; the
-    driver runs the same pieces in chunks, with progress (:mod:`jaxrecon.attack.driver`)."""
-    state = advance_split(solver, tgt, init_split(solver, key, tgt), solver.method.start.split.steps)
-    x0, _ = choose_signs(tgt.split, state.x_hat, solver.method.loss.jitter)
-    return x0, state.steps
-
-
 def init_state(solver: Solver, key: jax.Array, target: Target, x0=None):
     """The initial state of one seed (``target`` prepared by :func:`attack_target`): an
     :class:`AttackState`, or a :class:`~jaxrecon.attack.population.PopulationState` for a method
@@ -246,7 +171,8 @@ def init_state(solver: Solver, key: jax.Array, target: Target, x0=None):
 
 def _init_one(solver: Solver, key: jax.Array, target: Target, x0=None, steps0=0) -> AttackState:
     dtype = jnp.result_type(target.theta.dtype, jnp.float32)
-    x0, first_state, loss, steps = _start(solver, key, target, dtype, x0, steps0)
+    start = solver.start if x0 is None else Given(x0, steps0)
+    x0, first_state, loss, steps = start.init(solver, key, target, dtype)
     later = tuple(ph.init(x0, dtype) for ph in solver.phases[1:])
     i32 = lambda v: jnp.asarray(v, jnp.int32)
     status = jnp.where(zero_theta(target.theta), Status.DEGENERATE, Status.RUNNING)
@@ -315,7 +241,7 @@ def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
     escalate = solver.method.stall.escalate
     if escalate:  # every escalate-th stall: a fresh start (the best iterate stays in the watch)
         due = stalled & (stalls % escalate == 0)
-        x_new = jnp.where(due, fresh_start(solver, tgt, jax.random.fold_in(key, 7), s.x_hat), x_new)
+        x_new = jnp.where(due, solver.start.fresh(solver, jax.random.fold_in(key, 7), tgt, s.x_hat), x_new)
         if s.watch is not None:  # the plateau and precision marks count from the fresh start
             w = s.watch
             inf = jnp.asarray(jnp.inf, w.mark_loss.dtype)
@@ -328,16 +254,6 @@ def _on_stall(solver: Solver, tgt: Target, s: AttackState) -> AttackState:
     return s._replace(x_hat=_where(stalled, x_new, s.x_hat), phase_states=_with(s.phase_states, 0, fresh),
                       phase=jnp.where(stalled, first.kind, s.phase).astype(jnp.int32),
                       phase_start=jnp.where(stalled, steps, s.phase_start).astype(jnp.int32), stalls=stalls)
-
-
-def fresh_start(solver: Solver, tgt: Target, key: jax.Array, x: jax.Array) -> jax.Array:
-    """New rows for a seed that escalates: random rows (or a new pursuit start). The split start
-    is not run again here: inside a stall it would compile the first stage into the main program,
-    ignore the chunk's step bound and (under ``vmap``, where a stall's work runs every round) cost a
-    whole sign solve per round."""
-    if solver.method.start.kind == "pursuit":
-        return start_rows(solver, key, tgt, x.dtype)
-    return solver.fresh_x(key, x.shape[1], x.dtype)
 
 
 def advance(solver: Solver, tgt: Target, state, max_steps):

@@ -137,14 +137,11 @@ class Target(NamedTuple):
 
     ``floor`` (optional, a scalar): the loss the attack can expect at best when ``theta`` was
     released with noise (:func:`jaxrecon.defences.defend` sets it); a target that carries one
-    turns on the attack's floor and plateau stops (:mod:`jaxrecon.attack.loop`). ``None``: none.
-
-    ``split`` (optional): the sign-free part of the problem
-    (:class:`jaxrecon.attack.split.SplitProblem`), which the attack prepares itself for a method
-    with ``start="split"``; leave ``None``.
+    turns on the attack's floor and plateau stops (:mod:`jaxrecon.attack.stops`). ``None``: none.
+    What the attack adds to it (the prepared map, the split start's problem) lives on
+    :class:`jaxrecon.attack.prepare.Prepared`.
     """
 
     fmap: Any
     theta: jax.Array
     floor: Optional[Any] = None
-    split: Optional[Any] = None

@@ -192,7 +192,7 @@ class ReconstructConfig(Config):
         """Rows of ``V`` the attack copies besides ``V``: the split start's first stage on a prefix
         of the features (``Method.split_features``), else 0."""
         from ..attack.auto import may_split
-        from ..attack.loop import first_stage_rows
+        from ..attack.prepare import first_stage_rows
 
         m = self.method_cfg()
         kind = m.start.kind
