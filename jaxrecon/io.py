@@ -15,17 +15,20 @@ import numpy as np
 
 def versions() -> dict:
     """Versions of the library and its stack, plus the device JAX computes on."""
-    import flax
     import jax
     import jaxlib
     import optax
 
     from ._version import __version__
 
+    try:  # the networks extra
+        import flax
+    except ImportError:
+        flax = None
     dev = jax.devices()[0]
     return {
         "jaxrecon": __version__, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-        "optax": optax.__version__, "flax": flax.__version__, "numpy": np.__version__,
+        "optax": optax.__version__, "flax": flax.__version__ if flax else None, "numpy": np.__version__,
         "python": platform.python_version(), "device": f"{dev.platform}:{dev.device_kind}",
         "x64": bool(jax.config.jax_enable_x64),
     }

@@ -19,7 +19,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
+from .._optional import nnx  # flax.nnx; without the networks extra a one-line MissingExtra
 
 from .. import _validate
 from . import MODELS, NETWORKS, TRAIN_SUBSETS  # noqa: F401  (MODELS, TRAIN_SUBSETS re-exported)

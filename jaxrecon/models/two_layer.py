@@ -13,7 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
+from .._optional import nnx  # flax.nnx; without the networks extra a one-line MissingExtra
 
 from .. import _validate
 from ..activations import get_activation
