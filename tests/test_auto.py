@@ -206,3 +206,18 @@ def test_method_options_do_not_depend_on_their_order():
     assert c == e and c.start.split.lm.damping == 0.5
     off = method_config("adam-lm-split", first_order={"switch_plateau": 0}, lm={"stall_plateau": 0})
     assert off.first_order.switch_plateau is None and off.lm.stall_plateau is None
+
+
+def test_a_given_start_is_not_escalated_away():
+    """reconstruct(x0=...) under auto (which escalates) keeps the given start: with LM phases forced
+    to stall after one step (so escalation would have moved it many times), the run equals the same
+    run with escalation off, bit for bit."""
+    d, n = 5, 2
+    data = jr.synthetic(jax.random.key(0), n, d, dtype="float64")
+    fmap = rf(d=d, n=n, ratio=10, activation="tanh", dtype="float64")
+    target = jr.Target(fmap, jr.fit(fmap, data.x, data.y))
+    x0 = data.x + 1e-2 * jax.random.normal(jax.random.key(5), data.x.shape, data.x.dtype)
+    run = lambda **o: jr.reconstruct(target, jax.random.key(1), n, x0=x0, steps=300, **{"lm.stall_after": 1, **o})
+    a, b = run(), run(**{"stall.escalate": 0})
+    np.testing.assert_array_equal(np.asarray(a.x_hat), np.asarray(b.x_hat))
+    assert int(a.steps) == int(b.steps) and int(a.stalls) == int(b.stalls) >= 2 * ESCALATE

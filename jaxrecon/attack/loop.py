@@ -320,7 +320,8 @@ def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD
       steps: step budget.
       radius: row norm kept after each step (``"sphere"`` = ``sqrt(d)``; ``None`` = free rows).
       x0: optional start (``n x d``) instead of a random one (a prior guess, or a planted start
-        near the training set to probe local identifiability).
+        near the training set to probe local identifiability); the method then does not escalate
+        (``stall.escalate`` is off: a seed is never moved away from the given start to random rows).
       **method_options: overrides of the method's options (``lr=0.1``, ``cg_iters=40`` ...).
 
     Returns:
@@ -330,6 +331,8 @@ def reconstruct(target: Target, key: jax.Array, n: int, *, method=DEFAULT_METHOD
     """
     steps = _validate.positive_int("steps", steps)
     method = method_config(method, **method_options)
+    if x0 is not None and method.stall.escalate:  # a given start is studied, not abandoned for random rows
+        method = dataclasses.replace(method, stall=dataclasses.replace(method.stall, escalate=0))
     solver = make_solver(target, n, method, steps, radius)
     warn_if_degenerate(target, n, solver.radius)
     tgt = attack_target(target, solver.method, n=n)  # prepared once: a dense V is generated once per call
