@@ -22,19 +22,98 @@ from pathlib import Path
 from ._version import __version__
 
 
+# -- help -----------------------------------------------------------------------------------------
+#
+# ``--help`` lists every option by section, its short spelling first (``--lr LR, --attack.first_order.lr``);
+# the attack's part options (first_order.*, lm.*, start.*, ...) other than BRIEF_ATTACK parse as
+# usual but are listed by ``--help-attack`` only.
+
+#: Attack options of the parts that ``--help`` lists (the rest: ``--help-attack``).
+BRIEF_ATTACK = ("attack.first_order.optimizer", "attack.first_order.lr", "attack.start.kind")
+
+
+def _attack_detail(leaf) -> bool:
+    return leaf.path[0] == "attack" and len(leaf.path) > 2 and leaf.dotted not in BRIEF_ATTACK
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Options as ``--short METAVAR, --section.field``: the spellings without a dot first, the
+    metavar once."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=30)
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        spellings = sorted(action.option_strings, key=lambda s: "." in s)  # stable: short ones first
+        if action.nargs == 0:
+            return ", ".join(spellings)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return ", ".join([f"{spellings[0]} {metavar}", *spellings[1:]])
+
+
+class _AttackHelp(argparse.Action):
+    """``--help-attack``: every option of the attack's parts, by part, then exit."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import copy
+
+        from .config import section_doc
+
+        formatter = parser._get_formatter()  # noqa: SLF001
+        formatter.add_usage(parser.usage, [], [])
+        formatter.add_text("Options of the attack's parts, each by its short spelling, its dotted name "
+                           "--attack.PART.OPTION and the older --attack.OPTION; given, they override the "
+                           "method's settings (a method's own: jaxrecon.attack.method_config(NAME)).")
+        by_part = {}
+        for leaf, action in parser.detail_actions:
+            by_part.setdefault(leaf.path[1:-1], []).append((leaf, action))
+        for part, items in by_part.items():
+            formatter.start_section(f"attack.{'.'.join(part)}")
+            formatter.add_text(section_doc(parser.config_class, ("attack", *part)))
+            shown = []
+            for _, action in items:
+                shown.append(copy.copy(action))
+                shown[-1].help = action.detail_help
+            formatter.add_arguments(shown)
+            formatter.end_section()
+        parser._print_message(formatter.format_help(), sys.stdout)  # noqa: SLF001
+        parser.exit()
+
+
+def _add_config_arguments(p, cls) -> None:
+    """The flags of config ``cls`` on ``p``, the attack's part options summarised (``--help-attack``)."""
+    from .config import add_arguments
+
+    add_arguments(p, cls, details=_attack_detail)
+    p.config_class = cls
+    group = p.config_groups.get("attack")
+    if group is not None and p.detail_actions:
+        parts = ", ".join(dict.fromkeys(f"{leaf.path[1]}.*" for leaf, _ in p.detail_actions))
+        group.description = (f"{group.description}, and the common options of its parts; the other "
+                             f"{len(p.detail_actions)} ({parts}) are listed by --help-attack")
+        group.add_argument("--help-attack", action=_AttackHelp,
+                           help="list every option of the attack's parts and exit")
+
+
 def _add_reconstruct(sub):
-    from .config import add_arguments, leaves
+    from .config import leaves
     from .distributed import add_process_arguments
     from .runner.config import ReconstructConfig
 
     p = sub.add_parser(
         "reconstruct", help="fit a model on synthetic data and reconstruct its training set",
+        usage="%(prog)s [options]", formatter_class=HelpFormatter,
         description="Fit a random-features model on n points of the sphere in R^d, then recover the "
                     "training inputs from its parameters with the projector-loss attack, for several "
                     "attack seeds vmapped in one compiled program. Every setting has a flag "
                     "--section.field (e.g. --attack.lr) and its short spelling (--lr).",
     )
-    add_arguments(p, ReconstructConfig)
+    _add_config_arguments(p, ReconstructConfig)
     p.config_dests = {l.dotted for l in leaves(ReconstructConfig)}  # the flags of config fields
     save = p.add_mutually_exclusive_group()
     save.add_argument("--out", default=None,
@@ -117,19 +196,20 @@ def check_run_dir(out, overwrite: bool = False) -> None:
 
 
 def _add_sweep(sub):
-    from .config import add_arguments, leaves
+    from .config import leaves
     from .distributed import add_process_arguments
     from .sweeps import SweepConfig
 
     p = sub.add_parser(
         "sweep", help="run a (p, d, n) x seeds grid, resumable; writes results.csv, thresholds and figures",
+        usage="%(prog)s [CONFIG] [options]", formatter_class=HelpFormatter,
         description="Run a sweep from a config file (experiments/*.py) and/or flags; flags override the "
                     "config. Seeds of a grid point run vmapped in one compiled program. Re-running the "
                     "same command resumes; a different config into the same --out is refused. Every "
                     "setting has a flag --section.field (e.g. --attack.steps) and its short spelling "
                     "(--steps); grid flags take comma-separated values (--d 50,100).")
     p.add_argument("config", nargs="?", default=None, help="config file with get_config() (optional)")
-    add_arguments(p, SweepConfig)
+    _add_config_arguments(p, SweepConfig)
     p.config_dests = {l.dotted for l in leaves(SweepConfig)}
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the threshold spread")
     p.add_argument("--out", default=None, help="results directory (default: runs/NAME)")

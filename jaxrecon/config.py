@@ -275,7 +275,15 @@ def _default_text(default) -> str:
     return ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
+def section_doc(cls, path) -> str:
+    """The first line of the docstring of the section at ``path`` (``("attack", "lm")``) of ``cls``."""
+    for name in path:
+        cls = _sections(cls)[name]
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls, details=None) -> None:
     """Add one flag per leaf of ``cls``: ``--section.field`` and its flat spelling (``--p-over-dn``).
 
     Flags are grouped by section (the section's docstring heads the group); help is the field's
@@ -283,12 +291,20 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     (``--x64`` / ``--no-x64``); tuple leaves take comma-separated values (``--d 10,20``). Flags not
     given are absent from the parsed namespace, so :func:`from_args` keeps the base config's values
     for them (and :func:`given_args` lists only those given).
+
+    ``details(leaf)`` true marks a leaf's flag as a detail: it parses as any other but is left out
+    of ``--help``; ``parser.detail_actions`` lists ``(leaf, action)`` of those, their help text in
+    ``action.detail_help``, for a help of their own. ``parser.config_groups`` maps each section
+    to its argument group.
     """
     groups = {}
     for name, sec in _sections(cls).items():
         doc = (sec.__doc__ or "").strip().splitlines()
         groups[name] = parser.add_argument_group(name, doc[0] if doc else None)
+    parser.config_groups = groups
+    parser.detail_actions = []
     for leaf in leaves(cls):
+        hidden = details is not None and details(leaf)
         target = groups.get(leaf.path[0], parser) if len(leaf.path) > 1 else parser
         names = [f"--{leaf.dotted}"]
         if leaf.flat.replace("_", "-") != leaf.dotted:
@@ -302,14 +318,17 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
         default = leaf.field.default
         if default is not None and default is not dataclasses.MISSING and leaf.type is not bool:
             text += f" (default: {_default_text(default)})"
-        kw = dict(dest=leaf.dotted, default=argparse.SUPPRESS, help=text)
+        kw = dict(dest=leaf.dotted, default=argparse.SUPPRESS, help=argparse.SUPPRESS if hidden else text)
         if leaf.type is bool and not leaf.sequence and isinstance(default, bool):
-            target.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
-            continue
-        if leaf.sequence:  # the choices apply to each element: the config checks them
-            choices = None
-        target.add_argument(*names, type=_parser_type(leaf), metavar=leaf.path[-1].upper(),
-                            choices=None if choices is None else list(choices), **kw)
+            action = target.add_argument(*names, action=argparse.BooleanOptionalAction, **kw)
+        else:
+            if leaf.sequence:  # the choices apply to each element: the config checks them
+                choices = None
+            action = target.add_argument(*names, type=_parser_type(leaf), metavar=leaf.path[-1].upper(),
+                                         choices=None if choices is None else list(choices), **kw)
+        if hidden:
+            action.detail_help = text
+            parser.detail_actions.append((leaf, action))
 
 
 def given_args(cls, namespace: argparse.Namespace) -> dict[str, Any]:
