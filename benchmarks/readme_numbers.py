@@ -1,12 +1,13 @@
-"""README numbers from committed results: regenerate them, or check that README still says them.
+"""Measured numbers from committed results: regenerate them, or check that the documents still say them.
 
-    python benchmarks/readme_numbers.py            # rewrite the marked blocks of README.md
-    python benchmarks/readme_numbers.py --check    # exit 1 if README.md differs (run by the tests)
+    python benchmarks/readme_numbers.py            # rewrite the marked blocks of FILES
+    python benchmarks/readme_numbers.py --check    # exit 1 if a file differs (run by the tests)
 
-A block is the text between ``<!-- numbers:NAME -->`` and ``<!-- /numbers:NAME -->`` in README.md;
-each NAME below has a function that renders it from ``benchmarks/results/NAME/`` (a sweep
-directory: results.csv, thresholds.csv, sweep.json). Nothing is recomputed: rerun the sweep that
-the block names to change its numbers.
+A block is the text between ``<!-- numbers:NAME -->`` and ``<!-- /numbers:NAME -->`` in one of
+:data:`FILES` (README.md's headline numbers, benchmarks/RESULTS.md's tables); each NAME below has a
+function that renders it from ``benchmarks/results/NAME/`` (a sweep directory: results.csv,
+thresholds.csv, sweep.json). The documentation (docs/conf.py) renders the same functions at build
+time. Nothing is recomputed: rerun the sweep that the block names to change its numbers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+#: The files whose blocks are rendered and checked, relative to the repository root.
+FILES = ("README.md", "benchmarks/RESULTS.md")
 
 
 def _thresholds(name: str) -> list[dict]:
@@ -119,19 +122,25 @@ def render(text: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not up to date")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file is not up to date")
     args = ap.parse_args(argv)
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = render(old)
+    stale = []
+    for name in FILES:
+        path = ROOT / name
+        old = path.read_text()
+        new = render(old)
+        if new == old:
+            continue
+        stale.append(name)
+        if not args.check:
+            path.write_text(new)
     if args.check:
-        if new != old:
-            print("README.md numbers differ from benchmarks/results/: run python benchmarks/readme_numbers.py",
+        if stale:
+            print(f"{', '.join(stale)}: numbers differ from benchmarks/results/: run python benchmarks/readme_numbers.py",
                   file=sys.stderr)
             return 1
         return 0
-    readme.write_text(new)
-    print("README.md numbers regenerated" if new != old else "README.md numbers up to date")
+    print(f"numbers regenerated in {', '.join(stale)}" if stale else "numbers up to date")
     return 0
 
 
