@@ -12,28 +12,30 @@ numbers (:class:`Levels`: the strength, and ``sigma / Delta`` of the Gaussian me
 may be passed to :func:`defend` as traced values, so that one compiled program serves every
 strength of a kind (:data:`TRACED`; ``quantize`` compiles one program per dtype).
 
-==============  ==========================================================  ===============
-kind            released ``theta``                                          ``strength``
-==============  ==========================================================  ===============
-``none``        min-norm fit ``theta = Phi^+ y``                            unused
-``theta_noise`` ``theta + eta``, ``eta`` Gaussian direction,                ``EPS``
-                ``|eta| = EPS |theta|`` exactly
-``dp``          ``theta_ridge + N(0, sigma^2 I)``, the Gaussian mechanism   unused (``epsilon``,
-                calibrated to ``(epsilon, delta)`` (see below)              ``delta``, ``ridge``)
-``ridge``       ``Phi^T (K + lambda I)^{-1} y``                             ``lambda``
-``label_noise`` min-norm fit to ``y + N(0, s^2)``                           ``s``
-``early_stop``  ``T`` steps of gradient descent from 0 on                   ``T`` (integer)
-                ``(1/2n) |Phi theta - y|^2``, step ``1/L``, ``L = lambda_max(K)/n``
-``quantize``    bf16 rounding, or int8 symmetric per-tensor                 unused (``dtype``)
-                (``scale = max|theta| / 127``, ``round(theta/scale) * scale``)
-``prune``       the ``floor(f * p)`` smallest ``|theta_j|`` set to 0         ``f`` in [0, 1)
-==============  ==========================================================  ===============
+===============  ==========================================================  ===============
+kind             released ``theta``                                          ``strength``
+===============  ==========================================================  ===============
+``none``         min-norm fit ``theta = Phi^+ y``                            unused
+``theta_noise``  ``theta + eta``, ``eta`` Gaussian direction,                ``EPS``
+                 ``|eta| = EPS |theta|`` exactly
+``dp``           ``theta_ridge + N(0, sigma^2 I)``, the Gaussian mechanism   unused (``epsilon``,
+                 calibrated to ``(epsilon, delta)`` (see below)              ``delta``, ``ridge``)
+``ridge``        ``Phi^T (K + lambda I)^{-1} y``                             ``lambda``
+``label_noise``  min-norm fit to ``y + N(0, s^2)``                           ``s``
+``early_stop``   ``T`` steps of gradient descent from 0 on                   ``T`` (integer)
+                 ``(1/2n) |Phi theta - y|^2``, step ``1/L``,
+                 ``L = lambda_max(K)/n``
+``quantize``     bf16 rounding, or int8 symmetric per-tensor                 unused (``dtype``)
+                 (``scale = max|theta| / 127``,
+                 ``round(theta/scale) * scale``)
+``prune``        the ``floor(f * p)`` smallest ``|theta_j|`` set to 0         ``f`` in [0, 1)
+===============  ==========================================================  ===============
 
 ``ridge``, ``label_noise`` and ``early_stop`` release a ``theta`` in the span of the training
 features (``Phi^T alpha`` for some ``alpha``): the loss at the training set stays 0, and the
 attack is the undefended one (their targets carry no floor). The others move ``theta`` off the
 span; their targets carry the expected *floor* of the attack's loss, its minimum near the
-training set,
+training set::
 
     floor = (p - m - n (d - 1)) / p * |theta_released - theta_fit|^2 / |theta_released|^2:
 
