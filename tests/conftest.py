@@ -141,8 +141,12 @@ E2E = {
         "test_precision_stop_keeps_the_exact_rows",
     ),
     "test_preflight": ALL,
+    "test_docs": (
+        "test_docs_build_strictly",
+    ),
     "test_readme": (
         "test_readme_numbers_match_the_committed_results",
+        "test_python_snippets_run",
     ),
     "test_reconstruct": (
         "test_stopped_seed_no_longer_changes",
