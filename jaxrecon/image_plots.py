@@ -2,11 +2,12 @@
 
 ``recon.png`` puts the training images in odd rows and the reconstructions matched to them (the
 Hungarian matching of :func:`jaxrecon.match`) in the even rows below, de-standardised for display
-(:func:`jaxrecon.data.registry.to_pixels`), each reconstruction labelled with its error
-``min_s ||x_i - s x_hat|| / sqrt(d)``. A reconstruction closer to ``-x_i`` than to ``x_i`` (ReLU's
-sign ambiguity, paper Remark 1 and Fig. 4) gets a red frame and a ``-`` mark; with ``unflip=True``
-it is shown multiplied by ``-1`` (what the attack recovers up to sign), with ``unflip=False`` as
-returned (a photographic negative, as in the paper's Fig. 4).
+(:func:`jaxrecon.data.registry.to_pixels`). Each training image is captioned ``training i``, and
+the reconstruction below it ``reconstruction i`` over its error ``min_s ||x_i - s x_hat|| / sqrt(d)``.
+A reconstruction closer to ``-x_i`` than to ``x_i`` (ReLU's sign ambiguity, paper Remark 1 and
+Fig. 4) gets a red frame and a ``-`` mark; with ``unflip=True`` it is shown multiplied by ``-1``
+(what the attack recovers up to sign), with ``unflip=False`` as returned (a photographic negative,
+as in the paper's Fig. 4).
 
 Each figure comes with per-image PSNR and SSIM of the matched pairs
 (:func:`jaxrecon.metrics.image_metrics`).
@@ -45,7 +46,8 @@ def matched_pixels(data, x_hat, m, unflip: bool = True):
 def recon_figure(truth: np.ndarray, recon: np.ndarray, path=None, *, errors: Optional[Sequence] = None,
                  flipped: Optional[Sequence] = None, captions: Optional[Sequence[str]] = None,
                  ncols: int = 10, cell: float = 1.0, dpi: int = 100, title: Optional[str] = None):
-    """Ground truth in odd rows, reconstructions in even rows (paper Fig. 1 right).
+    """Ground truth in odd rows, reconstructions in even rows (paper Fig. 1 right); pair ``i`` is
+    captioned ``training i`` over ``reconstruction i`` (then the reconstruction's error and captions).
 
     Args:
       truth, recon: ``(m, H, W, C)`` pixels in [0, 1] (``C`` = 1 or 3), pair ``i`` = column
@@ -97,7 +99,8 @@ def recon_figure(truth: np.ndarray, recon: np.ndarray, path=None, *, errors: Opt
 
     for i in range(m):
         b, c = divmod(i, ncols)
-        show(truth[i], 2 * b, c)
+        ax = show(truth[i], 2 * b, c)
+        ax.set_xlabel(f"training {i}", fontsize=6, color="0.25", labelpad=1)
         flip = bool(flipped[i]) if flipped is not None else False
         ax = show(recon[i], 2 * b + 1, c, FLIP_COLOR if flip else None)
         text = []
@@ -107,8 +110,8 @@ def recon_figure(truth: np.ndarray, recon: np.ndarray, path=None, *, errors: Opt
             text.append(str(captions[i]))
         if flip:
             text.append("(-)")
-        if text:
-            ax.set_xlabel(" ".join(text), fontsize=6, color="red" if flip else "black", labelpad=1)
+        ax.set_xlabel("\n".join([f"reconstruction {i}", *([" ".join(text)] if text else [])]), fontsize=6,
+                      color="red" if flip else "black", labelpad=1, linespacing=1.0)
     if path is not None:
         fig.savefig(path, dpi=dpi)
     return fig

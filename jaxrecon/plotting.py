@@ -276,7 +276,9 @@ def finite_size_figure(table, path=None, thresholds=None) -> Figure:
     interval (filled), and the error-crossing threshold (open); the counting prediction
     ``p*/(dn) = 1`` dashed. Bottom: the logistic scale ``s`` (in ``log p``) with its 95 % interval;
     a downward triangle marks perfectly separated outcomes (the width is below what the grid
-    resolves). One series per ``(activation, method)``; each point labelled ``(d, n)``.
+    resolves). One series per ``(activation, method)``; each point labelled ``(d, n)``. Each
+    panel's legend names its markers (the triangle only where one is drawn), the x label the ``(d, n)``
+    labels.
 
     ``thresholds``: rows of :func:`jaxrecon.estimate_thresholds` for ``table`` (computed here when
     ``None``, with 1000 bootstrap resamples). When no curve reaches a threshold, the axes span the
@@ -316,12 +318,13 @@ def finite_size_figure(table, path=None, thresholds=None) -> Figure:
             ax.text(0.5, 0.3, text, transform=ax.transAxes, ha="center", va="center", color="0.3")
     top.set_xscale("log")
     top.margins(x=0.15)
+    any_separated = any(r.get("logit_separated", 0) > 0 for r in thresholds)
     lo, hi = top.get_ylim()
     top.set_ylim(min(lo, 0.9), max(hi, 1.1))
     top.set_ylabel("threshold p*/(d·n)")
     top.set_title("where identification sets in, and how sharply")
     bottom.set_ylim(bottom=0)
-    bottom.set_xlabel("d·n (unknowns)")
+    bottom.set_xlabel("d·n (unknowns); a point labelled (d, n) has input dimension d and n samples")
     bottom.set_ylabel("transition width s (in log p)")
     handles = [_line("0.3", "-", "o", "logistic 1/2 crossing of P(identified), 95 % CI"),
                _line("0.3", "none", "o", "error drops below half its low-p level"),
@@ -330,6 +333,12 @@ def finite_size_figure(table, path=None, thresholds=None) -> Figure:
     if len(series) > 1:
         handles += top.get_legend_handles_labels()[0]
     top.legend(handles=handles, frameon=False, fontsize="small")
+    width_handles = [_line("0.3", "-", "o", "logistic scale s of P(identified), 95 % CI")]
+    if any_separated:
+        width_handles.append(_line("0.3", "none", "v",
+                                   "outcomes perfectly separated: s is below what the grid resolves"))
+        width_handles[-1].set_markerfacecolor("none")
+    bottom.legend(handles=width_handles, frameon=False, fontsize="small")
     _save(fig, path)
     return fig
 

@@ -200,8 +200,8 @@ E2E = {
 #: The modules with no end-to-end test.
 FAST_MODULES = (
     "test_architecture", "test_chunk_time", "test_config", "test_data_loaders", "test_experiments_sizes",
-    "test_features", "test_fit_metrics", "test_lm_cg", "test_loss", "test_start", "test_thresholds",
-    "test_untrusted_files", "test_validation",
+    "test_features", "test_figure_labels", "test_fit_metrics", "test_lm_cg", "test_loss", "test_start",
+    "test_thresholds", "test_untrusted_files", "test_validation",
 )
 
 
