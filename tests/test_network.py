@@ -174,8 +174,9 @@ def test_resnet_shapes_and_init_scales():
     assert jax.eval_shape(apply, params, x).shape == (2, 1)
     fmap = NetworkFeatures(apply, params, 3072, 1, "head")
     assert fmap.p == 49 * width
-    # weights ~ N(0, 1/fan_in), pooled over the layers of one kind; no biases
-    fan = {"stem": 28 * 28 * 3, "head": 49 * width, "conv1": 9 * width, "conv2": 9 * width}
+    # weights ~ N(0, 1/fan), pooled over the layers of one kind; no biases; the stem's fan is the
+    # input's C*H*W (the reference's 3*32*32), not the kernel's 28*28*3
+    fan = {"stem": 3 * 32 * 32, "head": 49 * width, "conv1": 9 * width, "conv2": 9 * width}
     pooled = {name: [] for name in fan}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         assert "bias" not in str(path)

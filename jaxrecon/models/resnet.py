@@ -8,8 +8,17 @@
 * 4 basic residual blocks ``h ← relu(h + conv(relu(conv(h))))``, 3×3 convolutions, padding 1;
 * head: linear map of the flattened ``7 × 7 × width`` map to one output, so ``p = 49 · width``.
 
-No biases, no normalisation; every weight ``~ N(0, 1/fan_in)``. The reduced image size ``s`` (any
-``s >= 8``) exists for CPU-sized runs; the paper's model is ``s = 32``.
+No biases, no normalisation. Initialisation, the reference code's: stem ``N(0, 1/(C s^2))`` (the
+size of the input image, ``3 * 32 * 32`` for the paper's; not the kernel's fan-in ``(s - 4)^2 C``,
+which is 1.31 times smaller at ``s = 32`` and 4 times at ``s = 8``), blocks ``N(0, 1/(9 width))``,
+head ``N(0, 1/(49 width))`` (:data:`INIT_FAN_IN`). The reduced image size ``s`` (any ``s >= 8``)
+exists for CPU-sized runs; the paper's model is ``s = 32``.
+
+Inputs, as :mod:`jaxrecon.runner` gives them: images standardised per colour channel (the
+reference's normalisation) and trained on as such; the attack and the metrics see the same rows
+rescaled to norm ``sqrt(d)``. The network is positively homogeneous (ReLU, no biases:
+``f(c x) = c f(x)`` for ``c > 0``), so the span of the head features of a row does not depend on
+its norm, which no attack on the head can recover.
 """
 
 from __future__ import annotations
@@ -23,6 +32,10 @@ from .._optional import nnx  # flax.nnx; without the networks extra a one-line M
 from .. import _validate
 
 MAP_SIZE = 7  # spatial size after the stem
+#: The variance of each layer's initial weights is ``1 / fan`` with ``fan`` given the image side
+#: ``s``, channels ``C`` and the width (the reference code's).
+INIT_FAN_IN = {"stem": lambda s, c, width: c * s * s, "block": lambda s, c, width: 9 * width,
+               "head": lambda s, c, width: MAP_SIZE * MAP_SIZE * width}
 
 
 def _normal(fan_in):
@@ -47,7 +60,8 @@ def image_size_of(d: int) -> int:
 class Block(nnx.Module):
     def __init__(self, width: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
         conv = lambda: nnx.Conv(width, width, (3, 3), padding=1, use_bias=False,
-                                kernel_init=_normal(9 * width), param_dtype=param_dtype, rngs=rngs)
+                                kernel_init=_normal(INIT_FAN_IN["block"](0, 0, width)), param_dtype=param_dtype,
+                                rngs=rngs)
         self.conv1, self.conv2 = conv(), conv()
 
     def __call__(self, h):
@@ -66,11 +80,12 @@ class ResNet(nnx.Module):
             raise ValueError(f"image_size: must be >= 8, got {image_size}")
         self.image_size, self.channels, self.width = image_size, channels, width
         k = image_size + 2 - MAP_SIZE + 1  # padding 1, stride 1: s + 2 - k + 1 = 7
+        fan = {name: f(image_size, channels, width) for name, f in INIT_FAN_IN.items()}
         self.stem = nnx.Conv(channels, width, (k, k), padding=1, use_bias=False,
-                             kernel_init=_normal(k * k * channels), param_dtype=param_dtype, rngs=rngs)
+                             kernel_init=_normal(fan["stem"]), param_dtype=param_dtype, rngs=rngs)
         self.blocks = nnx.List([Block(width, rngs=rngs, param_dtype=param_dtype) for _ in range(blocks)])
         p = MAP_SIZE * MAP_SIZE * width
-        self.head = nnx.Linear(p, 1, use_bias=False, kernel_init=_normal(p), param_dtype=param_dtype,
+        self.head = nnx.Linear(p, 1, use_bias=False, kernel_init=_normal(fan["head"]), param_dtype=param_dtype,
                                rngs=rngs)
 
     @property
