@@ -30,7 +30,7 @@ class ImageData(NamedTuple):
     labels: np.ndarray
     class_names: tuple
     shape: tuple
-    mean: float
+    mean: float  # a tuple, one per colour channel, when standardised per channel
     std: float
     row_norm: np.ndarray  # (n,) norm of each standardised row before sphere rescaling
     name: str

@@ -11,7 +11,9 @@ paper's CIFAR-10 experiments:
 2. labels ``y = -1`` for classes at even positions of the selection, ``+1`` at odd positions
    (CIFAR-10 frog (class 6) ``-1``, truck (class 9) ``+1``, as in the paper);
 3. pixels scaled to [0, 1], optionally resized, flattened (``H*W*C``, channels last);
-4. standardised by the selected set's *global* mean and std (two scalars, as in the paper);
+4. standardised by the selected set's *global* mean and std (two scalars, as in the paper's
+   random-features and two-layer code), or with ``standardize="channel"`` by each colour
+   channel's mean and std (as the paper's ResNet code; ``mean`` / ``std`` are then tuples);
 5. ``normalize="sphere"`` (default) then rescales each row to norm ``sqrt(d)``.
 
 Why step 5. The random-features theory (and the attack, which keeps the rows of ``x_hat`` on the
@@ -44,6 +46,7 @@ from .tinyimagenet import load_tinyimagenet
 #: Environment variable naming the directory that holds on-disk datasets.
 DATA_ENV = "JAXRECON_DATA"
 NORMALIZE = ("sphere", "standard")
+STANDARDIZE = ("global", "channel")
 
 
 class DatasetSpec(NamedTuple):
@@ -184,10 +187,11 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def preprocess(images, labels, class_names, key, n, classes=None, size=None, normalize="sphere",
-               name="") -> ImageData:
+               name="", standardize="global") -> ImageData:
     """Select ``n`` images of ``classes`` (random, from ``key``), standardise, flatten (module doc)."""
     n = _validate.positive_int("n", n)
     _validate.choice("normalize", normalize, NORMALIZE)
+    _validate.choice("standardize", standardize, STANDARDIZE)
     labels = np.asarray(labels).astype(np.int64)
     sel = select_classes(parse_classes(classes), len(class_names))
     counts = per_class_counts(n, len(sel))
@@ -212,10 +216,18 @@ def preprocess(images, labels, class_names, key, n, classes=None, size=None, nor
         imgs = resize_images(imgs, _validate.positive_int("image_size", size))
     shape = tuple(int(s) for s in imgs.shape[1:])
     x = imgs.reshape(len(idx), -1).astype(np.float64)
-    mean, std = float(x.mean()), float(x.std())
-    if not std > 0:
-        raise ValueError(f"data: the selected images of {name!r} are constant; cannot standardise")
-    x = (x - mean) / std
+    if standardize == "channel":  # channels last: (n, H*W, C)
+        per = x.reshape(len(idx), -1, shape[-1])
+        mean, std = tuple(float(v) for v in per.mean(axis=(0, 1))), tuple(float(v) for v in per.std(axis=(0, 1)))
+        if not min(std) > 0:
+            raise ValueError(f"data: a colour channel of the selected images of {name!r} is constant; cannot "
+                             f"standardise it")
+        x = ((per - np.asarray(mean)) / np.asarray(std)).reshape(len(idx), -1)
+    else:
+        mean, std = float(x.mean()), float(x.std())
+        if not std > 0:
+            raise ValueError(f"data: the selected images of {name!r} are constant; cannot standardise")
+        x = (x - mean) / std
     row_norm = np.linalg.norm(x, axis=1)
     if normalize == "sphere":
         x = x * (math.sqrt(x.shape[1]) / np.maximum(row_norm, 1e-12))[:, None]
@@ -224,7 +236,7 @@ def preprocess(images, labels, class_names, key, n, classes=None, size=None, nor
 
 
 def load_dataset(name: str, key, n: int, data_dir=None, *, classes=None, split: str = "train",
-                 size: Optional[int] = None, normalize: str = "sphere") -> ImageData:
+                 size: Optional[int] = None, normalize: str = "sphere", standardize: str = "global") -> ImageData:
     """Load ``n`` preprocessed images of a named dataset (see the module docstring).
 
     Args:
@@ -239,6 +251,7 @@ def load_dataset(name: str, key, n: int, data_dir=None, *, classes=None, split: 
       split: ``"train"`` or ``"test"`` (``"val"`` for Tiny-ImageNet's validation set).
       size: resize images to ``size x size`` (e.g. Tiny-ImageNet at 32).
       normalize: ``"sphere"`` (rows rescaled to norm ``sqrt(d)``) or ``"standard"``.
+      standardize: ``"global"`` (one mean and std) or ``"channel"`` (per colour channel).
     """
     _validate.choice("data", name, DATASETS)
     _validate.choice("split", split, ("train", "test", "val"))
@@ -253,7 +266,7 @@ def load_dataset(name: str, key, n: int, data_dir=None, *, classes=None, split: 
         where = f" in {data_dir!r}" if data_dir else ""
         raise ValueError(f"data: the {name} images{where} are {'x'.join(map(str, native))} (H x W x C); {name} "
                          f"images are {'x'.join(map(str, spec.shape))}")
-    return preprocess(raw.images, raw.labels, raw.class_names, key, n, classes, size, normalize, name)
+    return preprocess(raw.images, raw.labels, raw.class_names, key, n, classes, size, normalize, name, standardize)
 
 
 def to_pixels(data: ImageData, rows, row_norm=None) -> np.ndarray:
@@ -266,5 +279,6 @@ def to_pixels(data: ImageData, rows, row_norm=None) -> np.ndarray:
     if data.normalize == "sphere":
         norms = data.row_norm if row_norm is None else np.asarray(row_norm)
         rows = rows * (np.asarray(norms, np.float64) / math.sqrt(rows.shape[1]))[:, None]
-    pix = rows * data.std + data.mean
-    return np.clip(pix, 0.0, 1.0).reshape((rows.shape[0],) + tuple(data.shape))
+    shape = (rows.shape[0],) + tuple(data.shape)
+    pix = rows.reshape(shape) * np.asarray(data.std) + np.asarray(data.mean)  # scalars or per channel (last axis)
+    return np.clip(pix, 0.0, 1.0)
