@@ -9,11 +9,24 @@ Training (paper Sec. 5): plain gradient descent (optax) on the mean squared erro
 (one output), updating only a parameter subset (``"head"``) or everything (``"all"``). With the
 head alone and a linear head, the head's Jacobian does not change during training, so
 ``theta = head_after - head_before`` lies exactly in the span of the training features.
+
+As the paper's released code trains (:func:`train_to_tolerance`, what ``jaxrecon reconstruct``
+runs): **all** layers, plain full-batch GD, until the training MSE is ``<= tol`` (default
+``1e-7``, the paper's) or a step budget is spent. Then ``theta = vec(W_head - W_head^(0))`` with
+the head Jacobian at the *trained* body as features is only close to the span of the training
+features; its float64 projector loss at the true training set (``loss_at_truth``) is the floor
+of any attack. The learning rate: the paper's ``1e-5`` (:data:`PAPER_LR`) suits its widths
+(``lr * lambda_max`` about 0.04 at width 122 880); at CPU widths ``lambda_max`` is thousands of
+times smaller, so the default is :func:`auto_lr`, ``1 / lambda_max`` of the Gauss-Newton
+Hessian at initialisation (half the stability bound of GD), see :data:`AUTO_LR_RULE`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import time
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -58,13 +71,21 @@ def mse(apply, params, x, targets) -> jax.Array:
     return jnp.mean((out.reshape(targets.shape) - targets) ** 2)
 
 
+#: Jacobians of at most this many numbers are materialised for :func:`auto_lr`; larger ones go
+#: matrix-free (one JVP and one VJP per kernel column).
+_MATERIALISE_MAX = 1 << 24
+
+
 def auto_lr(apply, params, x, outputs: int, subset: Subset = "all") -> jax.Array:
     """``1 / lambda_max`` of the Gauss-Newton Hessian ``2 J^T J / (n k)`` of the MSE at ``params``.
 
     Gradient descent is stable below ``2 / lambda_max``; this is half that bound, so the top
     direction of the empirical NTK converges in about one step.
     """
-    fmap = NetworkFeatures(apply, params, x.shape[1], outputs, subset, gram_mode="materialise")
+    mask = subset_mask(params, subset)
+    p = sum(int(l.size) for l, m in zip(jax.tree_util.tree_leaves(params), mask) if m)
+    mode = "materialise" if x.shape[0] * outputs * p <= _MATERIALISE_MAX else "matrix_free"
+    fmap = NetworkFeatures(apply, params, x.shape[1], outputs, mask, gram_mode=mode)
     K = fmap.gram(x, x)
     return K.shape[0] / (2 * jnp.linalg.eigvalsh(K)[-1])
 
@@ -112,6 +133,241 @@ def train(apply: Callable, params, x: jax.Array, targets: jax.Array, *, steps: i
 
     (sub, _), losses = jax.lax.scan(step, (sub0, opt.init(sub0)), None, length=steps)
     return TrainResult(full(sub), losses, loss(sub), jnp.asarray(lr))
+
+
+# -- training to a tolerance (the paper's procedure) ----------------------------------------------
+
+#: The paper's training tolerance: plain GD runs until the training MSE is below it.
+DEFAULT_TOL = 1e-7
+#: The paper's learning rate (its two-layer and ResNet scripts), meant for its widths.
+PAPER_LR = 1e-5
+#: Default step budget of :func:`train_to_tolerance` (the paper's is ``10^6``).
+DEFAULT_MAX_STEPS = 100_000
+#: The default learning rate is this times :func:`auto_lr` (``1 / lambda_max``). Measured on the
+#: two-layer net (d = 10, n = 4, p_head/(dn) = 0.5 ... 32, all layers): ``loss_at_truth`` at
+#: ``0.1 / lambda_max`` is within 10 % of its value at ``0.04 / lambda_max`` (GD near gradient
+#: flow, as the paper's ``1e-5`` at its widths: ``lr * lambda_max`` about 0.05) and reaches
+#: ``1e-7`` in about 250 steps; at ``1 / lambda_max`` (about 20 steps) it is up to 2x higher.
+AUTO_LR_SCALE = 0.1
+#: How the default learning rate is chosen (recorded in ``summary.json``).
+AUTO_LR_RULE = "0.1/lambda_max, lambda_max of the Gauss-Newton Hessian 2 J^T J/(n k) at initialisation"
+
+
+class Trained(NamedTuple):
+    """The result of :func:`train_to_tolerance` / :func:`gd_to_tolerance`."""
+
+    params: Any  # parameters after training (full pytree)
+    final_loss: jax.Array  # training MSE of ``params``
+    steps: jax.Array  # GD updates taken
+    lr: jax.Array  # the learning rate used
+    initial_loss: jax.Array  # training MSE at initialisation
+    converged: Any  # whether the MSE reached the tolerance (a boolean array under jit)
+
+
+def _gd_inputs(params, x, targets, subset):
+    """Checked ``(x, targets (n, k), mask)`` in the dtype of the trained parameters."""
+    _validate.matrix("x", x)
+    targets = jnp.asarray(targets)
+    if targets.ndim == 1:
+        targets = targets[:, None]
+    if targets.shape[0] != x.shape[0]:
+        raise ValueError(f"targets: must have {x.shape[0]} rows (one per input), got shape {targets.shape}")
+    mask = subset_mask(params, subset)
+    dtype = jnp.result_type(*[l for l, m in zip(jax.tree_util.tree_leaves(params), mask) if m])
+    return jnp.asarray(x, dtype), targets.astype(dtype), mask
+
+
+def _gd_lr(apply, params, x, targets, mask, lr):
+    """The learning rate: given (checked when concrete), else :data:`AUTO_LR_SCALE` x :func:`auto_lr`."""
+    if lr is None:
+        return AUTO_LR_SCALE * auto_lr(apply, params, x, targets.shape[1], mask)
+    if _validate.is_concrete(lr):
+        lr = _validate.positive_float("lr", lr)
+    return jnp.asarray(lr, x.dtype)
+
+
+def _gd_parts(apply, params, x, targets, mask, linear=False):
+    """``(sub0, full, value_and_grad)`` of the MSE over the leaves ``mask`` selects.
+
+    ``linear``: the model is affine in the subset (a linear head), so the network is linearised
+    once (:func:`jax.linearize`: its activations kept) and each step costs the head's products
+    only; the same function, not an approximation."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    sub0 = [l for l, m in zip(leaves, mask) if m]
+
+    def full(sub):
+        it = iter(sub)
+        return jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
+
+    out = lambda sub: apply(full(sub), x).reshape(targets.shape)
+    if linear:
+        out0, lin = jax.linearize(out, sub0)
+        out = lambda sub: out0 + lin(jax.tree_util.tree_map(jnp.subtract, sub, sub0))
+    value_and_grad = jax.value_and_grad(lambda sub: jnp.mean((out(sub) - targets) ** 2))
+    return sub0, full, value_and_grad
+
+
+def _gd_advance(value_and_grad, lr, tol, carry, until):
+    """GD steps from ``carry = (sub, loss, grad, step)`` (``loss``, ``grad`` at ``sub``) while
+    ``step < until`` and ``tol < loss < inf``: one forward and one backward pass per step."""
+    def cond(c):
+        _, loss, _, step = c
+        return (step < until) & (loss > tol) & jnp.isfinite(loss)
+
+    def body(c):
+        sub, _, grad, step = c
+        sub = jax.tree_util.tree_map(lambda s, g: s - lr * g, sub, grad)
+        loss, grad = value_and_grad(sub)
+        return sub, loss, grad, step + 1
+
+    return jax.lax.while_loop(cond, body, carry)
+
+
+def gd_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array, *, tol: float = DEFAULT_TOL,
+                    max_steps: int = DEFAULT_MAX_STEPS, lr: Optional[float] = None,
+                    subset: Subset = "all", linear: bool = False) -> Trained:
+    """Plain full-batch GD on the MSE until it is ``<= tol`` or ``max_steps`` updates are taken.
+
+    Pure (jit / vmap it; ``lr`` and ``tol`` may be traced): one :func:`jax.lax.while_loop`, no
+    progress. :func:`train_to_tolerance` is the same steps in chunks with progress and signals.
+    ``lr=None``: :data:`AUTO_LR_SCALE` times :func:`auto_lr` of ``subset`` at ``params``.
+    ``linear=True`` when the model is affine in ``subset`` (the head alone): same steps, cheaper.
+    """
+    max_steps = _validate.positive_int("max_steps", max_steps)
+    x, targets, mask = _gd_inputs(params, x, targets, subset)
+    lr = _gd_lr(apply, params, x, targets, mask, lr)
+    sub0, full, vg = _gd_parts(apply, params, x, targets, mask, linear)
+    loss0, grad0 = vg(sub0)
+    tol = jnp.asarray(tol, loss0.dtype)
+    sub, loss, _, step = _gd_advance(vg, lr, tol, (sub0, loss0, grad0, jnp.int32(0)), max_steps)
+    return Trained(full(sub), loss, step, lr, loss0, loss <= tol)
+
+
+class _TrainProgress:
+    """Training progress as the attack shows its own (:mod:`jaxrecon.attack.progress`): a tqdm bar
+    on a terminal, otherwise one plain line on stderr at most every ``LINE_SECONDS``, and a last one."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, stream=None):
+        import sys
+
+        from ..attack.progress import _is_terminal
+
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self.stream = sys.stderr if stream is None else stream
+        self.t0, self.last_line, self.pending, self.bar = time.perf_counter(), None, None, None
+        if enabled and _is_terminal(self.stream):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=self.stream,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                       "[{elapsed}, {rate_fmt}{postfix}]")
+
+    def update(self, step: int, loss: float) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix({"mse": f"{loss:.3g}"}, refresh=False)
+            self.bar.refresh()
+            return
+        from ..attack.progress import LINE_SECONDS
+
+        now = time.perf_counter()
+        line = f"{self.desc}: step {step}/{self.total}  MSE {loss:.3g}  {now - self.t0:.0f}s"
+        if self.last_line is None or now - self.last_line >= LINE_SECONDS:
+            print(line, file=self.stream, flush=True)
+            self.last_line, self.pending = now, None
+        else:
+            self.pending = line
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.pending is not None:
+            print(self.pending, file=self.stream, flush=True)
+
+
+def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array, *, tol: float = DEFAULT_TOL,
+                       max_steps: int = DEFAULT_MAX_STEPS, lr: Optional[float] = None, subset: Subset = "all",
+                       linear: bool = False, host_steps: bool = False, chunk: int = 10_000,
+                       progress: bool = False, desc: str = "train") -> Trained:
+    """:func:`gd_to_tolerance` run on the host in compiled chunks sized by time (the attack's
+    :class:`~jaxrecon.attack.progress.ChunkSizer`, at most ``chunk`` steps), with progress on
+    stderr and the signal check of :func:`jaxrecon.signals.stop_requested` between chunks (a signal
+    raises :class:`~jaxrecon.signals.Interrupted`). The same steps as :func:`gd_to_tolerance`
+    whatever the chunks: the chunk bound is a runtime argument of one compiled loop.
+
+    Stops when the training MSE is ``<= tol`` (``converged``), at ``max_steps`` updates, or when
+    the MSE is not finite (diverged; the caller checks ``final_loss``).
+
+    ``host_steps``: a chunk is a host loop of one compiled GD step per call (dispatched without
+    waiting; a step after the stop leaves the state as it is) instead of one compiled loop. For convolutional
+    networks on CPU: XLA:CPU ran the ResNet's step 15 times slower inside a compiled loop
+    (``while_loop`` or ``scan``, 0.2 s vs 0.014 s per step at width 39, 3x8x8 inputs, n = 10).
+    """
+    from ..attack.progress import ChunkSizer
+    from ..signals import Interrupted, stop_requested
+
+    max_steps = _validate.positive_int("max_steps", max_steps)
+    tol = _validate.positive_float("tol", tol, allow_zero=True)
+    chunk = _validate.positive_int("chunk", chunk)
+    x, targets, mask = _gd_inputs(params, x, targets, subset)
+    given = None if lr is None else _validate.positive_float("lr", lr)
+    lr = jax.jit(lambda p, xx, t: _gd_lr(apply, p, xx, t, mask, given))(params, x, targets)
+    # the parameters, data and lr are arguments (not constants folded into the programs)
+
+    @jax.jit
+    def start(p, xx, t):
+        sub0, _, vg = _gd_parts(apply, p, xx, t, mask, linear)
+        return (sub0, *vg(sub0), jnp.int32(0))
+
+    @jax.jit
+    def loop(p, xx, t, lr, c, until):
+        _, _, vg = _gd_parts(apply, p, xx, t, mask, linear)
+        return _gd_advance(vg, lr, jnp.asarray(tol, c[1].dtype), c, until)
+
+    @functools.partial(jax.jit, donate_argnums=4)
+    def one(p, xx, t, lr, c):
+        _, _, vg = _gd_parts(apply, p, xx, t, mask, linear)
+        sub, loss, grad, step = c
+        running = (loss > tol) & jnp.isfinite(loss)  # straight-line code: no loop, no cond
+        new = jax.tree_util.tree_map(lambda s, g: s - lr * g, sub, grad)
+        new = (new, *vg(new), step + 1)
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), new, c)
+
+    def advance(p, xx, t, lr, c, until):
+        if not host_steps:
+            return loop(p, xx, t, lr, c, until)
+        for _ in range(int(until) - int(c[3])):
+            c = one(p, xx, t, lr, c)
+        return c
+
+    carry = start(params, x, targets)
+    loss0 = jnp.copy(carry[1])  # the carry is donated to the steps
+    shown = _TrainProgress(max_steps, desc, progress)
+    sizer = ChunkSizer(chunk)
+    try:
+        step = 0
+        while step < max_steps:
+            loss = float(carry[1])
+            shown.update(step, loss)
+            if not (tol < loss < math.inf):
+                break
+            if stop_requested():
+                raise Interrupted("interrupted while training the network; nothing written")
+            size = min(sizer.next(), max_steps - step)
+            t = time.perf_counter()
+            carry = advance(params, x, targets, lr, carry, jnp.int32(step + size))
+            done = int(carry[3])
+            sizer.timed(max(1, done - step), time.perf_counter() - t, frozenset({0}))
+            step = done
+        shown.update(step, float(carry[1]))
+    finally:
+        shown.close()
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    it = iter(carry[0])
+    trained = jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
+    return Trained(trained, carry[1], carry[3], lr, loss0, bool(float(carry[1]) <= tol))
 
 
 # -- networks for the attack: sizes, models, targets ----------------------------------------------
@@ -177,28 +433,79 @@ def training_targets(y: jax.Array, classes: int, dtype, sign: bool = False) -> j
 
 class NetworkProblem(NamedTuple):
     target: Target
-    train: TrainResult
+    train: Trained
     description: str
+    lr_rule: str = "given"  # how the learning rate was chosen (AUTO_LR_RULE, or "given")
+
+
+def homogeneous(model: str, activation: str = "relu") -> bool:
+    """Whether the network is positively homogeneous of degree 1 in its input, ``f(c x) = c f(x)``
+    for ``c > 0`` (ReLU, no biases): the ResNet, and the two-layer net with ReLU. Then the head
+    Jacobian rows at ``c x`` are ``c`` times those at ``x``: their span, hence the target's
+    projector loss, does not depend on the row norms, which no attack on the head can recover."""
+    return model == "resnet" or activation == "relu"
+
+
+def training_inputs(data, model: str, activation: str = "relu"):
+    """The rows the network is trained on. Images whose rows were rescaled to the sphere
+    (``normalize="sphere"``, :mod:`jaxrecon.data.registry`) are trained on as standardised, before
+    the rescaling (the paper's code does not project them), when the network is
+    :func:`homogeneous`: the attack and the metrics then see the same rows on the sphere, whose
+    span of head features is the same. Otherwise (synthetic rows, a non-homogeneous net) ``data.x``."""
+    x = jnp.asarray(data.x)
+    norms = getattr(data, "row_norm", None)
+    if norms is None or getattr(data, "normalize", None) != "sphere" or not homogeneous(model, activation):
+        return x
+    scale = jnp.asarray(norms, x.dtype) / jnp.sqrt(jnp.asarray(x.shape[1], x.dtype))
+    return x * scale[:, None]
+
+
+def class_labels(data, classes: int):
+    """Class indices ``0 .. k-1`` of the training rows for one-hot targets, or ``None``: images
+    carry their class (``data.labels``, numbered by rank of the class index); synthetic data none."""
+    labels = getattr(data, "labels", None)
+    if labels is None or classes < 2:
+        return None
+    import numpy as np
+
+    found, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    if len(found) > classes:
+        raise ValueError(f"classes: the training images hold {len(found)} classes but the network has "
+                         f"--classes {classes} outputs; give --classes {len(found)} (or select fewer with "
+                         f"--data-classes)")
+    return jnp.asarray(inverse, jnp.int32)
 
 
 def build_network_problem(key, data, model: str, width: int, *, classes: int = 1, activation: str = "relu",
-                          train_subset: str = "head", train_steps: int = 100, train_lr: Optional[float] = None,
-                          dtype=jnp.float32) -> NetworkProblem:
+                          train_subset: str = "all", train_steps: int = DEFAULT_MAX_STEPS,
+                          train_lr: Optional[float] = None, train_tol: float = DEFAULT_TOL,
+                          dtype=jnp.float32, progress: bool = False) -> NetworkProblem:
     """Initialise a network (:func:`make_model`), train it on ``data`` and return the head target.
 
-    The ResNet is trained to ``±1`` targets (``sign`` of the labels). The target is the change of
-    the head; its features are the head Jacobian at the trained parameters (``train_subset="all"``
-    changes the hidden layers too, so the span holds only approximately).
+    Training is :func:`train_to_tolerance` of ``train_subset`` (``"all"``: the paper's; ``"head"``:
+    the head alone, so ``theta`` is exactly in the span) to ``train_tol`` within ``train_steps``
+    updates, on :func:`training_inputs`. One output (the ResNet, or ``classes=1``) is trained to
+    ``±1`` (``sign`` of the labels; the two-layer net with one output on real labels), ``k >= 2``
+    outputs to one-hot targets of the images' classes (:func:`class_labels`; synthetic data:
+    sample ``i`` has class ``i mod k``). The target is ``theta = vec(W_head - W_head^(0))``; its
+    features are the head Jacobian at the trained parameters (all layers trained: the span holds
+    only approximately; the runner measures ``loss_at_truth``).
     """
-    x = jnp.asarray(data.x, dtype)
+    _validate.choice("train_subset", train_subset, TRAIN_SUBSETS)
+    x = jnp.asarray(training_inputs(data, model, activation), dtype)
     net = make_model(model, key, x.shape[1], width, classes, activation, dtype)
     apply, params0 = split_model(net)
-    targets = training_targets(data.y, classes, dtype, sign=model == "resnet")
-    run = jax.jit(lambda p, xx, t: train(apply, p, xx, t, steps=train_steps, lr=train_lr, subset=train_subset))
-    result = run(params0, x, targets)
+    labels = class_labels(data, classes)
+    y = data.y if labels is None else labels
+    targets = training_targets(y, classes, dtype, sign=model == "resnet")
+    name = "TwoLayer" if model == "two_layer" else "ResNet"
+    what = "all layers" if train_subset == "all" else "the head"
+    head = train_subset == "head"
+    result = train_to_tolerance(apply, params0, x, targets, tol=train_tol, max_steps=train_steps, lr=train_lr,
+                                subset=train_subset, linear=head, host_steps=model == "resnet" and not head,
+                                progress=progress, desc=f"train {name} ({what})")
     fmap = NetworkFeatures(apply, result.params, x.shape[1], targets.shape[1], "head")
     target = Target(fmap, fmap.theta_of(params0, result.params))
-    name = "TwoLayer" if model == "two_layer" else "ResNet"
     desc = (f"{name}(width={width}, k={targets.shape[1]}, train={train_subset}, "
-            f"steps={train_steps}, lr={float(result.lr):.3g}) head p={fmap.p}")
-    return NetworkProblem(target, result, desc)
+            f"steps={int(result.steps)}, lr={float(result.lr):.3g}) head p={fmap.p}")
+    return NetworkProblem(target, result, desc, AUTO_LR_RULE if train_lr is None else "given")

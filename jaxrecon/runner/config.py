@@ -57,10 +57,16 @@ class ModelConfig:
     width: Optional[int] = option(None, "hidden units / ResNet channels (default: from --p or --p-over-dn, "
                                   "p = width*classes or 49*width head parameters)")
     classes: int = option(1, "outputs k of the two-layer net (one-hot targets)")
-    train: str = option("head", "network layers trained by GD", choices=TRAIN_SUBSETS)
-    train_steps: int = option(100, "full-batch GD steps for networks")
-    train_lr: Optional[float] = option(None, "GD learning rate for networks (default: 1/lambda_max of the "
-                                       "Gauss-Newton Hessian)")
+    train: str = option("all", "network layers trained by full-batch GD on the MSE: all (the paper's; the "
+                        "target's span is then approximate: see loss_at_truth) or head (theta exactly in the span)",
+                        choices=TRAIN_SUBSETS)
+    train_tol: float = option(1e-7, "networks: GD stops when the training MSE is <= this (the paper's 1e-7; 0: "
+                              "run --train-steps)")
+    train_steps: int = option(100_000, "networks: step budget of GD (it stops earlier at --train-tol; the "
+                              "paper's budget is 1e6)")
+    train_lr: Optional[float] = option(None, "networks: GD learning rate (default: 0.1/lambda_max of the "
+                                       "Gauss-Newton Hessian at initialisation; the paper's 1e-5 suits its "
+                                       "widths only)")
 
 
 _PARTS = config_sections()
@@ -274,6 +280,7 @@ def _resolve_model(m: ModelConfig, d: int, n: int) -> ModelConfig:
 
         _validate.choice("train", m.train, TRAIN_SUBSETS)
         _validate.positive_int("train_steps", m.train_steps)
+        _validate.positive_float("train_tol", m.train_tol, allow_zero=True)
         if m.train_lr is not None:
             _validate.positive_float("train_lr", m.train_lr)
         check_network(m.name, d, m.classes)

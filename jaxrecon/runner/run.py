@@ -9,6 +9,7 @@ Keys: ``key = jax.random.key(seed)`` is split into ``(data, features, attack)`` 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple, Optional
 
@@ -23,7 +24,7 @@ from ..features.random_features import RandomFeatures
 from ..io import commit_files, json_writer, made_dir, npz_writer, versions
 from ..loss import report_loss
 from ..metrics import match
-from ..outcomes import FINAL_TOL, IDENTIFIED_TOL, final_losses, final_verdict
+from ..outcomes import FINAL_TOL, IDENTIFIED_TOL, final_loss, final_losses, final_verdict
 from ..models.rf import describe_duplicates, duplicate_rows, fit_with_info
 from ..attack import reconstruct_seeds
 from ..attack.driver import seed_batching
@@ -39,21 +40,50 @@ class Problem(NamedTuple):
     train_loss: float
     description: str
     defence: Optional[dict] = None  # kind, level and the info of jaxrecon.defences.defend
+    training: Optional[dict] = None  # a network's training: subset, steps, lr, tolerance, converged
+
+
+#: A target whose ``loss_at_truth`` is above this carries it as its floor (``Target.floor``): its
+#: ``theta`` is off the span of the training features (a network trained on all layers), and the
+#: attack's floor and plateau stops apply. About 70 times the float32 floor of the residual form
+#: (``100 eps^2``, :func:`jaxrecon.outcomes.solved_tolerance`) and the tolerance of ``solved``.
+FLOOR_MIN = 1e-10
+
+
+def loss_at_truth(target: Target, x) -> float:
+    """The projector loss of ``theta`` at the true training set in float64
+    (:func:`jaxrecon.outcomes.final_loss`, the residual form ``|P_perp theta|^2 / |theta|^2``): about
+    ``0`` (float rounding) when ``theta`` is in the span of the training features (random features,
+    a head-only network), ``> 0`` for a network trained on all layers and an off-span defence."""
+    return float(final_loss(target, np.asarray(x)))
+
+
+def with_floor(target: Target, at_truth: float) -> Target:
+    """``target`` carrying ``at_truth`` as its floor when it is above :data:`FLOOR_MIN` and the target
+    has none (a defence sets its own, :func:`jaxrecon.defences.defend`)."""
+    if target.floor is not None or not (at_truth > FLOOR_MIN):
+        return target
+    import jax.numpy as jnp
+
+    return target._replace(floor=jnp.asarray(at_truth, jnp.result_type(target.theta)))
 
 
 def load_data(cfg: ReconstructConfig, key):
     """Training data for a run: synthetic sphere data, or ``n`` images of a named dataset.
 
     Images come as :class:`~jaxrecon.data.registry.ImageData` (``x``, ``y`` first, as ``Dataset``):
-    standardised by the set's global mean and std, then each row rescaled to norm ``sqrt(d)``
-    (the sphere the theory and the attack assume; see :mod:`jaxrecon.data.registry`).
+    standardised by the set's global mean and std (per colour channel for the ResNet, as the
+    paper's ResNet code), then each row rescaled to norm ``sqrt(d)`` (the sphere the theory and
+    the attack assume; see :mod:`jaxrecon.data.registry`; a homogeneous network is trained on the
+    rows before the rescaling: :func:`jaxrecon.models.train.training_inputs`).
     """
     data = cfg.data
     if data.name == "synthetic":
         return synthetic(key, data.n, data.d, data.noise)
     from ..data.registry import load_dataset
 
-    return load_dataset(data.name, key, data.n, data.dir, classes=data.classes, size=data.image_size)
+    return load_dataset(data.name, key, data.n, data.dir, classes=data.classes, size=data.image_size,
+                        standardize="channel" if cfg.model.name == "resnet" else "global")
 
 
 def check_training_set(cfg: ReconstructConfig, data) -> None:
@@ -83,7 +113,7 @@ def _check_fit(cfg: ReconstructConfig, train_loss: float, theta) -> None:
     what = f"training MSE {train_loss:.3g}" if not np.isfinite(train_loss) else "non-finite parameters"
     m, dtype = cfg.model, "float64" if cfg.scale.x64 else "float32"
     if m.name != "rf":
-        lr = "the default (1/lambda_max)" if m.train_lr is None else f"{m.train_lr:g}"
+        lr = "the default (0.1/lambda_max)" if m.train_lr is None else f"{m.train_lr:g}"
         raise ValueError(f"train_lr: gradient descent on the {m.name} diverged ({what} after --train-steps "
                          f"{m.train_steps}, --train-lr {lr}); use a smaller --train-lr")
     if cfg.data.name == "synthetic" and cfg.data.noise > 0:
@@ -93,10 +123,11 @@ def _check_fit(cfg: ReconstructConfig, train_loss: float, theta) -> None:
     raise ValueError(f"model: the least-squares fit gave a {what} in {dtype}; nothing to attack")
 
 
-def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None) -> Problem:
+def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None, progress: bool = False) -> Problem:
     """Fit the configured model on ``data`` and return the attack's target (``cfg`` resolved; random
-    features hold ``V`` as ``layout`` says, default :meth:`ReconstructConfig.layout`). A training
-    loss that is not finite is a one-line ``ValueError`` naming the flag to change."""
+    features hold ``V`` as ``layout`` says, default :meth:`ReconstructConfig.layout`; a network is
+    trained with progress on stderr when ``progress``). A training loss that is not finite is a
+    one-line ``ValueError`` naming the flag to change."""
     m = cfg.model
     if m.name != "rf":
         import jax.numpy as jnp
@@ -105,9 +136,14 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None) -> Pr
 
         net = build_network_problem(key, data, m.name, m.width, classes=m.classes, activation=m.activation,
                                     train_subset=m.train, train_steps=m.train_steps, train_lr=m.train_lr,
-                                    dtype=jnp.float64 if cfg.scale.x64 else jnp.float32)
-        _check_fit(cfg, float(net.train.final_loss), net.target.theta)
-        return Problem(net.target, float(net.train.final_loss), net.description)
+                                    train_tol=m.train_tol, dtype=jnp.float64 if cfg.scale.x64 else jnp.float32,
+                                    progress=progress)
+        tr = net.train
+        _check_fit(cfg, float(tr.final_loss), net.target.theta)
+        training = {"train": m.train, "steps": int(tr.steps), "max_steps": m.train_steps, "tol": m.train_tol,
+                    "converged": bool(tr.converged), "initial_loss": float(tr.initial_loss),
+                    "final_loss": float(tr.final_loss), "lr": float(tr.lr), "lr_rule": net.lr_rule}
+        return Problem(net.target, float(tr.final_loss), net.description, training=training)
     layout = cfg.layout() if layout is None else layout
     fmap = RandomFeatures(key, cfg.data.d, m.p, m.activation, layout.block_size, shards=cfg.scale.shards)
     # The model is fitted with exact float32/64 products; only the attack may use faster matmuls.
@@ -140,6 +176,12 @@ def run_reconstruction(cfg: ReconstructConfig, out=None, progress: bool = True, 
     solved_tolerance``) whatever the method; the labels come from one rule,
     :func:`jaxrecon.outcomes.final_verdict`: ``status`` is the method's (``method_status``) except
     that a ``"converged"`` seed that is not solved shows ``"stopped"``;
+    ``loss_at_truth`` (also in ``fit``) is the float64 projector loss of ``theta`` at the true
+    training set (:func:`loss_at_truth`): about 0 when ``theta`` is in the span, above
+    :data:`FLOOR_MIN` for a network trained on all layers, whose target then carries it as its
+    ``floor`` (top-level ``floor``; each row ``floor`` and ``error_vs_sqrt_floor = error_sign /
+    sqrt(floor)``); a network's ``fit`` also holds its training (``train``, ``train_steps``,
+    ``train_converged``, ``train_lr``, ``train_lr_rule``, ``train_tol``, ...);
     ``config`` holds the resolved config by flat names (``p``, ``seeds``, ...); ``seed_batching``
     says how the seeds were batched (``"map"``: seed ``s`` reruns alone bit for bit with
     ``--seeds 1`` and the attack key ``split(attack_key, seeds)[s]``; see
@@ -179,20 +221,30 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log, layout) -> dict:
     t0 = time.perf_counter()
     data = load_data(cfg, k_data)
     check_training_set(cfg, data)
-    problem = build_problem(cfg, k_model, data, layout)
+    problem = build_problem(cfg, k_model, data, layout, progress=progress and log is not None)
     fit_seconds = time.perf_counter() - t0
     train_loss = problem.train_loss
     n, attack = cfg.data.n, cfg.attack
+    at_truth = loss_at_truth(problem.target, data.x)
+    target = with_floor(problem.target, at_truth)
+    floor = None if target.floor is None else float(target.floor)
     if log:
         log(f"{problem.description}  n={n}  p/(dn)={cfg.model.p_over_dn:.3g}  train MSE={train_loss:.3g}  "
-            f"method={attack.method}")
+            f"loss_at_truth={at_truth:.3g}  method={attack.method}")
+        tr = problem.training
+        if tr is not None and not tr["converged"]:
+            log(f"training: MSE {tr['final_loss']:.3g} > --train-tol {tr['tol']:g} after --train-steps "
+                f"{tr['max_steps']}; the network is attacked as trained")
+        if floor is not None and problem.defence is None:
+            log(f"floor: theta is off the span of the training features (loss_at_truth {at_truth:.3g} > "
+                f"{FLOOR_MIN:g}); the attack stops at its floor; error_vs_sqrt_floor = error_sign / sqrt(floor)")
     if stop_requested():
         raise Interrupted("interrupted before the attack started; nothing written")
-    res = reconstruct_seeds(problem.target, k_attack, n, attack.seeds,
+    res = reconstruct_seeds(target, k_attack, n, attack.seeds,
                             method=cfg.method_cfg(), steps=attack.steps, chunk=attack.chunk, progress=progress,
                             seed_shards=cfg.scale.seed_shards)
     x = np.asarray(data.x)
-    loss_f64 = final_losses(problem.target, res.x_hat)  # the one number every label is judged by
+    loss_f64 = final_losses(target, res.x_hat)  # the one number every label is judged by
     rows = []
     for s in range(attack.seeds):
         m = match(x, res.x_hat[s])
@@ -206,9 +258,17 @@ def _run(cfg: ReconstructConfig, out, progress: bool, log, layout) -> dict:
         rows[-1].update(final_verdict(res.status[s], float(loss_f64[s]), m.error_sign, m.recovered, d=cfg.data.d))
         if problem.defence is not None:
             rows[-1]["floor"] = problem.defence["floor"]
+        elif floor is not None:
+            rows[-1]["floor"] = floor
+        if floor is not None and floor > 0:
+            rows[-1]["error_vs_sqrt_floor"] = float(rows[-1]["error_sign"]) / math.sqrt(floor)
     summary = {
         "config": to_dict(cfg, flat=True), "versions": versions(),
-        "model": problem.description, "fit": {"train_loss": train_loss, "seconds": fit_seconds},
+        "model": problem.description,
+        "fit": {"train_loss": train_loss, "seconds": fit_seconds, "loss_at_truth": at_truth,
+                **({} if problem.training is None else {f"train_{k}" if k != "train" else k: v
+                                                        for k, v in problem.training.items()})},
+        "loss_at_truth": at_truth, "floor": floor,
         "compile_seconds": res.compile_seconds, "solved_tolerance": FINAL_TOL, "identified_tolerance": IDENTIFIED_TOL,
         "seed_batching": seed_batching(), "method": attack.method, "method_run": res.method_run, "results": rows,
     }
@@ -261,8 +321,8 @@ def _image_outputs(cfg: ReconstructConfig, data, x_hat, rows, files: list, figur
     return info
 
 
-def format_table(rows, columns=("seed", "loss", "loss_f64", "error_abs", "error_sign", "recovered", "solved",
-                                "identified", "steps", "seconds", "status")) -> str:
+def format_table(rows, columns=("seed", "loss", "loss_f64", "error_abs", "error_sign", "error_vs_sqrt_floor",
+                                "recovered", "solved", "identified", "steps", "seconds", "status")) -> str:
     """A plain-text table, one row per seed (columns a row lacks are left out)."""
     columns = [c for c in columns if all(c in r for r in rows)]
 
