@@ -229,6 +229,10 @@ E2E = {
         "test_main_json",
         "test_main_text_and_errors",
     ),
+    "test_training": (
+        "test_run_prints_and_records_loss_at_truth_and_the_floor",
+        "test_homogeneous_nets_train_on_unprojected_images_with_the_same_span",
+    ),
 }
 #: The modules with no end-to-end test.
 FAST_MODULES = (
