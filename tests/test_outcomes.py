@@ -57,12 +57,13 @@ def _old_text(rows):
 def test_columns_written_and_derived():
     k = len(OLD_COLUMNS)  # the outcome columns follow the old ones (the defence columns come last)
     assert COLUMNS[:k] == OLD_COLUMNS and COLUMNS[k:k + 2] == ("solved", "identified")
-    assert COLUMNS[k + 2:] == ("defence", "defence_strength", "floor", "loss_f64", "method_run")
+    assert COLUMNS[k + 2:] == ("defence", "defence_strength", "floor", "loss_f64", "method_run", "loss_at_truth",
+                               "params_total", "train_steps")
     pt = grid(SweepConfig(**TINY).resolved())[0]
     t = to_table(_rows(pt))  # rows without the columns get them derived
     assert t["solved"].tolist() == [True, False] and t["identified"].tolist() == [True, False]
     assert t["solved"].dtype == bool
-    assert rows_text(_rows(pt)).splitlines()[0].endswith(",1,1,none,0.0,nan,nan,")
+    assert rows_text(_rows(pt)).splitlines()[0].endswith(",1,1,none,0.0,nan,nan,,nan,-1,-1")
 
 
 def test_old_results_file_reads_and_resumes_in_the_new_format(tmp_path):
@@ -97,7 +98,7 @@ def test_old_file_without_sweep_json_reads_with_float32_tolerances(tmp_path):
     # 5e-7 is a zero of the published (kernel-form) loss in float32, 2e-6 is not
     (tmp_path / "results.csv").write_text(_old_text(_rows(pt, loss=(5e-7, 2e-6))))
     assert read_results(tmp_path)["solved"].tolist() == [True, False]
-    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n" + "4,2,4,0.5,relu,adam,0" + ",0" * 11 + ",2,none,0,nan,nan,\n")
+    (tmp_path / "results.csv").write_text(",".join(COLUMNS) + "\n" + "4,2,4,0.5,relu,adam,0" + ",0" * 11 + ",2,none,0,nan,nan,,nan,4,0\n")
     with pytest.raises(ValueError, match="line 2 is corrupted .*not a 0/1 value"):
         read_results(tmp_path)
 

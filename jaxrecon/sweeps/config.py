@@ -29,6 +29,7 @@ from ..attack.options import SPEC, config_sections
 from ..attack.options import flat_name as _option_flat
 from ..config import Config, leaves, option, section
 from ..config import to_dict as config_to_dict
+from ..models import MODELS, TRAIN_SUBSETS
 
 #: Config keys that are grids (lists); every other key is a scalar.
 GRID_KEYS = ("d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "defence_strength")
@@ -39,7 +40,10 @@ NON_IDENTITY = ("name", "block_size")
 FLAT_KEYS = ("name", "d", "n", "p", "p_over_n", "p_over_dn", "activation", "method", "seeds", "seed", "steps",
              "optimizer", "lr", "x64", "block_size", "noise", "ridge", "pad_p")
 #: Keys recorded (and hashed) only when set, so configs from before they existed keep their hash.
-OPTIONAL_KEYS = ("planted", "defence", "defence_strength", "dp_delta", "floor_factor", "plateau_window")
+OPTIONAL_KEYS = ("planted", "defence", "defence_strength", "dp_delta", "floor_factor", "plateau_window",
+                 "model", "classes", "train", "train_tol", "train_steps", "train_lr")
+#: The network fields of the model section and their defaults (None in a config: these, or rf).
+NETWORK_DEFAULTS = {"classes": 1, "train": "all", "train_tol": 1e-7, "train_steps": 100_000, "train_lr": None}
 #: The method's options (short spellings) other than optimizer and lr: recorded and hashed only when set.
 METHOD_KEYS = tuple(_option_flat(k) for k in SPEC
                     if k not in ("first_order.optimizer", "first_order.lr", "stop.floor_factor", "stop.plateau_window"))
@@ -69,9 +73,19 @@ class SweepData:
 
 @dataclasses.dataclass(frozen=True)
 class SweepModel:
-    """the random-features model fitted on the data"""
+    """the model trained on the data: random features (least squares), or a network trained by GD, whose
+    head's parameter count is the grid's p"""
 
     ridge: float = option(0.0, "ridge of the least-squares fit")
+    name: Optional[str] = option(None, "rf (random features; the default), two_layer (W2 relu(W1 x)) or resnet "
+                                       "(d = 3*s*s): p counts the head's parameters", flat="model", choices=MODELS)
+    classes: Optional[int] = option(None, "networks: outputs k of the two-layer net (one-hot targets; default 1)")
+    train: Optional[str] = option(None, "networks: layers trained by full-batch GD on the MSE: all (default, the "
+                                        "paper's) or head", choices=TRAIN_SUBSETS)
+    train_tol: Optional[float] = option(None, "networks: GD stops at training MSE <= this (default 1e-7, the paper's)")
+    train_steps: Optional[int] = option(None, "networks: GD step budget (default 100000)")
+    train_lr: Optional[float] = option(None, "networks: GD learning rate (default: from the largest eigenvalue of the "
+                                             "Gauss-Newton Hessian at initialisation)")
 
 
 #: The method's option sections (jaxrecon.attack.options), less the two the privacy section holds.
@@ -201,6 +215,7 @@ class SweepConfig(_Sweep):
             method_config(m, **options)  # validates the method's options
         _check_scalars(out)
         _check_defence(out)
+        _check_model(out)
         return ResolvedSweep(**{k: tuple(v) if k in GRID_KEYS and v is not None else v
                                 for k, v in out.items()})
 
@@ -317,6 +332,36 @@ def _check_scalars(out: dict) -> None:
     _validate.choice("pad_p", out["pad_p"], PAD_P)
     if out["lr"] is not None:
         out["lr"] = _validate.positive_float("lr", out["lr"])
+
+
+def _check_model(out: dict) -> None:
+    """Validate the model fields in place: a network sweep's sizes, its training, what it cannot do."""
+    model = out["model"]
+    if model is None or model == "rf":
+        out["model"] = None  # random features: recorded as before (old sweeps keep their hash)
+        given = [k for k in NETWORK_DEFAULTS if out[k] is not None]
+        if given:
+            raise ValueError(f"{given[0]}: applies to network models; set model to one of {list(MODELS[1:])}")
+        return
+    _validate.choice("model", model, MODELS)
+    from ..models.train import check_network
+
+    classes = 1 if out["classes"] is None else _validate.positive_int("classes", out["classes"])
+    for d in out["d"]:
+        check_network(model, d, classes)
+    if out["train"] is not None:
+        _validate.choice("train", out["train"], TRAIN_SUBSETS)
+    if out["train_tol"] is not None:
+        out["train_tol"] = _validate.positive_float("train_tol", out["train_tol"], allow_zero=True)
+    if out["train_steps"] is not None:
+        _validate.positive_int("train_steps", out["train_steps"])
+    if out["train_lr"] is not None:
+        out["train_lr"] = _validate.positive_float("train_lr", out["train_lr"])
+    for key, what in (("block_size", "streamed V"), ("defence", "a defence"), ("planted", "a planted start")):
+        if out[key] is not None:
+            raise ValueError(f"{key}: {what} applies to random features, not to model {model!r}")
+    if model == "resnet" and tuple(out["activation"]) != ("relu",):
+        raise ValueError(f"activation: the resnet is a ReLU network; got {list(out['activation'])}")
 
 
 def check_name(name) -> str:

@@ -50,6 +50,7 @@ from ..attack.degenerate import ON_LINE, DegenerateProblemWarning, rows_reason
 from ..attack.driver import seed_batching
 from ..scale import INT32_MAX, int32_overflow, physical_memory, step_bytes
 from .config import ResolvedSweep
+from .networks import head_p, host_losses, make_network_trial, total_params
 
 
 # Padding every p of a (d, n) curve to the curve's largest p lets one compiled program serve the
@@ -67,6 +68,7 @@ class GridPoint(NamedTuple):
     method: str
     defence: str = "none"  # the defence of the released theta (jaxrecon.defences)
     strength: float = 0.0  # its strength (jaxrecon.defences.defence_at)
+    model: str = "rf"  # rf, or a network whose head has p parameters (jaxrecon.sweeps.networks)
 
     @property
     def p_over_dn(self) -> float:
@@ -86,6 +88,7 @@ def grid(resolved: ResolvedSweep) -> list[GridPoint]:
 
 def _grid(resolved: ResolvedSweep, kind: str, strength: float) -> list[GridPoint]:
     points, seen = [], set()
+    model = resolved.model.name or "rf"
     for act in resolved.activation:
         for meth in resolved.method:
             for d in resolved.d:
@@ -96,8 +99,10 @@ def _grid(resolved: ResolvedSweep, kind: str, strength: float) -> list[GridPoint
                         ps = [max(1, int(round(r * n))) for r in resolved.p_over_n]
                     else:
                         ps = [max(1, int(round(r * d * n))) for r in resolved.p_over_dn]
+                    if model != "rf":  # a whole width: the head's parameter count nearest p
+                        ps = [head_p(model, p, resolved.classes or 1) for p in ps]
                     for p in sorted(ps):
-                        pt = GridPoint(d, n, p, act, meth, kind, strength)
+                        pt = GridPoint(d, n, p, act, meth, kind, strength, model)
                         if pt.key() not in seen:
                             seen.add(pt.key())
                             points.append(pt)
@@ -114,7 +119,7 @@ def pad_width(point: GridPoint, resolved: ResolvedSweep, points: Sequence[GridPo
     are those of the ``p``-feature model.
     """
     mode = resolved.pad_p
-    if mode == "none" or resolved.block_size is not None:
+    if mode == "none" or resolved.block_size is not None or point.model != "rf":
         return point.p
     ran = point_method_run(point)  # auto's choice depends on p: one program per choice
     p_max = max(q.p for q in points if (q.d, q.n, q.activation, q.method, q.defence, q.strength) ==
@@ -178,6 +183,8 @@ def make_trial(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] =
     :data:`jaxrecon.defences.TRACED` one program serves every strength (:func:`program_key`)."""
     dtype = "float64" if resolved.x64 else "float32"
     mcfg = method_config(point.method, **resolved.method_options())
+    if point.model != "rf":  # a network: auto resolves on the network's map (jaxrecon.attack.auto)
+        return make_network_trial(point, resolved, mcfg)
     # auto chooses by the point's own p, not the padded width of its program (jaxrecon.attack.auto)
     mcfg = resolve(mcfg, RandomFeatures(jax.random.key(0), point.d, point.p, point.activation, resolved.block_size),
                    point.n)
@@ -301,6 +308,9 @@ class PointOutput(NamedTuple):
     compile_seconds: float  # 0 when the program was compiled for an earlier point
     floor: Optional[np.ndarray] = None  # the defence's expected loss floor per seed (nan: none)
     loss_f64: Optional[np.ndarray] = None  # the residual-form loss in float64 (jaxrecon.outcomes.final_loss)
+    loss_at_truth: Optional[np.ndarray] = None  # the same loss at the training set (0 up to rounding in the span)
+    train_steps: Optional[np.ndarray] = None  # GD steps of a network's training (0: random features)
+    params_total: Optional[int] = None  # every parameter of the model (random features: p)
 
 
 def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = None,
@@ -317,29 +327,39 @@ def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = 
     keys = seed_keys(resolved.seed, resolved.seeds if seeds is None else tuple(seeds))
     p, lv = np.int32(point.p), point_levels(point, resolved)
     t0 = time.perf_counter()
+    as_np = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
     if vmapped:
-        out = jax.block_until_ready(exe(keys, p, lv))
-        out = {k: np.asarray(v) for k, v in out.items()}
+        out = as_np(jax.block_until_ready(exe(keys, p, lv)))
     else:
-        per = [jax.block_until_ready(exe(keys[s], p, lv)) for s in range(keys.shape[0])]
-        out = {k: np.stack([np.asarray(o[k]) for o in per]) for k in per[0]}
+        per = [as_np(jax.block_until_ready(exe(keys[s], p, lv))) for s in range(keys.shape[0])]
+        out = jax.tree_util.tree_map(lambda *a: np.stack(a), *per)
     seconds = time.perf_counter() - t0
-    loss_f64 = final_point_losses(point, resolved, keys, out["theta"], out["x_hat"])
+    if point.model != "rf":
+        loss_f64, at_truth = host_losses(point, resolved, keys, out)
+        train_steps, params_total = np.asarray(out["train_steps"]), total_params(point, resolved)
+    else:
+        loss_f64, at_truth = final_point_losses(point, resolved, keys, out["theta"], out["x_hat"], out["x"])
+        train_steps, params_total = np.zeros(len(loss_f64), np.int64), point.p
     return PointOutput(out["x"], out["x_hat"], out["train_loss"], out["loss"], out["steps"],
-                       out["status"], out["residual"], seconds, compile_seconds, out["floor"], loss_f64)
+                       out["status"], out["residual"], seconds, compile_seconds, out["floor"], loss_f64,
+                       at_truth, train_steps, params_total)
 
 
-def final_point_losses(point: GridPoint, resolved: ResolvedSweep, keys, theta, x_hat) -> np.ndarray:
+def final_point_losses(point: GridPoint, resolved: ResolvedSweep, keys, theta, x_hat, x=None):
     """:func:`jaxrecon.outcomes.final_loss` of every seed of a point, on the host: each seed's
     random features rebuilt from its key as :func:`make_trial` drew them (the first ``p`` rows of
-    ``V``; a padded program's other rows are zero, as are those entries of ``theta``)."""
+    ``V``; a padded program's other rows are zero, as are those entries of ``theta``). With the
+    training rows ``x``: ``(loss_f64, loss_at_truth)``, the second the same loss at ``x``."""
     dtype = "float64" if resolved.x64 else "float32"
-    out = np.full(len(x_hat), np.nan)
+    out, truth = np.full(len(x_hat), np.nan), np.full(len(x_hat), np.nan)
     for s in range(len(x_hat)):
         k_model = jax.random.split(keys[s], 3)[1]
         fmap = RandomFeatures(k_model, point.d, point.p, point.activation, dtype=dtype)
-        out[s] = final_loss(Target(fmap, np.asarray(theta[s])[:point.p]), x_hat[s])
-    return out
+        target = Target(fmap, np.asarray(theta[s])[:point.p])
+        out[s] = final_loss(target, x_hat[s])
+        if x is not None:
+            truth[s] = final_loss(target, x[s])
+    return out if x is None else (out, truth)
 
 
 def degenerate_reason(point: GridPoint) -> Optional[str]:
@@ -353,6 +373,10 @@ def point_method_run(point: GridPoint) -> str:
     (:func:`jaxrecon.attack.auto.method_run`; the map's shape and activation decide, not its numbers)."""
     if point.method != "auto":
         return point.method
+    if point.model != "rf":  # the split start needs random features
+        from ..attack.auto import NEAR_THRESHOLD
+
+        return "global" if point.p < NEAR_THRESHOLD * point.d * point.n else "adam-lm"
     return _auto_choice(point.d, point.n, point.p, point.activation)
 
 
@@ -415,6 +439,9 @@ def point_rows(point: GridPoint, po: PointOutput) -> list[dict]:
             "defence": point.defence, "defence_strength": float(point.strength),
             "floor": float("nan") if po.floor is None else float(po.floor[s]),
             "loss_f64": float("nan") if loss_f64 is None else loss_f64, "method_run": ran,
+            "loss_at_truth": float("nan") if po.loss_at_truth is None else float(po.loss_at_truth[s]),
+            "params_total": point.p if po.params_total is None else int(po.params_total),
+            "train_steps": 0 if po.train_steps is None else int(po.train_steps[s]),
         })
         rows[-1].update(final_verdict(name, loss_f64, m.error_sign, m.recovered, d=point.d, loss=loss,
                                       method_tol=tol))

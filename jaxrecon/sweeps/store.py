@@ -47,10 +47,15 @@ DEFENCE_COLUMNS = OUTCOME_COLUMNS + ("defence", "defence_strength", "floor")
 F64_COLUMNS = DEFENCE_COLUMNS + ("loss_f64",)
 #: ... and ``method_run``: the recipe that ran (for ``auto``, the one it chose:
 #: :func:`jaxrecon.attack.auto.method_run`; empty in rows written before it).
-COLUMNS = F64_COLUMNS + ("method_run",)
+RUN_COLUMNS = F64_COLUMNS + ("method_run",)
+#: ... and ``loss_at_truth`` (the float64 loss at the training set: about 0 when ``theta`` is in the
+#: span, the floor of an all-layer network or a defence), ``params_total`` (every parameter of the
+#: model: ``p`` for random features, the whole network where ``p`` counts its head) and
+#: ``train_steps`` (a network's GD steps; 0 for random features).
+COLUMNS = RUN_COLUMNS + ("loss_at_truth", "params_total", "train_steps")
 _DEFENCE_DEFAULTS = {"defence": "none", "defence_strength": 0.0, "floor": float("nan"), "loss_f64": float("nan"),
-                     "method_run": ""}
-_INT_COLUMNS = ("d", "n", "p", "seed", "steps")
+                     "method_run": "", "loss_at_truth": float("nan"), "params_total": -1, "train_steps": -1}
+_INT_COLUMNS = ("d", "n", "p", "seed", "steps", "params_total", "train_steps")
 _STR_COLUMNS = ("activation", "method", "status", "defence", "method_run")
 _BOOL_COLUMNS = ("solved", "identified")
 _HEADER = ",".join(COLUMNS) + "\n"
@@ -199,7 +204,7 @@ def _read_rows(path: Path, tolerance=None) -> tuple[list[dict], bool, bool]:
             raise ValueError(f"results: {str(path)!r} is not a jaxrecon results file (no header)")
         return [], torn, False
     header = tuple(next(csv.reader([lines[0]])))
-    if header not in (COLUMNS, F64_COLUMNS, DEFENCE_COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
+    if header not in (COLUMNS, RUN_COLUMNS, F64_COLUMNS, DEFENCE_COLUMNS, OUTCOME_COLUMNS, OLD_COLUMNS):
         raise ValueError(f"results: {str(path)!r} is not a jaxrecon results file (unexpected header)")
     rows = []
     for i, fields in enumerate(csv.reader(lines[1:])):
