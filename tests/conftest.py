@@ -45,6 +45,7 @@ E2E = {
         "test_a_sweep_records_what_auto_ran_and_takes_method_options",
         "test_auto_reconstructs_relu_and_tanh_and_records_the_choice",
         "test_escalation_gives_a_fresh_start_and_the_best_iterate_survives",
+        "test_a_given_start_is_not_escalated_away",
     ),
     "test_behaviour": (
         "test_exact_cases_hold_on_other_instruction_sets",
@@ -224,6 +225,10 @@ E2E = {
         "test_oversized_grid_exits_2_without_a_directory",
         "test_a_seed_row_does_not_depend_on_the_number_of_seeds",
         "test_plot_reads_a_directory_while_a_sweep_holds_its_lock",
+    ),
+    "test_sweep_networks": (
+        "test_head_only_sweep_is_in_the_span_and_recovers_above_the_threshold",
+        "test_all_layer_sweep_stops_at_its_floor_and_resumes",
     ),
     "test_theory": (
         "test_main_json",
