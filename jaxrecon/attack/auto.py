@@ -30,7 +30,7 @@ from .methods import Method, adam_lm, adam_lm_split, global_
 
 #: Below ``NEAR_THRESHOLD * d * n`` parameters a single start reaches the zero only with some
 #: probability, so ``auto`` runs a population there. Near the threshold (``benchmarks/RESULTS.md``,
-#: solve rates): ``global`` solved 1/6, 5/6, 6/6 seeds at 1, 1.25, 1.5 dn where ``adam-lm`` solved
+#: "Reaching a zero from random starts"): ``global`` solved 1/6, 5/6, 6/6 seeds at 1, 1.25, 1.5 dn where ``adam-lm`` solved
 #: 0/6, 1/6, 5/6. At 2 dn the robustness suite (``benchmarks/results/robustness``) found single
 #: starts failing where n is not small against d: d = 12, n = 16: ``adam-lm`` 1/3, ``adam-lm-split``
 #: 0/3, ``global`` 3/3; d = 100, n = 20: ``adam-lm`` 2/3, ``adam-lm-split`` 0/3, ``global`` 3/3 (and
@@ -64,7 +64,7 @@ def near_threshold(fmap, n: int) -> bool:
 
 def split_pays(p: int, d: int, n: int) -> bool:
     """Whether the split start is worth its cost: ``n > d / 4`` (``adam-lm`` stalls in sign-flip
-    minima from ``n ~ 0.4 d``: ``benchmarks/RESULTS.md``, Scaling) or ``V`` of at least
+    minima from ``n ~ 0.4 d``: ``benchmarks/RESULTS.md``, "Many rows") or ``V`` of at least
     :data:`SPLIT_MIN_ENTRIES` numbers (correlated inputs such as photographs hold ``adam-lm`` at
     smaller ``n``, and the split start's extra compilation is small against such a run). Below
     both, ``adam-lm`` solves (d = 100, n = 20: 8/8 seeds at 2-10 dn) and compiles in about half the

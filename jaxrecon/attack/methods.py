@@ -98,20 +98,20 @@ class Method:
 PRECISION_TOL = 1e-9
 #: ``adam-lm-split``'s first-order phase hands over to LM once its loss has not fallen by 20 %
 #: (``FirstOrder.switch_rtol``) in 20 steps after the warm-up: its loss plateaus near 1e-2 with a row
-#: between training points, and the steps to its 300th only creep (``benchmarks/RESULTS.md``, "The
+#: between training points, and the steps to its 300th only creep (``benchmarks/HISTORY.md``, "The
 #: plateau hand-over").
 SPLIT_PLATEAU = 20
 #: ``adam-lm-split``'s precision window: at photos16, n = 40 its second stage sat at the float floor
 #: (3.5e-10) for 8 LM steps (90 s) before the default window of 8 stopped it; with 4 it stops 9 steps
-#: sooner with the same rows (error_sign 4.7e-6; ``benchmarks/RESULTS.md``, "The plateau hand-over").
+#: sooner with the same rows (error_sign 4.7e-6; ``benchmarks/HISTORY.md``, "The plateau hand-over").
 SPLIT_PRECISION_WINDOW = 4
 #: ``adam-lm-split``'s first stage runs on the first ``5 d n`` features (half of them at the paper's
 #: ``p = 10 d n``): its passes over ``V`` cost half, and it reaches the zero in about as many steps
-#: (``benchmarks/RESULTS.md``, "The first stage on a prefix of the features").
+#: (``benchmarks/HISTORY.md``, "The first stage on a prefix of the features").
 SPLIT_FEATURES = 5.0
 #: ``adam-lm-split``'s LM phases stall once their loss (above ``lm.STALL_FLOOR``) has not fallen by 1 %
 #: in 8 steps: from a spurious minimum the remaining steps to ``stall_after`` (40) are rejected or
-#: gain nothing (``benchmarks/RESULTS.md``, "The first stage on a prefix of the features").
+#: gain nothing (``benchmarks/HISTORY.md``, "The first stage on a prefix of the features").
 SPLIT_STALL_PLATEAU = 8
 
 
@@ -152,7 +152,7 @@ def adam_lm_repair() -> Method:
     (:class:`~jaxrecon.attack.stall.RowRepair`: the signs of the rows, antipodal pairs and weak
     rows redrawn with deflation) before the weakest row is redrawn. Above ``n ~ d`` the sign-flip
     minimum of ReLU features holds tens of rows at ``-x_j`` that the one-pair repair cannot undo
-    (``benchmarks/RESULTS.md``, Scaling). Stops at ``L <= 1e-11``: the float32 floor of the
+    (``benchmarks/RESULTS.md``, "Many rows"). Stops at ``L <= 1e-11``: the float32 floor of the
     residual form grows with ``n`` (``1.2e-12`` at ``n = 80``, above ``adam-lm``'s ``1e-12``),
     and with the precision stop at :data:`PRECISION_TOL` for larger or correlated problems."""
     return dataclasses.replace(adam_lm(), stall=Stall(actions=(RowRepair(), RowRedraw())),
@@ -164,7 +164,7 @@ def adam_lm_split() -> Method:
     part of ``theta`` that does not depend on the rows' signs, then the signs are chosen in one
     box-constrained least-squares solve and the method runs on ``theta`` from there. For ReLU/GELU
     random features with ``V`` stored; it removes the sign-flip minima that hold ``adam-lm`` once
-    ``n`` nears ``d`` (measured: ``benchmarks/RESULTS.md``, "The split start"). With the
+    ``n`` nears ``d`` (measured: ``benchmarks/HISTORY.md``, "The split start"). With the
     precision stop at :data:`PRECISION_TOL` (window :data:`SPLIT_PRECISION_WINDOW`): at these sizes
     the float32 floor of the loss can lie above the tolerance ``1e-12``; and with the plateau
     hand-over (:data:`SPLIT_PLATEAU`): Adam hands over to LM when its loss stops falling, not only

@@ -14,7 +14,7 @@ Stage 1 attacks ``theta_e`` with the even features ``P_perp(V) e(x)``
 (:class:`~jaxrecon.features.even.EvenFeatures`, in :mod:`jaxrecon.features.even`): the
 same method (phases and stall actions), on a problem in which ``x`` and ``-x`` are the same point,
 so the sign-flip minima of ReLU features (rows at ``-x_j`` whose linear deficits cancel, the reason
-``adam-lm`` stalls once ``n`` nears ``d``: ``benchmarks/RESULTS.md``, Scaling) do not exist there.
+``adam-lm`` stalls once ``n`` nears ``d``: ``benchmarks/RESULTS.md``, "Many rows") do not exist there.
 Stage 2 chooses the signs ``s`` of the recovered rows ``y_j`` at once from the linear part of
 ``theta`` (``d`` equations ``sum_j alpha_j s_j y_j = m``, ``m`` from ``(V^T V)^{-1} V^T theta``: a
 box-constrained least-squares problem, rounded, polished, and near ``n = 2d`` an LLL reduction:
