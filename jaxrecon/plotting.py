@@ -163,15 +163,24 @@ def _error_and_twin_panels(table, metric, twin, twin_color, twin_label, twin_yla
     keys = _curve_keys(table)
     cols = _columns(len(keys))
     rows = math.ceil(len(keys) / cols)
-    fig = Figure(figsize=(4.6 * cols, (5.6 if outcomes else 3.5) * rows), layout="constrained")
+    width = 4.6 * cols if cols > 1 else 7.2  # one panel: room for its legend
+    fig = Figure(figsize=(width, (5.6 if outcomes else 3.5) * rows), layout="constrained")
     pairs = _grid_axis_pairs(fig, len(keys)) if outcomes else [(a, None) for a in _grid_axes(fig, len(keys))]
+    # a network sweep counts p as the head's parameters; an off-span target (all layers trained, a
+    # defence) has a floor L(X) > 0 under the loss: its square root is drawn beside the error
+    network = "params_total" in table and np.any(np.asarray(table["params_total"]) > np.asarray(table["p"]))
+    at_truth = np.asarray(table["loss_at_truth"], float) if "loss_at_truth" in table else None
+    floor = at_truth is not None and np.nanmax(np.append(at_truth, 0.0)) > 1e-10
     for (ax, below), key in zip(pairs, keys):
         d, n = key[0], key[1]
         p, m, s = curve(table, key, metric)
         _band(ax, p, m, s, ERROR_COLOR, "reconstruction error", lower=0)
+        if floor:
+            pf, mf, _ = curve(table, key, "loss_at_truth")
+            ax.plot(pf, np.sqrt(np.maximum(mf, 0.0)), "--", color=ERROR_COLOR, lw=1.2, alpha=0.8)
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
-        ax.set_xlabel("p (number of features)")
+        ax.set_xlabel("p (head parameters)" if network else "p (number of features)")
         ax.set_ylabel("reconstruction error", color=ERROR_COLOR)
         ax.tick_params(axis="y", colors=ERROR_COLOR)
         ax2 = ax.twinx()
@@ -193,10 +202,13 @@ def _error_and_twin_panels(table, metric, twin, twin_color, twin_label, twin_yla
         _line("0.45", ":", None, "p = n"),
         _line("0.45", "--", None, "p = d·n (counting)" if outcomes else "p = d·n"),
     ]
+    if floor:
+        handles.insert(1, _line(ERROR_COLOR, "--", None, "√L(X): the loss at the training set (floor)"))
     if outcomes:
         handles[2:2] = [_line(SOLVED_COLOR, "-", "o", "P(solved): loss ≤ tolerance"),
                         _line(IDENTIFIED_COLOR, "--", "s", "P(identified | solved): error_sign ≤ 1e-3")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3 if outcomes else 4, frameon=False)
+    ncols = 2 if cols == 1 else (3 if outcomes else 4)  # one panel: a legend that fits under it
+    fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
     return fig
 
 
