@@ -53,3 +53,44 @@ def test_fig5_defaults_to_paper_size_with_stand_in():
     cfg = fig5.get_config(args.ratio, data=args.data, n=args.n).resolve()
     assert (cfg.data.d, cfg.model.p) == (12288, 2_457_600)
     assert fig5.arguments(["--quick"]).out.endswith("fig5_quick")
+
+
+def test_two_layer_multiclass_is_the_papers_run_with_a_stand_in():
+    tlm = _load("two_layer_multiclass")
+    said = []
+    cfg = tlm.config_of(tlm.arguments([]), log=said.append).resolve()
+    assert "using the bundled digits" in said[0]  # no CIFAR-10 in the empty data directory
+    m = cfg.model
+    assert (cfg.data.name, cfg.data.classes, cfg.data.n, m.classes, m.train) == ("digits", "10", 100, 10, "all")
+    assert (m.train_lr, m.train_tol, m.train_steps, m.p) == (1e-5, 1e-7, 1_000_000, 4 * 64 * 100)
+    # on CIFAR-10 the launch file's width: p = k * width = 4 d n
+    paper = tlm.get_config(data="cifar10", data_dir="unused").resolve()
+    assert (paper.data.d, paper.model.width, paper.model.p) == (3072, 122_880, 1_228_800)
+    quick = tlm.config_of(tlm.arguments(["--quick"]), log=said.append).resolve()
+    assert (quick.data.n, quick.model.train_lr, quick.attack.seeds, quick.model.width) == (20, None, 2, 512)
+    assert tlm.arguments(["--quick"]).out.endswith("two_layer_multiclass_quick")
+
+
+def test_two_layer_multiclass_and_resnet_use_cifar_when_on_disk(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"")
+    tlm, rn = _load("two_layer_multiclass"), _load("resnet_binary")
+    said = []
+    q = tlm.config_of(tlm.arguments(["--quick", "--data-dir", str(tmp_path)]), log=said.append).resolve()
+    assert (q.data.name, q.data.d) == ("cifar10", 192) and not said
+    r = rn.config_of(rn.arguments(["--data-dir", str(tmp_path)]), log=said.append).resolve()
+    assert (r.data.name, r.data.classes, r.data.d) == ("cifar10", "6,9", 3072) and not said
+
+
+def test_resnet_binary_is_the_papers_run_with_a_stand_in():
+    rn = _load("resnet_binary")
+    said = []
+    cfg = rn.config_of(rn.arguments([]), log=said.append).resolve()
+    assert "photos32" in said[0]
+    m = cfg.model
+    assert (cfg.data.name, cfg.data.d, cfg.data.n, m.name, m.train, m.train_lr) == ("photos32", 3072, 10, "resnet",
+                                                                                   "all", 1e-5)
+    assert (m.width, m.p) == (6269, 49 * 6269)  # p = 10 d n head parameters, width = p // 49 (rounded)
+    quick = rn.config_of(rn.arguments(["--quick"]), log=said.append).resolve()
+    assert (quick.data.name, quick.data.d, quick.data.n, quick.model.width, quick.attack.seeds) == ("photos16", 192,
+                                                                                                   10, 78, 1)
