@@ -105,7 +105,7 @@ def check_training_set(cfg: ReconstructConfig, data) -> None:
                      f"the law counts distinct points: choose other images (--data-classes, --seed) or a smaller --n")
 
 
-def _check_fit(cfg: ReconstructConfig, train_loss: float, theta) -> None:
+def _check_fit(cfg: ReconstructConfig, train_loss: float, theta, steps: Optional[int] = None) -> None:
     """A fit whose training loss or parameters are not finite stops the run with one line naming
     the flag to change (huge ``--noise`` overflows the labels; a large ``--train-lr`` diverges)."""
     if np.isfinite(train_loss) and np.all(np.isfinite(np.asarray(theta))):
@@ -114,8 +114,10 @@ def _check_fit(cfg: ReconstructConfig, train_loss: float, theta) -> None:
     m, dtype = cfg.model, "float64" if cfg.scale.x64 else "float32"
     if m.name != "rf":
         lr = "the default (0.1/lambda_max)" if m.train_lr is None else f"{m.train_lr:g}"
-        raise ValueError(f"train_lr: gradient descent on the {m.name} diverged ({what} after --train-steps "
-                         f"{m.train_steps}, --train-lr {lr}); use a smaller --train-lr")
+        when = f"after {steps} of --train-steps {m.train_steps}" if steps is not None else \
+            f"after --train-steps {m.train_steps}"
+        raise ValueError(f"train_lr: gradient descent on the {m.name} diverged ({what} {when}, --train-lr {lr}); "
+                         f"use a smaller --train-lr")
     if cfg.data.name == "synthetic" and cfg.data.noise > 0:
         more = "" if cfg.scale.x64 else " (or --x64)"
         raise ValueError(f"noise: the least-squares fit gave a {what} with --noise {cfg.data.noise:g}: labels "
@@ -139,7 +141,7 @@ def build_problem(cfg: ReconstructConfig, key, data: Dataset, layout=None, progr
                                     train_tol=m.train_tol, dtype=jnp.float64 if cfg.scale.x64 else jnp.float32,
                                     progress=progress)
         tr = net.train
-        _check_fit(cfg, float(tr.final_loss), net.target.theta)
+        _check_fit(cfg, float(tr.final_loss), net.target.theta, int(tr.steps))
         training = {"train": m.train, "steps": int(tr.steps), "max_steps": m.train_steps, "tol": m.train_tol,
                     "converged": bool(tr.converged), "initial_loss": float(tr.initial_loss),
                     "final_loss": float(tr.final_loss), "lr": float(tr.lr), "lr_rule": net.lr_rule}
