@@ -22,7 +22,9 @@ Quick (CPU, a few minutes on 2 cores)::
 
 CIFAR-10 resized to 8x8 (``d = 192``) when present, else the digits; ``n = 20`` (2 per class),
 ``p = 4 d n``, the default learning rate (``0.1 / lambda_max``: the paper's ``1e-5`` is for its
-widths and would take millions of steps here), 2 attack seeds of 3000 steps.
+widths and would take millions of steps here), 2 attack seeds of 3000 steps. Measured on the
+loaded 2-core CPU with the digits: 6.4 minutes (training 10 056 GD steps, ``loss_at_truth``
+2.3e-3; the attack, 370 s, ended at 7-12 times that floor, ``error_sign`` 0.25-0.40).
 
 The configuration is :func:`get_config`; the same quick run from the command line::
 
