@@ -221,3 +221,15 @@ def test_a_given_start_is_not_escalated_away():
     a, b = run(), run(**{"stall.escalate": 0})
     np.testing.assert_array_equal(np.asarray(a.x_hat), np.asarray(b.x_hat))
     assert int(a.steps) == int(b.steps) and int(a.stalls) == int(b.stalls) >= 2 * ESCALATE
+
+
+def test_near_the_threshold_the_population_is_the_escalation():
+    """auto's global keeps its population and does not also restart members every few stalls
+    (unless the user set stall.escalate); above the threshold the seed escalates."""
+    fmap = rf(d=10, n=4, ratio=2)
+    near = resolve(method_config("auto"), fmap, 4)
+    assert near.population is not None and near.stall.escalate == 0
+    mine = resolve(method_config("auto", stall={"escalate": 5}), fmap, 4)
+    assert mine.population is not None and mine.stall.escalate == 5
+    far = resolve(method_config("auto"), rf(d=10, n=4, ratio=10), 4)
+    assert far.population is None and far.stall.escalate == ESCALATE

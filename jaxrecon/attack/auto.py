@@ -10,7 +10,10 @@ feature map and ``n``), by this table:
   :data:`SPLIT_MIN_ENTRIES` numbers): ``adam-lm-split``, the split start (:mod:`jaxrecon.attack.split`);
 * anything else (tanh, erf, relu_tanh, networks, small ReLU problems): ``adam-lm``, the random start.
 
-Every choice escalates per seed (``stall.escalate``): every :data:`ESCALATE`-th stall of a seed
+Near the threshold the population is the escalation: its culled members start afresh, and a
+member does not also restart on its own (robustness suite, d = 12, n = 16 at 2 dn: ``global`` 3/3,
+the same population with a fresh start every 3 stalls 0/3). Elsewhere each seed escalates
+(``stall.escalate``): every :data:`ESCALATE`-th stall of a seed
 (its last phase ended above the tolerance, after the stall actions had their turns) starts it
 afresh (new random rows) instead of waiting out the budget; the best
 iterate seen survives (the precision stop's watch), and a seed at the float floor stops
@@ -110,6 +113,8 @@ def resolve(method: Method, fmap, n: int) -> Method:
             m = _apply(m, name, get(plain, name))
     if which == "global" and m.population is None:
         m = dataclasses.replace(m, population=global_().population)
+        if m.stall.escalate == ESCALATE:  # not set by the user: the population is the escalation
+            m = dataclasses.replace(m, stall=dataclasses.replace(m.stall, escalate=0))
     return m
 
 

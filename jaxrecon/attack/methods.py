@@ -189,8 +189,8 @@ def global_() -> Method:
 def auto() -> Method:
     """The default: chooses per problem from the feature map's abilities (:mod:`jaxrecon.attack.auto`):
     ``adam-lm-split`` where the split start applies (random features with a ReLU-like activation),
-    ``adam-lm`` elsewhere, ``global`` near the threshold (``p < 3 d n``); every choice escalates per
-    seed (a fresh start every :data:`~jaxrecon.attack.auto.ESCALATE` stalls) and stops at the float
+    ``adam-lm`` elsewhere, ``global`` near the threshold (``p < 3 d n``, the population its escalation);
+    the others escalate per seed (a fresh start every :data:`~jaxrecon.attack.auto.ESCALATE` stalls); all stop at the float
     floor (the precision stop). Results record what ran (``method_run``)."""
     from .auto import ESCALATE
 
