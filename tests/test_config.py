@@ -251,3 +251,13 @@ def test_unknown_and_legacy_method_options():
         assert method_config("adam-lm", lm={"cg_iters": 11}) == method_config("adam-lm", **{"lm.cg_iters": 11})
     with pytest.raises(ValueError, match="^cg_iter: unknown attack.lm key; allowed: cg_iters, "):
         ReconstructConfig(attack={"lm": {"cg_iter": 3}})
+
+
+def test_published_uses_the_papers_lr_on_images_and_networks():
+    """The paper's released code runs its recipe at lr 20 on synthetic data and 2000 on images and
+    networks; a given --lr wins."""
+    from jaxrecon.runner import ReconstructConfig
+
+    lr = lambda **kw: ReconstructConfig(method="published", n=4, p_over_dn=2, **kw).method_cfg().first_order.lr
+    assert lr() == 20.0 and lr(data="photos16") == 2000.0 and lr(model="two_layer") == 2000.0
+    assert lr(data="photos16", lr=5.0) == 5.0
