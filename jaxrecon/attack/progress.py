@@ -86,39 +86,35 @@ def phases_running(state) -> frozenset:
     return frozenset(int(p) for p in np.unique(phase[status == Status.RUNNING]))
 
 
-class Progress:
-    """Shows steps, phases and the median loss after each chunk (a tqdm bar on a terminal, plain
-    lines otherwise, nothing when disabled). Plain lines show the seconds since ``t0`` (default: now;
-    the driver passes the attack's start, so a split start's two stages count on one clock)."""
+class StepProgress:
+    """Progress of a loop that advances in chunks of steps: a tqdm bar on a terminal, otherwise one
+    plain line on ``stream`` at most every :data:`LINE_SECONDS` (and the last one at :meth:`close`),
+    nothing when disabled. Plain lines show the seconds since ``t0`` (default: now). The attack
+    (:class:`Progress`) and network training (:mod:`jaxrecon.models.train`) report through it."""
 
-    def __init__(self, total: int, seeds: int, enabled: bool = True, stream=None, t0: float | None = None):
-        self.total, self.seeds, self.enabled = total, seeds, enabled
+    def __init__(self, total: int, desc: str, enabled: bool = True, stream=None, t0: float | None = None):
+        self.total, self.desc, self.enabled = total, desc, enabled
         self.stream = sys.stderr if stream is None else stream
-        self.desc = f"reconstruct ({seeds} seeds)"
         self.bar, self.last_line, self.pending = None, None, None
         self.t0 = time.perf_counter() if t0 is None else t0
         if enabled and _is_terminal(self.stream):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=self.desc, unit="step", dynamic_ncols=True, file=self.stream,
+            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=self.stream,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                        "[{elapsed}, {rate_fmt}{postfix}]")
 
-    def update(self, done_steps: int, state) -> None:
+    def show(self, step: int, fields: dict, text: str) -> None:
+        """Step ``step``: ``fields`` as the bar's postfix, or the line ``desc: step S/T  text  Ns``."""
         if not self.enabled:
             return
-        status, loss = np.asarray(state.status), np.asarray(state.loss)
-        running = int((status == Status.RUNNING).sum())
-        fields = {"running": f"{running}/{self.seeds}", "phase": _phase_counts(state) or "-",
-                  "loss_median": f"{np.median(loss):.3g}"}
         if self.bar is not None:
-            self.bar.n = done_steps
+            self.bar.n = step
             self.bar.set_postfix(fields, refresh=False)
             self.bar.refresh()
             return
         now = time.perf_counter()
-        line = (f"{self.desc}: step {done_steps}/{self.total}  running {fields['running']}  "
-                f"phase {fields['phase']}  loss median {fields['loss_median']}  {now - self.t0:.0f}s")
+        line = f"{self.desc}: step {step}/{self.total}  {text}  {now - self.t0:.0f}s"
         if self.last_line is None or now - self.last_line >= LINE_SECONDS:
             self._write(line)
             self.last_line, self.pending = now, None
@@ -133,6 +129,25 @@ class Progress:
 
     def _write(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
+
+
+class Progress(StepProgress):
+    """Shows steps, phases and the median loss after each chunk (:class:`StepProgress`). The driver
+    passes the attack's start as ``t0``, so a split start's two stages count on one clock."""
+
+    def __init__(self, total: int, seeds: int, enabled: bool = True, stream=None, t0: float | None = None):
+        self.seeds = seeds
+        super().__init__(total, f"reconstruct ({seeds} seeds)", enabled, stream, t0)
+
+    def update(self, done_steps: int, state) -> None:
+        if not self.enabled:
+            return
+        status, loss = np.asarray(state.status), np.asarray(state.loss)
+        running = int((status == Status.RUNNING).sum())
+        fields = {"running": f"{running}/{self.seeds}", "phase": _phase_counts(state) or "-",
+                  "loss_median": f"{np.median(loss):.3g}"}
+        self.show(done_steps, fields, f"running {fields['running']}  phase {fields['phase']}  "
+                                      f"loss median {fields['loss_median']}")
 
 
 def _is_terminal(stream) -> bool:

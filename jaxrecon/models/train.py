@@ -102,37 +102,22 @@ def train(apply: Callable, params, x: jax.Array, targets: jax.Array, *, steps: i
       subset: the trained parameters (``"head"``, ``"all"``, any :data:`Subset`).
     """
     steps = _validate.positive_int("steps", steps)
-    _validate.matrix("x", x)
-    targets = jnp.asarray(targets)
-    if targets.ndim == 1:
-        targets = targets[:, None]
-    if targets.shape[0] != x.shape[0]:
-        raise ValueError(f"targets: must have {x.shape[0]} rows (one per input), got shape {targets.shape}")
-    mask = subset_mask(params, subset)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    sub0 = [l for l, m in zip(leaves, mask) if m]
-    x = jnp.asarray(x, jnp.result_type(*sub0))
-    targets = targets.astype(x.dtype)
+    x, targets, mask = _gd_inputs(params, x, targets, subset)
     if lr is None:
         lr = auto_lr(apply, params, x, targets.shape[1], mask)
     else:
         lr = _validate.positive_float("lr", lr)
     opt = getattr(optax, optimizer)(learning_rate=lr)
-
-    def full(sub):
-        it = iter(sub)
-        return jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
-
-    loss = lambda sub: mse(apply, full(sub), x, targets)
+    sub0, full, value_and_grad = _gd_parts(apply, params, x, targets, mask)
 
     def step(carry, _):
         sub, state = carry
-        value, grad = jax.value_and_grad(loss)(sub)
+        value, grad = value_and_grad(sub)
         updates, state = opt.update(grad, state, sub)
         return (optax.apply_updates(sub, updates), state), value
 
     (sub, _), losses = jax.lax.scan(step, (sub0, opt.init(sub0)), None, length=steps)
-    return TrainResult(full(sub), losses, loss(sub), jnp.asarray(lr))
+    return TrainResult(full(sub), losses, mse(apply, full(sub), x, targets), jnp.asarray(lr))
 
 
 # -- training to a tolerance (the paper's procedure) ----------------------------------------------
@@ -186,19 +171,21 @@ def _gd_lr(apply, params, x, targets, mask, lr):
     return jnp.asarray(lr, x.dtype)
 
 
+def _merged(params, mask, sub):
+    """``params`` with the leaves that ``mask`` selects replaced by ``sub`` (in leaf order)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    it = iter(sub)
+    return jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
+
+
 def _gd_parts(apply, params, x, targets, mask, linear=False):
     """``(sub0, full, value_and_grad)`` of the MSE over the leaves ``mask`` selects.
 
     ``linear``: the model is affine in the subset (a linear head), so the network is linearised
     once (:func:`jax.linearize`: its activations kept) and each step costs the head's products
     only; the same function, not an approximation."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    sub0 = [l for l, m in zip(leaves, mask) if m]
-
-    def full(sub):
-        it = iter(sub)
-        return jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
-
+    sub0 = [l for l, m in zip(jax.tree_util.tree_leaves(params), mask) if m]
+    full = lambda sub: _merged(params, mask, sub)
     out = lambda sub: apply(full(sub), x).reshape(targets.shape)
     if linear:
         out0, lin = jax.linearize(out, sub0)
@@ -243,50 +230,6 @@ def gd_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array, *
     return Trained(full(sub), loss, step, lr, loss0, loss <= tol)
 
 
-class _TrainProgress:
-    """Training progress as the attack shows its own (:mod:`jaxrecon.attack.progress`): a tqdm bar
-    on a terminal, otherwise one plain line on stderr at most every ``LINE_SECONDS``, and a last one."""
-
-    def __init__(self, total: int, desc: str, enabled: bool, stream=None):
-        import sys
-
-        from ..attack.progress import _is_terminal
-
-        self.total, self.desc, self.enabled = total, desc, enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.t0, self.last_line, self.pending, self.bar = time.perf_counter(), None, None, None
-        if enabled and _is_terminal(self.stream):
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=self.stream,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                       "[{elapsed}, {rate_fmt}{postfix}]")
-
-    def update(self, step: int, loss: float) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.n = step
-            self.bar.set_postfix({"mse": f"{loss:.3g}"}, refresh=False)
-            self.bar.refresh()
-            return
-        from ..attack.progress import LINE_SECONDS
-
-        now = time.perf_counter()
-        line = f"{self.desc}: step {step}/{self.total}  MSE {loss:.3g}  {now - self.t0:.0f}s"
-        if self.last_line is None or now - self.last_line >= LINE_SECONDS:
-            print(line, file=self.stream, flush=True)
-            self.last_line, self.pending = now, None
-        else:
-            self.pending = line
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.pending is not None:
-            print(self.pending, file=self.stream, flush=True)
-
-
 def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array, *, tol: float = DEFAULT_TOL,
                        max_steps: int = DEFAULT_MAX_STEPS, lr: Optional[float] = None, subset: Subset = "all",
                        linear: bool = False, host_steps: bool = False, chunk: int = 10_000,
@@ -305,7 +248,7 @@ def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array
     networks on CPU: XLA:CPU ran the ResNet's step 15 times slower inside a compiled loop
     (``while_loop`` or ``scan``, 0.2 s vs 0.014 s per step at width 39, 3x8x8 inputs, n = 10).
     """
-    from ..attack.progress import ChunkSizer
+    from ..attack.progress import ChunkSizer, StepProgress
     from ..signals import Interrupted, stop_requested
 
     max_steps = _validate.positive_int("max_steps", max_steps)
@@ -344,13 +287,14 @@ def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array
 
     carry = start(params, x, targets)
     loss0 = jnp.copy(carry[1])  # the carry is donated to the steps
-    shown = _TrainProgress(max_steps, desc, progress)
+    shown = StepProgress(max_steps, desc, progress)
+    show = lambda step, loss: shown.show(step, {"mse": f"{loss:.3g}"}, f"MSE {loss:.3g}")
     sizer = ChunkSizer(chunk)
     try:
         step = 0
         while step < max_steps:
             loss = float(carry[1])
-            shown.update(step, loss)
+            show(step, loss)
             if not (tol < loss < math.inf):
                 break
             if stop_requested():
@@ -361,13 +305,10 @@ def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array
             done = int(carry[3])
             sizer.timed(max(1, done - step), time.perf_counter() - t, frozenset({0}))
             step = done
-        shown.update(step, float(carry[1]))
+        show(step, float(carry[1]))
     finally:
         shown.close()
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    it = iter(carry[0])
-    trained = jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
-    return Trained(trained, carry[1], carry[3], lr, loss0, bool(float(carry[1]) <= tol))
+    return Trained(_merged(params, mask, carry[0]), carry[1], carry[3], lr, loss0, bool(float(carry[1]) <= tol))
 
 
 # -- networks for the attack: sizes, models, targets ----------------------------------------------
