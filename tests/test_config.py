@@ -261,3 +261,11 @@ def test_published_uses_the_papers_lr_on_images_and_networks():
     lr = lambda **kw: ReconstructConfig(method="published", n=4, p_over_dn=2, **kw).method_cfg().first_order.lr
     assert lr() == 20.0 and lr(data="photos16") == 2000.0 and lr(model="two_layer") == 2000.0
     assert lr(data="photos16", lr=5.0) == 5.0
+    # the same rule serves network sweeps (jaxrecon.sweeps.networks)
+    from jaxrecon.attack import method_config
+    from jaxrecon.attack.methods import paper_lr
+
+    pub = method_config("published")
+    assert paper_lr(pub, "published", {}, True).first_order.lr == 2000.0
+    assert paper_lr(pub, "published", {"first_order.lr": 20.0}, True) is pub
+    assert paper_lr(method_config("adam"), "adam", {}, True).first_order.lr == method_config("adam").first_order.lr

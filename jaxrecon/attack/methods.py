@@ -115,6 +115,19 @@ SPLIT_FEATURES = 5.0
 SPLIT_STALL_PLATEAU = 8
 
 
+#: ``published``'s learning rate on images and networks (the paper's released code; 20 on synthetic data).
+PUBLISHED_IMAGE_LR = 2000.0
+
+
+def paper_lr(m: Method, name: str, options, images_or_network: bool) -> Method:
+    """``m`` (the method named ``name``, built with ``options`` by dotted name) at the paper's
+    learning rate for its data: ``published`` on images or a network runs at
+    :data:`PUBLISHED_IMAGE_LR`, unless ``first_order.lr`` was given."""
+    if name != "published" or not images_or_network or "first_order.lr" in options:
+        return m
+    return m.with_phase(dataclasses.replace(m.first_order, lr=PUBLISHED_IMAGE_LR))
+
+
 def published() -> Method:
     """The paper's recipe, kept exactly: ``x_hat ~ N(0, I)``, SGD (lr 20, momentum 0.9) on the
     kernel form, leaky ReLU derivative (slope 0.02) in the backward pass, stop at ``L <= 1e-7``.

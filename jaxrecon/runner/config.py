@@ -19,6 +19,7 @@ from ..features.random_features import PRECISIONS
 from ..models import MODELS, TRAIN_SUBSETS
 from ..attack import DEFAULT_METHOD, METHODS, method_config
 from ..attack.options import config_sections, from_sections
+from ..attack.methods import paper_lr
 from ..scale import Layout, choose_layout, parse_bytes
 
 #: ``d`` of synthetic data when none is given, and for the ResNet (3 x 32 x 32, the paper's input).
@@ -229,10 +230,7 @@ class ReconstructConfig(Config):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ValueError(f"{k.split('.')[-1]}: must be an int >= 0 (0: never), got {v!r}")
         m = method_config(a.method, **{k: v for k, v in opts.items() if k not in off})
-        if a.method == "published" and "first_order.lr" not in opts and (
-                self.data.name != "synthetic" or self.model.name != "rf"):
-            # the paper's released code: lr 20 on synthetic data, 2000 on images and networks
-            m = m.with_phase(dataclasses.replace(m.first_order, lr=PUBLISHED_IMAGE_LR))
+        m = paper_lr(m, a.method, opts, self.data.name != "synthetic" or self.model.name != "rf")
         if any(k.startswith("start.split.") for k in opts) and m.start.kind not in ("split", "auto"):
             given = ", ".join(sorted(k for k in opts if k.startswith("start.split.")))
             raise ValueError(f"{given}: only for the split start (adam-lm-split, auto, or --start split); "
@@ -246,10 +244,6 @@ class ReconstructConfig(Config):
                 split = dataclasses.replace(m.start.split, lm=dataclasses.replace(m.start.split.lm, stall_plateau=None))
                 m = dataclasses.replace(m, start=dataclasses.replace(m.start, split=split))
         return m
-
-
-#: ``published``'s learning rate on images and networks (the paper's released code; 20 on synthetic data).
-PUBLISHED_IMAGE_LR = 2000.0
 
 
 def default_d(data: str = "synthetic", model: str = "rf", image_size: Optional[int] = None) -> int:

@@ -68,8 +68,11 @@ def make_network_trial(point, resolved, mcfg) -> Callable:
     from ..features.network import NetworkFeatures
     from ..models.train import gd_to_tolerance, width_for_params
 
+    from ..attack.methods import paper_lr
+
     cfg = settings(resolved)
     model, classes, train = resolved.model.name, cfg["classes"], cfg["train"]
+    mcfg = paper_lr(mcfg, point.method, resolved.method_options(), True)  # published: the paper's lr on networks
     dtype = "float64" if resolved.x64 else "float32"
     width = width_for_params(point.p, model, classes)
     make = _network(model, point.d, width, classes, point.activation, jnp.dtype(dtype))
@@ -114,14 +117,3 @@ def host_losses(point, resolved, keys, out: dict) -> tuple[np.ndarray, np.ndarra
         target = Target(fmap, np.asarray(out["theta"][s]))
         f64[s], truth[s] = final_loss(target, out["x_hat"][s]), final_loss(target, out["x"][s])
     return f64, truth
-
-
-def total_params(point, resolved) -> int:
-    """Every trained and untrained parameter of the point's network."""
-    from ..models.train import width_for_params
-
-    cfg = settings(resolved)
-    width = width_for_params(point.p, resolved.model.name, cfg["classes"])
-    _, params = _network(resolved.model.name, point.d, width, cfg["classes"], point.activation,
-                         jnp.float32)(jax.random.key(0))
-    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))

@@ -50,7 +50,7 @@ from ..attack.degenerate import ON_LINE, DegenerateProblemWarning, rows_reason
 from ..attack.driver import seed_batching
 from ..scale import INT32_MAX, int32_overflow, physical_memory, step_bytes
 from .config import ResolvedSweep
-from .networks import head_p, host_losses, make_network_trial, total_params
+from .networks import head_p, host_losses, make_network_trial
 
 
 # Padding every p of a (d, n) curve to the curve's largest p lets one compiled program serve the
@@ -336,7 +336,9 @@ def run_point(point: GridPoint, resolved: ResolvedSweep, width: Optional[int] = 
     seconds = time.perf_counter() - t0
     if point.model != "rf":
         loss_f64, at_truth = host_losses(point, resolved, keys, out)
-        train_steps, params_total = np.asarray(out["train_steps"]), total_params(point, resolved)
+        # every parameter of the network: the sizes of one seed's trained leaves
+        params_total = sum(int(np.size(leaf[0])) for leaf in jax.tree_util.tree_leaves(out["params"]))
+        train_steps = np.asarray(out["train_steps"])
     else:
         loss_f64, at_truth = final_point_losses(point, resolved, keys, out["theta"], out["x_hat"], out["x"])
         train_steps, params_total = np.zeros(len(loss_f64), np.int64), point.p
