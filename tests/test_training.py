@@ -152,6 +152,58 @@ def test_resnet_init_matches_the_reference_formulas(size):
         assert abs(vals.mean()) < 4 * std[name] / math.sqrt(vals.size)
 
 
+@pytest.mark.parametrize("shape", [(2, 7, 7, 5, 4, 3, 1), (1, 9, 6, 3, 2, 3, 2), (3, 10, 10, 2, 3, 5, 0)])
+def test_resnet_convolution_as_a_matrix_product_is_the_convolution(shape):
+    n, h, w, cin, cout, k, pad = shape
+    from jaxrecon.models.resnet import conv3x3_matmul
+
+    k1, k2 = jax.random.split(jax.random.key(3))
+    lhs = jax.random.normal(k1, (n, h, w, cin), jnp.float64)
+    rhs = jax.random.normal(k2, (k, k, cin, cout), jnp.float64)
+    dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    padding = ((pad, pad), (pad, pad))
+    ref = jax.lax.conv_general_dilated(lhs, rhs, (1, 1), padding, dimension_numbers=dn)
+    got = conv3x3_matmul(lhs, rhs, (1, 1), padding, dimension_numbers=dn)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    # and its gradients (the attack differentiates through it, training through its kernel)
+    f = lambda conv: lambda a, b: jnp.sum(jnp.sin(conv(a, b, (1, 1), padding, dimension_numbers=dn)))
+    for g_ref, g in zip(jax.grad(f(jax.lax.conv_general_dilated), (0, 1))(lhs, rhs),
+                        jax.grad(f(conv3x3_matmul), (0, 1))(lhs, rhs)):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-10)
+    # a stride or a layout it does not handle goes to lax unchanged
+    np.testing.assert_allclose(conv3x3_matmul(lhs, rhs, (2, 2), padding, dimension_numbers=dn),
+                               jax.lax.conv_general_dilated(lhs, rhs, (2, 2), padding, dimension_numbers=dn))
+    # the model's blocks use it: the same embedding as with lax's convolution
+    model = ResNet(4, image_size=8, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    x = jax.random.normal(k1, (2, 192), jnp.float64)
+    e = model.embed(x)
+    for block in model.blocks:
+        assert block.conv1.conv_general_dilated is conv3x3_matmul
+        block.conv1.conv_general_dilated = block.conv2.conv_general_dilated = jax.lax.conv_general_dilated
+    np.testing.assert_allclose(model.embed(x), e, rtol=1e-12, atol=1e-12)
+
+
+def test_theta_is_the_summed_change_in_the_span_for_a_float32_head():
+    """theta is summed step by step (Trained.change), not params_after - params_before: in float32
+    the difference carries the rounding of the weights at every step; a linear head's change is
+    J^T of its summed output gradients, in the span to the rounding of one product."""
+    data = jr.synthetic(jax.random.key(0), 4, 48)
+    net = build_network_problem(jax.random.key(1), data, "two_layer", 400, train_subset="head",
+                                train_lr=2e-4, train_steps=4000, train_tol=0.0)
+    tr = net.train
+    assert int(tr.steps) == 4000
+    # zero change on the untrained layer; the head's change agrees with the difference to rounding
+    assert not np.any(np.asarray(tr.change["hidden"]["kernel"][...]))
+    fmap = net.target.fmap
+    apply, params0 = split_model(TwoLayer(48, 400, 1, rngs=nnx.Rngs(params=jax.random.key(1))))
+    diff = fmap.theta_of(params0, tr.params)
+    np.testing.assert_allclose(net.target.theta, diff, rtol=0, atol=1e-4 * float(jnp.abs(diff).max()))
+    summed = loss_at_truth(net.target, data.x)  # J^T of the summed output gradients (measured 2.6e-14)
+    rounded = loss_at_truth(Target(fmap, diff), data.x)  # measured 6.9e-10
+    assert summed <= 1e-12 and summed < rounded / 100, (summed, rounded)
+
+
 def test_resnet_images_are_standardised_per_channel():
     rng = np.random.default_rng(1)
     images = (rng.random((20, 8, 8, 3)) * np.array([0.2, 0.5, 1.0]) + np.array([0.0, 0.3, 0.0])).astype(np.float32)

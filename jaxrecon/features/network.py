@@ -159,6 +159,10 @@ class NetworkFeatures(FeatureMapBase):
         before = ravel_pytree(subset_leaves(params_before, self.mask))[0]
         return after - before
 
+    def theta_from(self, change) -> jax.Array:
+        """``theta`` from a pytree of parameter changes (all leaves): its subset, flattened."""
+        return ravel_pytree(subset_leaves(change, self.mask))[0]
+
     # -- internals ----------------------------------------------------------------------------
     def _check_x(self, x, name="x"):
         _validate.matrix(name, x, width=self.input_dim)

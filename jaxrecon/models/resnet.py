@@ -8,7 +8,10 @@
 * 4 basic residual blocks ``h ← relu(h + conv(relu(conv(h))))``, 3×3 convolutions, padding 1;
 * head: linear map of the flattened ``7 × 7 × width`` map to one output, so ``p = 49 · width``.
 
-No biases, no normalisation. Initialisation, the reference code's: stem ``N(0, 1/(C s^2))`` (the
+No biases, no normalisation. The 3×3 convolutions of the blocks are computed as one matrix product
+of the nine shifted copies of the map (:func:`conv3x3_matmul`, the same numbers as
+:func:`jax.lax.conv_general_dilated`): XLA:CPU runs it 3 to 5 times faster than its convolution, and
+inside compiled loops (the attack's chunks, GD to tolerance) where its convolution is slower still. Initialisation, the reference code's: stem ``N(0, 1/(C s^2))`` (the
 size of the input image, ``3 * 32 * 32`` for the paper's; not the kernel's fan-in ``(s - 4)^2 C``,
 which is 1.31 times smaller at ``s = 32`` and 4 times at ``s = 8``), blocks ``N(0, 1/(9 width))``,
 head ``N(0, 1/(49 width))`` (:data:`INIT_FAN_IN`). The reduced image size ``s`` (any ``s >= 8``)
@@ -38,6 +41,44 @@ INIT_FAN_IN = {"stem": lambda s, c, width: c * s * s, "block": lambda s, c, widt
                "head": lambda s, c, width: MAP_SIZE * MAP_SIZE * width}
 
 
+def conv3x3_matmul(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                   dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+    """A stride-1 convolution of ``NHWC`` maps with an ``HWIO`` kernel as one matrix product.
+
+    The signature of :func:`jax.lax.conv_general_dilated` (``nnx.Conv`` calls it so); other
+    strides, dilations, groups or layouts go to it unchanged. The input is padded, its ``kh * kw``
+    shifted copies are stacked on the channel axis (``(N*H'*W', kh*kw*C)``) and multiplied by the
+    kernel reshaped to ``(kh*kw*C, O)``: the numbers of the convolution (summed in another order).
+    """
+    kh, kw, cin, cout = rhs.shape
+    plain = (tuple(window_strides) == (1, 1) and all(d in (None, 1) or tuple(d) == (1, 1)
+                                                     for d in (lhs_dilation, rhs_dilation))
+             and feature_group_count == 1 and not isinstance(padding, str) and lhs.ndim == 4
+             and _nhwc(dimension_numbers, lhs.ndim) and lhs.shape[-1] == cin)
+    if not plain:
+        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                            dimension_numbers, feature_group_count, precision=precision,
+                                            **kwargs)
+    (top, bottom), (left, right) = padding
+    h = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    n, hp, wp, _ = h.shape
+    ho, wo = hp - kh + 1, wp - kw + 1
+    cols = jnp.concatenate([h[:, i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)], axis=-1)
+    out = jnp.dot(cols.reshape(n * ho * wo, kh * kw * cin), rhs.reshape(kh * kw * cin, cout),
+                  precision=precision)
+    return out.reshape(n, ho, wo, cout)
+
+
+def _nhwc(dimension_numbers, ndim) -> bool:
+    """Whether ``dimension_numbers`` say ``NHWC`` inputs and outputs and an ``HWIO`` kernel."""
+    if dimension_numbers is None:
+        return False
+    dn = jax.lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers) \
+        if not isinstance(dimension_numbers, jax.lax.ConvDimensionNumbers) else dimension_numbers
+    return (tuple(dn.lhs_spec) == (0, 3, 1, 2) and tuple(dn.rhs_spec) == (3, 2, 0, 1)
+            and tuple(dn.out_spec) == (0, 3, 1, 2))
+
+
 def _normal(fan_in):
     return nnx.initializers.normal(1 / math.sqrt(fan_in))
 
@@ -61,7 +102,7 @@ class Block(nnx.Module):
     def __init__(self, width: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
         conv = lambda: nnx.Conv(width, width, (3, 3), padding=1, use_bias=False,
                                 kernel_init=_normal(INIT_FAN_IN["block"](0, 0, width)), param_dtype=param_dtype,
-                                rngs=rngs)
+                                conv_general_dilated=conv3x3_matmul, rngs=rngs)
         self.conv1, self.conv2 = conv(), conv()
 
     def __call__(self, h):

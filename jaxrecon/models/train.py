@@ -108,11 +108,11 @@ def train(apply: Callable, params, x: jax.Array, targets: jax.Array, *, steps: i
     else:
         lr = _validate.positive_float("lr", lr)
     opt = getattr(optax, optimizer)(learning_rate=lr)
-    sub0, full, value_and_grad = _gd_parts(apply, params, x, targets, mask)
+    sub0, full, value_and_grad, _ = _gd_parts(apply, params, x, targets, mask)
 
     def step(carry, _):
         sub, state = carry
-        value, grad = value_and_grad(sub)
+        value, grad, _ = value_and_grad(sub)
         updates, state = opt.update(grad, state, sub)
         return (optax.apply_updates(sub, updates), state), value
 
@@ -147,6 +147,13 @@ class Trained(NamedTuple):
     lr: jax.Array  # the learning rate used
     initial_loss: jax.Array  # training MSE at initialisation
     converged: Any  # whether the MSE reached the tolerance (a boolean array under jit)
+    #: the change of every trained parameter, summed step by step (zeros where untrained):
+    #: ``theta`` is read from it, not from ``params - params_before``, whose float32 rounding (of
+    #: the parameters' size, not of the change's, at every step) put a head-only ResNet's ``theta``
+    #: off its span by ``loss_at_truth`` 4e-7 (3x8x8, width 392, 9318 steps). A linear head sums
+    #: the output gradients and returns ``J^T`` of the sum (:func:`_gd_parts`): ``loss_at_truth``
+    #: 1e-14 there; all layers sum the parameter gradients.
+    change: Any = None
 
 
 def _gd_inputs(params, x, targets, subset):
@@ -178,36 +185,73 @@ def _merged(params, mask, sub):
     return jax.tree_util.tree_unflatten(treedef, [next(it) if m else l for l, m in zip(leaves, mask)])
 
 
-def _gd_parts(apply, params, x, targets, mask, linear=False):
-    """``(sub0, full, value_and_grad)`` of the MSE over the leaves ``mask`` selects.
+class _Parts(NamedTuple):
+    """What GD on the MSE over the leaves a mask selects needs (:func:`_gd_parts`)."""
+
+    sub0: list  # the selected leaves at the start
+    full: Callable  # sub -> the full parameter pytree
+    value_and_grad: Callable  # sub -> (MSE, its gradient, the part of the step that is summed)
+    tally: Callable  # the summed part -> the change of sub
+
+
+def _gd_parts(apply, params, x, targets, mask, linear=False) -> _Parts:
+    """GD's parts for the MSE over the leaves ``mask`` selects.
 
     ``linear``: the model is affine in the subset (a linear head), so the network is linearised
     once (:func:`jax.linearize`: its activations kept) and each step costs the head's products
-    only; the same function, not an approximation."""
+    only; the same function, not an approximation. The summed part of a step is then the MSE's
+    gradient with respect to the outputs (``n x k`` numbers), and the change of the subset is
+    ``J^T`` of their sum: ``theta`` in the span of the training features to the rounding of one
+    product, whatever the number of steps. Otherwise the gradient itself is summed (``None`` in
+    the carry)."""
     sub0 = [l for l, m in zip(jax.tree_util.tree_leaves(params), mask) if m]
     full = lambda sub: _merged(params, mask, sub)
-    out = lambda sub: apply(full(sub), x).reshape(targets.shape)
-    if linear:
-        out0, lin = jax.linearize(out, sub0)
-        out = lambda sub: out0 + lin(jax.tree_util.tree_map(jnp.subtract, sub, sub0))
-    value_and_grad = jax.value_and_grad(lambda sub: jnp.mean((out(sub) - targets) ** 2))
-    return sub0, full, value_and_grad
+    if not linear:
+        out = lambda sub: apply(full(sub), x).reshape(targets.shape)
+        vg = jax.value_and_grad(lambda sub: jnp.mean((out(sub) - targets) ** 2))
+        return _Parts(sub0, full, lambda sub: (*vg(sub), None), lambda moved: moved)
+    out0, lin = jax.linearize(lambda sub: apply(full(sub), x).reshape(targets.shape), sub0)
+    lin_t = jax.linear_transpose(lin, sub0)
+
+    def value_and_grad(sub):
+        err = out0 + lin(jax.tree_util.tree_map(jnp.subtract, sub, sub0)) - targets
+        g_out = 2 * err / err.size
+        return jnp.mean(err ** 2), lin_t(g_out)[0], g_out
+
+    return _Parts(sub0, full, value_and_grad, lambda moved: lin_t(moved)[0])
+
+
+def _gd_step(value_and_grad, lr, carry):
+    """One GD update of ``carry = (sub, loss, grad, summed, step, moved)``: ``sub`` takes
+    ``-lr * grad`` and ``moved`` ``-lr * summed`` (``-lr * grad`` when ``summed`` is ``None``);
+    then the loss, gradient and summed part at the new ``sub``."""
+    sub, _, grad, summed, step, moved = carry
+    sub = jax.tree_util.tree_map(lambda s, g: s - lr * g, sub, grad)
+    moved = jax.tree_util.tree_map(lambda m, g: m - lr * g, moved, grad if summed is None else summed)
+    return (sub, *value_and_grad(sub), step + 1, moved)
+
+
+def _gd_start(value_and_grad, sub0):
+    """The carry before the first update (:func:`_gd_step`)."""
+    loss, grad, summed = value_and_grad(sub0)
+    moved = jax.tree_util.tree_map(jnp.zeros_like, sub0 if summed is None else summed)
+    return (sub0, loss, grad, summed, jnp.int32(0), moved)
 
 
 def _gd_advance(value_and_grad, lr, tol, carry, until):
-    """GD steps from ``carry = (sub, loss, grad, step)`` (``loss``, ``grad`` at ``sub``) while
-    ``step < until`` and ``tol < loss < inf``: one forward and one backward pass per step."""
+    """GD steps (:func:`_gd_step`) while ``step < until`` and ``tol < loss < inf``: one forward and
+    one backward pass per step."""
     def cond(c):
-        _, loss, _, step = c
-        return (step < until) & (loss > tol) & jnp.isfinite(loss)
+        return (c[4] < until) & (c[1] > tol) & jnp.isfinite(c[1])
 
-    def body(c):
-        sub, _, grad, step = c
-        sub = jax.tree_util.tree_map(lambda s, g: s - lr * g, sub, grad)
-        loss, grad = value_and_grad(sub)
-        return sub, loss, grad, step + 1
+    return jax.lax.while_loop(cond, functools.partial(_gd_step, value_and_grad, lr), carry)
 
-    return jax.lax.while_loop(cond, body, carry)
+
+def _trained(params, mask, carry, change, lr, loss0, converged) -> "Trained":
+    """:class:`Trained` from a final carry and the subset's ``change`` (zero on the other leaves)."""
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return Trained(_merged(params, mask, carry[0]), carry[1], carry[4], lr, loss0, converged,
+                   _merged(zeros, mask, change))
 
 
 def gd_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array, *, tol: float = DEFAULT_TOL,
@@ -223,11 +267,12 @@ def gd_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array, *
     max_steps = _validate.positive_int("max_steps", max_steps)
     x, targets, mask = _gd_inputs(params, x, targets, subset)
     lr = _gd_lr(apply, params, x, targets, mask, lr)
-    sub0, full, vg = _gd_parts(apply, params, x, targets, mask, linear)
-    loss0, grad0 = vg(sub0)
+    parts = _gd_parts(apply, params, x, targets, mask, linear)
+    carry = _gd_start(parts.value_and_grad, parts.sub0)
+    loss0 = carry[1]
     tol = jnp.asarray(tol, loss0.dtype)
-    sub, loss, _, step = _gd_advance(vg, lr, tol, (sub0, loss0, grad0, jnp.int32(0)), max_steps)
-    return Trained(full(sub), loss, step, lr, loss0, loss <= tol)
+    carry = _gd_advance(parts.value_and_grad, lr, tol, carry, max_steps)
+    return _trained(params, mask, carry, parts.tally(carry[5]), lr, loss0, carry[1] <= tol)
 
 
 def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array, *, tol: float = DEFAULT_TOL,
@@ -261,27 +306,24 @@ def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array
 
     @jax.jit
     def start(p, xx, t):
-        sub0, _, vg = _gd_parts(apply, p, xx, t, mask, linear)
-        return (sub0, *vg(sub0), jnp.int32(0))
+        parts = _gd_parts(apply, p, xx, t, mask, linear)
+        return _gd_start(parts.value_and_grad, parts.sub0)
 
     @jax.jit
     def loop(p, xx, t, lr, c, until):
-        _, _, vg = _gd_parts(apply, p, xx, t, mask, linear)
+        vg = _gd_parts(apply, p, xx, t, mask, linear).value_and_grad
         return _gd_advance(vg, lr, jnp.asarray(tol, c[1].dtype), c, until)
 
     @functools.partial(jax.jit, donate_argnums=4)
     def one(p, xx, t, lr, c):
-        _, _, vg = _gd_parts(apply, p, xx, t, mask, linear)
-        sub, loss, grad, step = c
-        running = (loss > tol) & jnp.isfinite(loss)  # straight-line code: no loop, no cond
-        new = jax.tree_util.tree_map(lambda s, g: s - lr * g, sub, grad)
-        new = (new, *vg(new), step + 1)
-        return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), new, c)
+        vg = _gd_parts(apply, p, xx, t, mask, linear).value_and_grad
+        running = (c[1] > tol) & jnp.isfinite(c[1])  # straight-line code: no loop, no cond
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(running, a, b), _gd_step(vg, lr, c), c)
 
     def advance(p, xx, t, lr, c, until):
         if not host_steps:
             return loop(p, xx, t, lr, c, until)
-        for _ in range(int(until) - int(c[3])):
+        for _ in range(int(until) - int(c[4])):
             c = one(p, xx, t, lr, c)
         return c
 
@@ -302,13 +344,15 @@ def train_to_tolerance(apply: Callable, params, x: jax.Array, targets: jax.Array
             size = min(sizer.next(), max_steps - step)
             t = time.perf_counter()
             carry = advance(params, x, targets, lr, carry, jnp.int32(step + size))
-            done = int(carry[3])
+            done = int(carry[4])
             sizer.timed(max(1, done - step), time.perf_counter() - t, frozenset({0}))
             step = done
         show(step, float(carry[1]))
     finally:
         shown.close()
-    return Trained(_merged(params, mask, carry[0]), carry[1], carry[3], lr, loss0, bool(float(carry[1]) <= tol))
+    tally = jax.jit(lambda p, xx, t, moved: _gd_parts(apply, p, xx, t, mask, linear).tally(moved))
+    return _trained(params, mask, carry, tally(params, x, targets, carry[5]), lr, loss0,
+                    bool(float(carry[1]) <= tol))
 
 
 # -- networks for the attack: sizes, models, targets ----------------------------------------------
@@ -446,7 +490,7 @@ def build_network_problem(key, data, model: str, width: int, *, classes: int = 1
                                 subset=train_subset, linear=head, host_steps=model == "resnet" and not head,
                                 progress=progress, desc=f"train {name} ({what})")
     fmap = NetworkFeatures(apply, result.params, x.shape[1], targets.shape[1], "head")
-    target = Target(fmap, fmap.theta_of(params0, result.params))
+    target = Target(fmap, fmap.theta_from(result.change))
     desc = (f"{name}(width={width}, k={targets.shape[1]}, train={train_subset}, "
             f"steps={int(result.steps)}, lr={float(result.lr):.3g}) head p={fmap.p}")
     return NetworkProblem(target, result, desc, AUTO_LR_RULE if train_lr is None else "given")

@@ -86,7 +86,7 @@ def make_network_trial(point, resolved, mcfg) -> Callable:
         tr = gd_to_tolerance(apply, params0, data.x, targets, tol=cfg["train_tol"], max_steps=cfg["train_steps"],
                              lr=cfg["train_lr"], subset=train, linear=train == "head")
         fmap = NetworkFeatures(apply, tr.params, point.d, classes, "head")
-        theta = fmap.theta_of(params0, tr.params)
+        theta = fmap.theta_from(tr.change)  # summed steps: no rounding of after - before
         at_truth = projector_loss(fmap, theta, data.x, None, "residual")
         floor = jnp.maximum(at_truth, 0.0) if train == "all" else None  # all layers: off the span
         res = reconstruct(Target(fmap, theta, floor), k_attack, point.n, method=mcfg, steps=steps)
