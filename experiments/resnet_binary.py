@@ -24,8 +24,9 @@ Quick (CPU, minutes on 2 cores)::
 
 The same classes at 8x8 (``d = 192``: CIFAR-10 resized when present, else ``photos16`` resized),
 ``n = 10``, ``p = 2 d n`` (width 78), the default learning rate (``0.1 / lambda_max``: the
-paper's ``1e-5`` is for its widths), one attack seed of 2000 Adam steps (about 0.1 s each; the
-default method's second-order phase through the ResNet is not yet fast enough on a CPU). Measured
+paper's ``1e-5`` is for its widths), one attack seed of 2000 Adam steps (about 0.1 s each; near the
+threshold the default method runs a population of LM seeds, each LM step about 30 gradients through
+the ResNet: too slow on a CPU, see ``benchmarks/RESULTS.md``, "The ResNet"). Measured
 on the loaded 2-core CPU: training 8230 GD steps in 136 s, ``loss_at_truth`` 6.4e-3.
 
 The configuration is :func:`get_config`; the same quick run from the command line::

@@ -30,7 +30,7 @@ For a single training point the score is maximal exactly at it (Cauchy-Schwarz, 
 homogeneous), and near convergence the residual points at the rows still missing (the reason the
 row-redraw stall action uses the same score). With many rows the linear part of the kernel
 favours mixtures ``sum_j alpha_j x_j`` early on, so the start is a good n-term approximation of
-``theta`` rather than the training set: whether it pays is measured (``benchmarks/RESULTS.md``, "Starts, processes, compilation").
+``theta`` rather than the training set: whether it pays is measured (``benchmarks/HISTORY.md``, "Starts, processes, compilation").
 
 Cost: ``n (candidates + 2 refine_steps + 2 n)`` feature rows of products with ``V``, i.e. about
 ``candidates / 2 + refine_steps + n`` first-order steps' worth of passes over ``V``.
