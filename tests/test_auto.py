@@ -9,7 +9,8 @@ import pytest
 
 import jaxrecon as jr
 from jaxrecon.attack import Status, make_solver, method_config
-from jaxrecon.attack.auto import (ESCALATE, NEAR_THRESHOLD, choice, may_split, method_run, reason, resolve)
+from jaxrecon.attack.auto import (ESCALATE, NEAR_THRESHOLD, NETWORK_KEEPS, SPLIT_TUNED, choice, may_split, method_run,
+                                  reason, resolve)
 from jaxrecon.attack.loop import _on_stall, attack_target, init_state
 from jaxrecon.attack.methods import adam_lm, adam_lm_split, auto, global_
 from jaxrecon.attack.state import Phase
@@ -67,6 +68,15 @@ def test_networks_take_the_random_start():
     assert fmap.p >= NEAR_THRESHOLD * d * n
     assert choice(fmap, n) == "adam-lm"
     assert choice(fmap, 10) == "global"
+    # on a network map the split start's LM plateau stall and precision window stay (NETWORK_KEEPS);
+    # the rest of its tuning reverts, and a user's value wins
+    m = resolve(method_config("auto"), fmap, n)
+    split, plain = adam_lm_split(), adam_lm()
+    assert m.start.kind == "random" and m.lm.stall_plateau == split.lm.stall_plateau != plain.lm.stall_plateau
+    assert m.stop.precision_window == split.stop.precision_window != plain.stop.precision_window
+    assert m.first_order.switch_plateau == plain.first_order.switch_plateau
+    assert resolve(method_config("auto", stall_plateau=20), fmap, n).lm.stall_plateau == 20
+    assert set(NETWORK_KEEPS) <= set(SPLIT_TUNED)
 
 
 def test_resolve_keeps_user_options_and_reverts_split_tuning():

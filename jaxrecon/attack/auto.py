@@ -20,7 +20,9 @@ iterate seen survives (the precision stop's watch), and a seed at the float floo
 (the precision stop, :data:`~jaxrecon.attack.methods.PRECISION_TOL`). The options the user set on
 ``auto`` (``cg_iters=40`` ...) carry over to what runs; the options ``adam-lm-split`` tunes for its
 split start (:data:`SPLIT_TUNED`) fall back to ``adam-lm``'s values when the random start runs,
-unless the user set them.
+unless the user set them, except on network maps (:data:`NETWORK_KEEPS`): there each LM step costs
+about 30 passes through the network, and the split start's LM plateau stall and shorter precision
+window stay.
 
 Results record both: ``method`` (what was asked, ``auto``) and ``method_run`` (:func:`choice`).
 """
@@ -45,6 +47,14 @@ SPLIT_MIN_ENTRIES = 4_000_000
 ESCALATE = 3
 
 AUTO = "auto"
+#: The options of :data:`SPLIT_TUNED` that keep ``adam-lm-split``'s values on a network map
+#: (:class:`~jaxrecon.features.network.NetworkFeatures`), where each LM step costs about 30 passes
+#: through the network: an LM phase stalls after 8 steps without a 1 % fall instead of waiting out
+#: its 40 steps, and a seed at the float floor stops after 4 steps without halving instead of 8.
+#: Measured on the head-only 3x8x8 ResNet at ``n = 10``, ``p = 10 dn`` (``benchmarks/RESULTS.md``,
+#: "The ResNet"): the same trajectory and result (exact, error 1.1e-6), LM steps 36 -> 14, the
+#: attack 542 s (machine shared) -> 306 s (idle).
+NETWORK_KEEPS = ("stop.precision_window", "lm.stall_plateau")
 
 
 def split_applies(fmap) -> bool:
@@ -58,6 +68,13 @@ def split_applies(fmap) -> bool:
     except (ValueError, TypeError, AttributeError):
         return False
     return True
+
+
+def _network(fmap) -> bool:
+    """Whether ``fmap`` is a network's Jacobian map (its steps cost passes through the network)."""
+    from ..features.network import NetworkFeatures
+
+    return isinstance(fmap, NetworkFeatures)
 
 
 def near_threshold(fmap, n: int) -> bool:
@@ -108,8 +125,9 @@ def resolve(method: Method, fmap, n: int) -> Method:
         return dataclasses.replace(method, start=dataclasses.replace(method.start, kind="split"))
     m = dataclasses.replace(method, start=dataclasses.replace(method.start, kind="random"))
     split, plain = adam_lm_split(), adam_lm()
+    keep = NETWORK_KEEPS if _network(fmap) else ()
     for name in SPLIT_TUNED:
-        if get(m, name) == get(split, name):  # not set by the user: the random start's value
+        if get(m, name) == get(split, name) and name not in keep:  # not set by the user
             m = _apply(m, name, get(plain, name))
     if which == "global" and m.population is None:
         m = dataclasses.replace(m, population=global_().population)
