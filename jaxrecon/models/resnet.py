@@ -10,11 +10,14 @@
 
 No biases, no normalisation. The 3×3 convolutions of the blocks are computed as one matrix product
 of the nine shifted copies of the map (:func:`conv3x3_matmul`, the same numbers as
-:func:`jax.lax.conv_general_dilated`): XLA:CPU runs it 3 to 5 times faster than its convolution, and
-inside compiled loops (the attack's chunks, GD to tolerance) where its convolution is slower still. Initialisation, the reference code's: stem ``N(0, 1/(C s^2))`` (the
-size of the input image, ``3 * 32 * 32`` for the paper's; not the kernel's fan-in ``(s - 4)^2 C``,
-which is 1.31 times smaller at ``s = 32`` and 4 times at ``s = 8``), blocks ``N(0, 1/(9 width))``,
-head ``N(0, 1/(49 width))`` (:data:`INIT_FAN_IN`). The reduced image size ``s`` (any ``s >= 8``)
+:func:`jax.lax.conv_general_dilated`): XLA:CPU runs it 3 to 5 times faster than its convolution,
+inside compiled loops (the attack's chunks, GD to tolerance) too, where its convolution is slower
+still.
+
+Initialisation, the reference code's: stem ``N(0, 1/(C s^2))`` (the size of the input image,
+``3 * 32 * 32`` for the paper's; not the kernel's fan-in ``(s - 4)^2 C``, which is 1.31 times
+smaller at ``s = 32`` and 4 times at ``s = 8``), blocks ``N(0, 1/(9 width))``, head
+``N(0, 1/(49 width))`` (:data:`INIT_FAN_IN`). The reduced image size ``s`` (any ``s >= 8``)
 exists for CPU-sized runs; the paper's model is ``s = 32``.
 
 Inputs, as :mod:`jaxrecon.runner` gives them: images standardised per colour channel (the
