@@ -40,14 +40,14 @@ Writes ``summary.json``, ``arrays.npz`` and ``recon.png`` into ``--out`` (defaul
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from jaxrecon.attack import DEFAULT_METHOD
-from jaxrecon.runner import ReconstructConfig, run_reconstruction
+from jaxrecon.runner import ReconstructConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _network_run  # noqa: E402
 from fig1_cifar import has_dataset  # noqa: E402
 
 #: The paper's run (its ResNet script and launch file; p = 10 d n head parameters).
@@ -77,33 +77,17 @@ def choose_data(data_dir=None, quick: bool = False, log=print) -> dict:
 
 
 def arguments(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a CPU-sized run (minutes)")
-    ap.add_argument("--data-dir", default=None, help="directory holding CIFAR-10 (default: $JAXRECON_DATA)")
-    ap.add_argument("--n", type=int, default=None)
-    ap.add_argument("--p-over-dn", type=float, default=None, help="head parameters p = 49*width as a multiple of d*n")
-    ap.add_argument("--train", default=None, choices=["all", "head"])
-    ap.add_argument("--seeds", type=int, default=None)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--method", default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args(argv)
-    if args.out is None:
-        args.out = os.path.join("benchmarks", "results", f"resnet_binary_{'quick' if args.quick else 'full'}")
-    return args
+    return _network_run.arguments(argv, __doc__, 'resnet_binary', 'head parameters p = 49*width as a multiple of d*n')
 
 
 def config_of(args, log=print) -> ReconstructConfig:
     """The run the flags ask for (the data chosen as :func:`choose_data` says)."""
-    given = {k: getattr(args, k) for k in ("n", "p_over_dn", "train", "seeds", "steps", "method")
-             if getattr(args, k) is not None}
-    return get_config(args.quick, seed=args.seed, **choose_data(args.data_dir, args.quick, log), **given)
+    return _network_run.config_of(args, get_config, choose_data, log)
 
 
 def main(argv=None):
     args = arguments(argv)
-    run_reconstruction(config_of(args), out=args.out, progress=True)
+    _network_run.run(args, config_of(args))
 
 
 if __name__ == "__main__":
