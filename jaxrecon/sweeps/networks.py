@@ -66,9 +66,8 @@ def make_network_trial(point, resolved, mcfg) -> Callable:
     in-program ``at_truth``)."""
     from ..attack import reconstruct
     from ..features.network import NetworkFeatures
-    from ..models.train import gd_to_tolerance, width_for_params
-
     from ..attack.methods import paper_lr
+    from ..models.train import gd_to_tolerance, width_for_params
 
     cfg = settings(resolved)
     model, classes, train = resolved.model.name, cfg["classes"], cfg["train"]
